@@ -1,0 +1,1 @@
+"""multiworld.agents: per-agent actors and policies (source in top-level agents/)."""

@@ -1,0 +1,1 @@
+"""multiworld.state: the Zarr world-state store (source in top-level state/)."""
