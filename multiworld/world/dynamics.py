@@ -1,0 +1,211 @@
+"""Exact simultaneous dynamics of the arena, vectorized over worlds and agents.
+
+Every agent's action applies at once. Conflicts are settled by symmetric rules that never
+look at an agent's index, so permuting the agents permutes the outcome and nothing else:
+- two agents whose moves would make them overlap both stay where they were;
+- two pushes of the same box, or of two boxes into the same cell, are all cancelled;
+- an item within reach of two agents at exactly the same distance stays where it is.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+from multiworld.world.arena import ArenaConfig
+from multiworld.world.state import FLOOR, NUM_ACTIONS, Action, WorldState
+
+# Cardinal directions as (d_row, d_col) for heading quadrants 0 (east), 1 (south), 2 (west), 3 (north).
+_CARDINAL = np.array([[0, 1], [1, 0], [0, -1], [-1, 0]], np.int16)
+
+
+@dataclasses.dataclass
+class StepEvents:
+    """What happened during one step, per world and agent (-1 where nothing happened).
+
+    pushed:    (B, N)    int16 index of the box the agent pushed
+    push_from: (B, N, 2) int16 the box's cell before the push
+    push_to:   (B, N, 2) int16 the box's cell after the push
+    picked:    (B, N)    int16 index of the item the agent picked up
+    """
+
+    pushed: np.ndarray
+    push_from: np.ndarray
+    push_to: np.ndarray
+    picked: np.ndarray
+
+    def as_dicts(self, world: int, agent_names: list[str]) -> list[dict]:
+        """The events of one world as small JSON/msgpack-friendly dicts."""
+        out = []
+        for n, name in enumerate(agent_names):
+            if self.pushed[world, n] >= 0:
+                out.append(
+                    {
+                        "type": "push",
+                        "agent": name,
+                        "box": int(self.pushed[world, n]),
+                        "from": self.push_from[world, n].tolist(),
+                        "to": self.push_to[world, n].tolist(),
+                    }
+                )
+            if self.picked[world, n] >= 0:
+                out.append({"type": "pickup", "agent": name, "item": int(self.picked[world, n])})
+        return out
+
+
+def validate_actions(actions: np.ndarray, num_worlds: int, num_agents: int) -> np.ndarray:
+    """Check shape, dtype and range; return the actions as int64 (B, N). Raises ValueError."""
+    a = np.asarray(actions)
+    if a.shape != (num_worlds, num_agents):
+        raise ValueError(f"actions must have shape {(num_worlds, num_agents)}, got {a.shape}")
+    if a.dtype == np.bool_ or not np.issubdtype(a.dtype, np.integer):
+        raise ValueError(f"actions must be integers in [0, {NUM_ACTIONS}), got dtype {a.dtype}")
+    if a.size and (a.min() < 0 or a.max() >= NUM_ACTIONS):
+        bad = a[(a < 0) | (a >= NUM_ACTIONS)][0]
+        raise ValueError(f"action {int(bad)} out of range: actions must be in [0, {NUM_ACTIONS})")
+    return a.astype(np.int64)
+
+
+def step(state: WorldState, actions: np.ndarray, cfg: ArenaConfig) -> tuple[WorldState, StepEvents]:
+    """Advance every world by one step of joint actions ``(B, N)``; ``state`` is not modified."""
+    a = validate_actions(actions, state.num_worlds, state.num_agents)
+    new = state.copy()
+    _move_agents(new, a, cfg)
+    events = _push_boxes(new, a, cfg)
+    events.picked = _pick_items(new, cfg)
+    new.step += 1
+    return new, events
+
+
+def solid_cells(state: WorldState) -> np.ndarray:
+    """(B, S, S) bool: cells an agent cannot enter (walls and boxes)."""
+    solid = state.walls != FLOOR
+    b = np.repeat(np.arange(state.num_worlds), state.boxes.shape[1])
+    solid[b, state.boxes[..., 0].ravel(), state.boxes[..., 1].ravel()] = True
+    return solid
+
+
+def _square_free(solid: np.ndarray, xy: np.ndarray, r: float) -> np.ndarray:
+    """(B, N) bool: the agent's bounding square at ``xy (B, N, 2)`` touches no solid cell."""
+    b = np.arange(solid.shape[0])[:, None]
+    s = solid.shape[1]
+    free = np.ones(xy.shape[:2], bool)
+    for dx in (-r, r):
+        for dy in (-r, r):
+            col = np.clip(np.floor(xy[..., 0] + dx).astype(np.int64), 0, s - 1)
+            row = np.clip(np.floor(xy[..., 1] + dy).astype(np.int64), 0, s - 1)
+            free &= ~solid[b, row, col]
+    return free
+
+
+def _move_agents(state: WorldState, a: np.ndarray, cfg: ArenaConfig) -> None:
+    poses = state.poses.astype(np.float64)
+    heading = poses[..., 2]
+    turn = (a == Action.TURN_RIGHT).astype(np.float64) - (a == Action.TURN_LEFT)
+    heading = np.mod(heading + turn * np.deg2rad(cfg.turn_degrees) + np.pi, 2 * np.pi) - np.pi
+    fwd = (a == Action.FORWARD).astype(np.float64) - (a == Action.BACK)
+    side = (a == Action.STRAFE_RIGHT).astype(np.float64) - (a == Action.STRAFE_LEFT)
+    cos, sin = np.cos(heading), np.sin(heading)
+    # Forward is (cos, sin); right is (-sin, cos) because y points south.
+    delta = cfg.move_speed * np.stack([fwd * cos - side * sin, fwd * sin + side * cos], axis=-1)
+
+    old = poses[..., :2]
+    solid = solid_cells(state)
+    r = cfg.agent_radius
+    # Against walls and boxes each agent is on its own: try the full move, then slide along x or y.
+    target = old.copy()
+    for mask in (np.array([1.0, 1.0]), np.array([1.0, 0.0]), np.array([0.0, 1.0])):
+        cand = old + delta * mask
+        ok = _square_free(solid, cand, r) & np.all(target == old, axis=-1) & np.any(delta * mask != 0, axis=-1)
+        target = np.where(ok[..., None], cand, target)
+
+    # Against each other: agents whose targets would overlap stay put; repeat until stable.
+    # Start positions never overlap, so this converges in at most N rounds.
+    n = state.num_agents
+    off_diag = ~np.eye(n, dtype=bool)
+    for _ in range(n):
+        diff = np.abs(target[:, :, None, :] - target[:, None, :, :])
+        clash = np.all(diff < 2 * r, axis=-1) & off_diag
+        moved = np.any(target != old, axis=-1)
+        revert = np.any(clash, axis=2) & moved
+        if not revert.any():
+            break
+        target = np.where(revert[..., None], old, target)
+
+    state.poses = np.concatenate([target, heading[..., None]], axis=-1).astype(np.float32)
+
+
+def _heading_quadrant(heading: np.ndarray) -> np.ndarray:
+    return np.mod(np.round(heading / (np.pi / 2)).astype(np.int64), 4)
+
+
+def _agent_cells(poses: np.ndarray) -> np.ndarray:
+    """(B, N, 2) int (row, col) of each agent's centre."""
+    return np.stack([np.floor(poses[..., 1]), np.floor(poses[..., 0])], axis=-1).astype(np.int64)
+
+
+def _push_boxes(state: WorldState, a: np.ndarray, cfg: ArenaConfig) -> StepEvents:
+    bsz, n = a.shape
+    m = state.boxes.shape[1]
+    pushed = np.full((bsz, n), -1, np.int16)
+    push_from = np.full((bsz, n, 2), -1, np.int16)
+    push_to = np.full((bsz, n, 2), -1, np.int16)
+    events = StepEvents(pushed, push_from, push_to, np.full((bsz, n), -1, np.int16))
+    if m == 0 or not (a == Action.INTERACT).any():
+        return events
+
+    direction = _CARDINAL[_heading_quadrant(state.poses[..., 2])]  # (B, N, 2)
+    front = _agent_cells(state.poses) + direction
+    hit = np.all(state.boxes[:, None, :, :] == front[:, :, None, :], axis=-1)  # (B, N, M)
+    wants = (a == Action.INTERACT) & hit.any(axis=-1)
+    box = np.argmax(hit, axis=-1)  # (B, N), valid where wants
+    dest = front + direction
+    s = state.size
+    dest_c = np.clip(dest, 0, s - 1)
+    bidx = np.arange(bsz)[:, None]
+
+    open_floor = state.walls[bidx, dest_c[..., 0], dest_c[..., 1]] == FLOOR
+    box_there = np.any(np.all(state.boxes[:, None, :, :] == dest[:, :, None, :], axis=-1), axis=-1)
+    item_cells = np.where(state.items_alive[..., None], state.items, -1)
+    item_there = np.any(np.all(item_cells[:, None, :, :] == dest[:, :, None, :], axis=-1), axis=-1)
+    # Any agent's square overlapping the destination cell blocks it.
+    r = cfg.agent_radius
+    lo, hi = state.poses[..., :2] - r, state.poses[..., :2] + r  # (B, N, 2) as (x, y)
+    cell_x, cell_y = dest[..., 1][:, :, None], dest[..., 0][:, :, None]  # (B, N, 1)
+    overlap = (
+        (lo[:, None, :, 0] < cell_x + 1)
+        & (hi[:, None, :, 0] > cell_x)
+        & (lo[:, None, :, 1] < cell_y + 1)
+        & (hi[:, None, :, 1] > cell_y)
+    )
+    ok = wants & open_floor & ~box_there & ~item_there & ~overlap.any(axis=-1)
+
+    off_diag = ~np.eye(n, dtype=bool)
+    same_box = (box[:, :, None] == box[:, None, :]) & wants[:, :, None] & wants[:, None, :] & off_diag
+    same_dest = np.all(dest[:, :, None] == dest[:, None, :], axis=-1) & ok[:, :, None] & ok[:, None, :] & off_diag
+    ok &= ~same_box.any(axis=-1) & ~same_dest.any(axis=-1)
+
+    wb, wn = np.nonzero(ok)
+    pushed[wb, wn] = box[wb, wn]
+    push_from[wb, wn] = state.boxes[wb, box[wb, wn]]
+    push_to[wb, wn] = dest[wb, wn]
+    state.boxes[wb, box[wb, wn]] = dest[wb, wn]
+    return events
+
+
+def _pick_items(state: WorldState, cfg: ArenaConfig) -> np.ndarray:
+    bsz, n = state.poses.shape[:2]
+    picked = np.full((bsz, n), -1, np.int16)
+    if state.items.shape[1] == 0:
+        return picked
+    centres = state.items[..., ::-1].astype(np.float32) + 0.5  # (B, K, 2) as (x, y)
+    dist = np.linalg.norm(state.poses[:, :, None, :2] - centres[:, None], axis=-1)  # (B, N, K)
+    reach = (dist < cfg.pickup_radius) & state.items_alive[:, None, :]
+    d = np.where(reach, dist, np.inf)
+    nearest = d == d.min(axis=1, keepdims=True)
+    winner = reach & nearest & (np.sum(reach & nearest, axis=1, keepdims=True) == 1)  # (B, N, K)
+    wb, wn, wk = np.nonzero(winner)
+    picked[wb, wn] = wk  # an agent reaches at most one item: items sit a cell apart
+    state.items_alive[wb, wk] = False
+    return picked

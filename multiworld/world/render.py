@@ -1,0 +1,287 @@
+"""First-person raycasting, vectorized over worlds x agents x columns in torch.
+
+Walls (and boxes, drawn as solid cubes) come from intersecting every ray with every grid
+line at once, with no per-step loop; items and other agents are billboard sprites whose
+pixels are depth-tested against the walls and each other with one ``scatter_reduce``.
+Every pixel gets an index into a colour atlas (see ``textures``) and colours are gathered
+once at the end. Besides RGB the renderer can return, per pixel, the depth, the entity
+seen and the world point seen: ground-truth correspondences between agents' views.
+
+Camera: at (x, y, eye_height), looking along the heading, no pitch or roll. Depth is the
+distance along the view axis, so a wall at depth d spans ``focal / d`` pixel rows per unit
+of height, with ``focal = (width / 2) / tan(fov / 2)``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import numpy as np
+import torch
+
+from multiworld.world.state import MAX_AGENTS, WorldState
+from multiworld.world.textures import BOX_MATERIAL, GOAL_PATTERN, SHADES, TEXELS, build_atlas
+
+# Entity ids in the per-pixel entity buffer.
+ENTITY_FLOOR = 1
+ENTITY_CEILING = 2
+ENTITY_BASE = 16
+
+
+def entity_offsets(size: int, num_boxes: int, num_items: int) -> dict[str, int]:
+    """First entity id of each kind: walls by cell (row * size + col), boxes, items, agents by colour."""
+    wall = ENTITY_BASE
+    box = wall + size * size
+    item = box + num_boxes
+    agent = item + num_items
+    return {"wall": wall, "box": box, "item": item, "agent": agent, "end": agent + MAX_AGENTS}
+
+
+@dataclasses.dataclass(frozen=True)
+class RenderConfig:
+    height: int = 64
+    width: int = 64
+    fov_degrees: float = 90.0
+    eye_height: float = 0.5
+    agent_height: float = 0.8
+    agent_half_width: float = 0.2
+    item_height: float = 0.3
+    item_half_width: float = 0.15
+    near: float = 0.05
+
+    def __post_init__(self) -> None:
+        if self.height < 2 or self.width < 2 or self.height % 2 or self.width % 2:
+            raise ValueError(f"image size must be even and >= 2, got {self.height}x{self.width}")
+        if not 10.0 <= self.fov_degrees <= 170.0:
+            raise ValueError(f"fov_degrees must be in [10, 170], got {self.fov_degrees}")
+        if not 0.0 < self.eye_height < 1.0:
+            raise ValueError(f"eye_height must be in (0, 1), got {self.eye_height}")
+
+    @property
+    def focal(self) -> float:
+        return (self.width / 2) / math.tan(math.radians(self.fov_degrees) / 2)
+
+
+@dataclasses.dataclass
+class Views:
+    """Rendered egocentric views of every agent in every world.
+
+    rgb:    (B, N, H, W, 3) uint8
+    depth:  (B, N, H, W)    float32 distance along the view axis (buffers only)
+    entity: (B, N, H, W)    int32 entity id seen (see ``entity_offsets``; buffers only)
+    points: (B, N, H, W, 3) float32 world point seen, (x, y, z) (buffers only)
+    """
+
+    rgb: torch.Tensor
+    depth: torch.Tensor | None = None
+    entity: torch.Tensor | None = None
+    points: torch.Tensor | None = None
+
+
+class Raycaster:
+    """Renders every agent's view of a batch of worlds in one call."""
+
+    def __init__(self, cfg: RenderConfig | None = None, device: str | torch.device = "cpu") -> None:
+        self.cfg = cfg = cfg or RenderConfig()
+        self.device = torch.device(device)
+        atlas = build_atlas(cfg.height)
+        self.atlas = atlas
+        self._colours = torch.as_tensor(atlas.colours, device=self.device)
+        w, h, f = cfg.width, cfg.height, cfg.focal
+        self._cols = torch.arange(w, device=self.device, dtype=torch.float32)
+        # Ray direction of column w = forward + right * cam_x[w] (forward component 1: depth = t).
+        self._cam_x = (self._cols + 0.5 - w / 2) / f
+        rows = torch.arange(h, device=self.device, dtype=torch.float32)
+        self._row_tan = (h / 2 - rows - 0.5) / f  # tangent of the elevation of each pixel row
+        self._rows = rows
+
+    @torch.no_grad()
+    def render(self, state: WorldState, buffers: bool = False) -> Views:
+        cfg, dev = self.cfg, self.device
+        bsz, n, s = state.num_worlds, state.num_agents, state.size
+        h, w, h2 = cfg.height, cfg.width, cfg.height // 2
+        poses = torch.as_tensor(state.poses, device=dev)
+        cx, cy, heading = poses[..., 0:1], poses[..., 1:2], poses[..., 2:3]  # (B, N, 1)
+        fx, fy = torch.cos(heading), torch.sin(heading)
+        rx, ry = -fy, fx  # right vector (y points south)
+        dx = fx + rx * self._cam_x  # (B, N, W)
+        dy = fy + ry * self._cam_x
+
+        grid = torch.as_tensor(state.walls, device=dev).long()
+        boxes = torch.as_tensor(state.boxes, device=dev).long()
+        bidx = torch.arange(bsz, device=dev)[:, None].expand(bsz, boxes.shape[1])
+        grid[bidx, boxes[..., 0], boxes[..., 1]] = BOX_MATERIAL
+        flat_grid = grid.reshape(-1)
+        world_off = (torch.arange(bsz, device=dev) * s * s)[:, None, None]
+
+        # --- walls: intersect each ray with all vertical (x = k) and horizontal (y = k) grid lines
+        d, cell, side, u = self._cast(cx, cy, dx, dy, flat_grid, world_off, s)
+        material = flat_grid[cell] - 1  # (B, N, W), 0-based, box included
+        texel_u = (u * TEXELS).long().clamp_(0, TEXELS - 1)
+        col_base = self.atlas.wall + (material * 2 + side) * TEXELS * TEXELS + texel_u
+
+        z = cfg.eye_height + self._row_tan[:, None] * d[..., None, :]  # (B, N, H, W) height of wall point
+        is_wall = (z >= 0) & (z < 1)
+        texel_v = ((1 - z).clamp_(0, 0.999) * TEXELS).long()
+        idx = col_base[..., None, :] + texel_v * TEXELS
+
+        # --- floor (bottom half) and ceiling (top half)
+        floor_dist = cfg.eye_height / -self._row_tan[h2:]  # (H/2,)
+        px = cx[..., None] + dx[..., None, :] * floor_dist[:, None]  # (B, N, H/2, W)
+        py = cy[..., None] + dy[..., None, :] * floor_dist[:, None]
+        ix, iy = px.floor(), py.floor()
+        fu = ((px - ix) * TEXELS).long().clamp_(0, TEXELS - 1)
+        fv = ((py - iy) * TEXELS).long().clamp_(0, TEXELS - 1)
+        fcell = world_off[..., None] + iy.long().clamp_(0, s - 1) * s + ix.long().clamp_(0, s - 1)
+        pattern = self._floor_patterns(state)[fcell]
+        floor_idx = self.atlas.floor + pattern * (TEXELS * TEXELS) + fv * TEXELS + fu
+        ceil_idx = (self.atlas.ceiling + self._rows[:h2].long())[:, None].expand(bsz, n, h2, w)
+        idx = torch.where(is_wall, idx, torch.cat([ceil_idx, floor_idx], dim=2))
+
+        out_depth = out_entity = None
+        if buffers:
+            tan = self._row_tan[:, None]
+            bg_depth = torch.where(tan > 0, (1 - cfg.eye_height) / tan, cfg.eye_height / -tan).expand(h, w)
+            out_depth = torch.where(is_wall, d[..., None, :].expand(-1, -1, h, -1), bg_depth)
+            wall_entity = torch.where(material == BOX_MATERIAL - 1, self._box_entity(state, cell, world_off), 0)
+            wall_entity = torch.where(wall_entity > 0, wall_entity, ENTITY_BASE + cell - world_off)
+            bg_entity = torch.where(tan > 0, ENTITY_CEILING, ENTITY_FLOOR).expand(h, w)
+            out_entity = torch.where(is_wall, wall_entity[..., None, :].expand(-1, -1, h, -1), bg_entity)
+
+        idx = self._draw_sprites(state, idx, d, (cx, cy, fx, fy, rx, ry), out_depth, out_entity)
+        views = Views(rgb=self._colours[idx])
+        if buffers:
+            wx = cx[..., None] + dx[..., None, :] * out_depth
+            wy = cy[..., None] + dy[..., None, :] * out_depth
+            wz = cfg.eye_height + self._row_tan[:, None] * out_depth
+            views.depth, views.entity = out_depth, out_entity.int()
+            views.points = torch.stack([wx, wy, wz], dim=-1)
+        return views
+
+    def _cast(self, cx, cy, dx, dy, flat_grid, world_off, s):
+        """First solid cell along each ray: depth, flat cell index, face side (1 = y-line), u."""
+        lines = torch.arange(s + 1, device=self.device, dtype=torch.float32)
+        best_t, best_cell, best_side, best_u = None, None, None, None
+        for axis in (0, 1):
+            # x-lines (axis 0) are crossed along x and located along y; y-lines the other way.
+            o, do, p, dp = (cx, dx, cy, dy) if axis == 0 else (cy, dy, cx, dx)
+            safe = torch.where(do.abs() < 1e-9, torch.full_like(do, 1e-9), do)
+            t = (lines - o[..., None]) / safe[..., None]  # (B, N, W, S+1)
+            entered = torch.where(safe[..., None] > 0, lines, lines - 1).long()  # cell index across the line
+            along = p[..., None] + t * dp[..., None]
+            cross = along.floor().long()
+            inside = (t > 1e-6) & (entered >= 0) & (entered < s) & (cross >= 0) & (cross < s)
+            row, col = (cross, entered) if axis == 0 else (entered, cross)
+            cell = world_off[..., None] + row.clamp(0, s - 1) * s + col.clamp(0, s - 1)
+            hit = inside & (flat_grid[cell] > 0)
+            t = torch.where(hit, t, torch.full_like(t, math.inf))
+            tmin, k = t.min(dim=-1)
+            c = cell.gather(-1, k[..., None])[..., 0]
+            a = along.gather(-1, k[..., None])[..., 0]
+            u = a - a.floor()
+            if best_t is None:
+                best_t, best_cell, best_side, best_u = tmin, c, torch.zeros_like(c), u
+            else:
+                closer = tmin < best_t
+                best_t = torch.where(closer, tmin, best_t)
+                best_cell = torch.where(closer, c, best_cell)
+                best_side = torch.where(closer, torch.ones_like(c), best_side)
+                best_u = torch.where(closer, u, best_u)
+        return best_t, best_cell, best_side, best_u
+
+    def _floor_patterns(self, state: WorldState) -> torch.Tensor:
+        pattern = np.where(state.goals, GOAL_PATTERN, state.floor)
+        return torch.as_tensor(pattern.reshape(-1), device=self.device).long()
+
+    def _box_entity(self, state: WorldState, cell: torch.Tensor, world_off: torch.Tensor) -> torch.Tensor:
+        bsz, m, s = state.num_worlds, state.boxes.shape[1], state.size
+        table = torch.zeros(bsz * s * s, dtype=torch.long, device=self.device)
+        offs = entity_offsets(s, m, state.items.shape[1])
+        boxes = torch.as_tensor(state.boxes, device=self.device).long()
+        flat = (torch.arange(bsz, device=self.device)[:, None] * s * s + boxes[..., 0] * s + boxes[..., 1]).reshape(-1)
+        table[flat] = (offs["box"] + torch.arange(m, device=self.device)).repeat(bsz)
+        return table[cell]
+
+    def _sprites(self, state: WorldState):
+        """Per world: sprite positions (B, P, 2), kind (0 agent, 1 item), colour, heading, valid, entity."""
+        n, k = state.num_agents, state.items.shape[1]
+        offs = entity_offsets(state.size, state.boxes.shape[1], k)
+        items_xy = state.items[..., ::-1].astype(np.float32) + 0.5
+        pos = np.concatenate([state.poses[..., :2], items_xy], axis=1)
+        kind = np.concatenate([np.zeros(n, np.int64), np.ones(k, np.int64)])
+        valid = np.concatenate([np.ones((state.num_worlds, n), bool), state.items_alive], axis=1)
+        colour = np.concatenate([state.colors.astype(np.int64), np.zeros((state.num_worlds, k), np.int64)], axis=1)
+        entity = np.concatenate(
+            [offs["agent"] + state.colors.astype(np.int64), np.broadcast_to(offs["item"] + np.arange(k), (state.num_worlds, k))],
+            axis=1,
+        )
+        heading = np.concatenate([state.poses[..., 2], np.zeros((state.num_worlds, k), np.float32)], axis=1)
+        t = lambda x: torch.as_tensor(np.ascontiguousarray(x), device=self.device)  # noqa: E731
+        return t(pos), t(kind), t(colour), t(heading), t(valid), t(entity)
+
+    def _draw_sprites(self, state, idx, wall_depth, camera, out_depth, out_entity):
+        cfg, dev = self.cfg, self.device
+        bsz, n = state.num_worlds, state.num_agents
+        h, w, f = cfg.height, cfg.width, cfg.focal
+        cx, cy, fx, fy, rx, ry = camera
+        pos, kind, colour, heading, valid, entity = self._sprites(state)
+        num = pos.shape[1]
+        if num == 0:
+            return idx
+        relx = pos[:, None, :, 0] - cx  # (B, N, P)
+        rely = pos[:, None, :, 1] - cy
+        depth = relx * fx + rely * fy
+        lateral = relx * rx + rely * ry
+        is_agent = kind == 0
+        half = torch.where(is_agent, cfg.agent_half_width, cfg.item_half_width).float()
+        top = torch.where(is_agent, cfg.agent_height, cfg.item_height).float()
+        not_self = torch.ones(n, num, dtype=torch.bool, device=dev)
+        not_self[torch.arange(n), torch.arange(n)] = False
+        ok = valid[:, None, :] & not_self & (depth > cfg.near)
+        safe = torch.where(ok, depth, torch.ones_like(depth))
+        centre = w / 2 + f * lateral / safe
+        half_px = f * half / safe
+        row_top = h / 2 - f * (top - cfg.eye_height) / safe
+        row_bot = h / 2 + f * cfg.eye_height / safe
+
+        # Visible sprite columns: covered by the sprite and in front of that column's wall.
+        col_c = self._cols + 0.5
+        covered = ((col_c - centre[..., None]).abs() < half_px[..., None]) & ok[..., None]  # (B, N, P, W)
+        covered &= safe[..., None] < wall_depth[:, :, None, :]
+        b_i, n_i, p_i, w_i = covered.nonzero(as_tuple=True)
+        if b_i.numel() == 0:
+            return idx
+        # Expand to pixels: rows between the sprite's top and bottom.
+        r_c = self._rows + 0.5
+        in_rows = (r_c >= row_top[b_i, n_i, p_i, None]) & (r_c < row_bot[b_i, n_i, p_i, None])  # (C, H)
+        c_i, r_i = in_rows.nonzero(as_tuple=True)
+        b_i, n_i, p_i, w_i = b_i[c_i], n_i[c_i], p_i[c_i], w_i[c_i]
+        sd = safe[b_i, n_i, p_i]
+        su = (col_c[w_i] - centre[b_i, n_i, p_i]) / half_px[b_i, n_i, p_i]  # -1..1 across
+        height = (r_c[r_i] - row_top[b_i, n_i, p_i]) / (row_bot[b_i, n_i, p_i] - row_top[b_i, n_i, p_i])  # 0 top
+        agent_px = is_agent[p_i]
+        # Items are diamonds: keep pixels with |u| + |v| <= 1.
+        keep = agent_px | ((su.abs() + (2 * height - 1).abs()) <= 1)
+        shade = ((su + 1) / 2 * SHADES).long().clamp_(0, SHADES - 1)
+        # An agent facing the viewer shows a white visor band near its top.
+        facing = torch.cos(heading[b_i, p_i]) * fx[b_i, n_i, 0] + torch.sin(heading[b_i, p_i]) * fy[b_i, n_i, 0] < 0
+        visor = agent_px & facing & (height > 0.12) & (height < 0.25) & (su.abs() < 0.6)
+        sprite_idx = torch.where(agent_px, self.atlas.agent + colour[b_i, p_i] * SHADES + shade, self.atlas.item + shade)
+        sprite_idx = torch.where(visor, torch.full_like(sprite_idx, self.atlas.eye), sprite_idx)
+
+        b_i, n_i, r_i, w_i, sd, sprite_idx = (x[keep] for x in (b_i, n_i, r_i, w_i, sd, sprite_idx))
+        p_keep = p_i[keep]
+        pix = ((b_i * n + n_i) * h + r_i) * w + w_i
+        # Nearest sprite per pixel: min over (quantized depth, entry) packed into one int64 key.
+        entry = torch.arange(pix.numel(), device=dev)
+        key = (sd * (1 << 20)).long() * (1 << 32) + entry
+        best = torch.full((bsz * n * h * w,), torch.iinfo(torch.long).max, dtype=torch.long, device=dev)
+        best.scatter_reduce_(0, pix, key, reduce="amin")
+        won = entry[(best[pix] & ((1 << 32) - 1)) == entry]
+        flat_idx = idx.reshape(-1)
+        flat_idx[pix[won]] = sprite_idx[won]
+        if out_depth is not None:
+            out_depth.view(-1)[pix[won]] = sd[won]
+            out_entity.view(-1)[pix[won]] = entity[b_i[won], p_keep[won]]
+        return flat_idx.view(bsz, n, h, w)
