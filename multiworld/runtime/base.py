@@ -1,0 +1,71 @@
+"""The contract every backend (oracle, model) and runtime (local, ray) fulfils.
+
+A :class:`Simulator` owns B worlds of N agents each and advances them all at once from
+the joint actions ``(B, N)``. The env layer (PettingZoo) sits on top of this contract and
+knows nothing else, so backends and runtimes are interchangeable.
+"""
+
+from __future__ import annotations
+
+import abc
+import dataclasses
+
+import numpy as np
+
+from multiworld.world.state import WorldState
+
+
+@dataclasses.dataclass
+class Observation:
+    """What a simulator returns after reset or step, for B worlds and N agents.
+
+    rgb:        (B, N, H, W, 3) uint8  each agent's egocentric view
+    depth:      (B, N, H, W) float32   only when the simulator was asked for depth
+    poses:      (B, N, 3) float32      (x, y, heading) of every agent
+    rewards:    (B, N) float32         rewards of the step (zeros after reset)
+    terminated: (B,) bool              the scenario ended in this world
+    events:     per world, a list of event dicts ({"type": "push"|"pickup", "agent": name, ...})
+    version:    (B,) int64             state version the views were rendered from (steps since reset)
+    """
+
+    rgb: np.ndarray
+    poses: np.ndarray
+    rewards: np.ndarray
+    terminated: np.ndarray
+    events: list[list[dict]]
+    version: np.ndarray
+    depth: np.ndarray | None = None
+
+
+class Simulator(abc.ABC):
+    """B worlds advanced together. Subclasses: the oracle and the learned model."""
+
+    backend: str
+    num_worlds: int
+    num_agents: int
+    agent_names: list[str]
+
+    @abc.abstractmethod
+    def reset(self, seeds: list[int], start: WorldState | None = None, tokens: np.ndarray | None = None) -> Observation:
+        """Start every world from the oracle scene of its seed, or from ``start`` (a stored state)."""
+
+    @abc.abstractmethod
+    def step(self, actions: np.ndarray) -> Observation:
+        """Apply joint actions ``(B, N)`` (validated: a bad action raises ValueError, nothing changes)."""
+
+    @abc.abstractmethod
+    def world_state(self) -> WorldState:
+        """The symbolic state of every world (for the model: decoded from its tokens)."""
+
+    def tokens(self) -> np.ndarray | None:
+        """Scene tokens ``(B, ...)`` of the learned model; None for the oracle."""
+        return None
+
+    def top_down(self) -> np.ndarray:
+        """(B, h, w, 3) uint8 map images of every world."""
+        from multiworld.world.topdown import top_down
+
+        return top_down(self.world_state())
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        pass
