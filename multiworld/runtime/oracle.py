@@ -76,4 +76,3 @@ class OracleSimulator(Simulator):
             events=events,
             version=self.state.step.copy(),
         )
-

@@ -107,7 +107,9 @@ class WorldState:
 
     @staticmethod
     def concat(states: list[WorldState]) -> WorldState:
-        return WorldState(**{f.name: np.concatenate([getattr(s, f.name) for s in states]) for f in dataclasses.fields(WorldState)})
+        return WorldState(
+            **{f.name: np.concatenate([getattr(s, f.name) for s in states]) for f in dataclasses.fields(WorldState)}
+        )
 
 
 FIELD_DTYPES: dict[str, type] = {

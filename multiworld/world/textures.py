@@ -2,7 +2,8 @@
 
 The renderer computes, per pixel, an index into this atlas and gathers colours once at
 the end. Layout (offsets in :class:`Atlas`):
-  walls:    (material 1..5, face side 0..1, texel row, texel col)   material 5 is a box
+  walls:    (material 1..5, face side 0..1, texel col, texel row)   material 5 is a box; column-major
+            because the renderer walks down a wall column
   floor:    (pattern 0..4, texel row, texel col)                     pattern 4 is a goal tile
   ceiling:  one entry per image row (a gradient)
   agents:   (colour id 0..15, shade 0..SHADES-1), then EYE (white)
@@ -95,7 +96,7 @@ def build_atlas(height: int) -> Atlas:
     walls = []
     for m in range(1, BOX_MATERIAL + 1):
         tex = _wall_texture(m).astype(np.float32)
-        walls.append(np.stack([tex, tex * 0.7]))  # faces along y are darker: depth cue
+        walls.append(np.stack([tex, tex * 0.7]).transpose(0, 2, 1, 3))  # y-faces darker: a depth cue
     add("wall", np.stack(walls))
     add("floor", np.stack([_floor_texture(p) for p in range(GOAL_PATTERN + 1)]).astype(np.float32))
     rows = np.arange(height)[:, None] / max(height - 1, 1)

@@ -15,7 +15,9 @@ def _mean_colour(offset: int, count: int) -> np.ndarray:
 
 
 _T2 = 64  # texels per texture
-WALL_COLOURS = np.stack([np.zeros(3)] + [_mean_colour(_ATLAS.wall + (m - 1) * 2 * _T2, _T2) for m in range(1, BOX_MATERIAL + 1)])
+WALL_COLOURS = np.stack(
+    [np.zeros(3)] + [_mean_colour(_ATLAS.wall + (m - 1) * 2 * _T2, _T2) for m in range(1, BOX_MATERIAL + 1)]
+)
 FLOOR_COLOURS = np.stack([_mean_colour(_ATLAS.floor + p * _T2, _T2) for p in range(GOAL_PATTERN + 1)])
 
 
@@ -42,3 +44,25 @@ def top_down(state: WorldState, cell_px: int = 8) -> np.ndarray:
             img[py, px] = 255
         out[b] = np.clip(img, 0, 255).astype(np.uint8)
     return out
+
+
+def mosaic(views: np.ndarray, map_img: np.ndarray, scale: int = 2) -> np.ndarray:
+    """One image: the agents' views ``(N, H, W, 3)`` tiled in a near-square grid beside the map.
+
+    Everything is upscaled by ``scale`` (nearest neighbour); the result's sides are multiples
+    of 16 so video encoders accept it unchanged.
+    """
+    n, h, w, _ = views.shape
+    cols = int(np.ceil(np.sqrt(n)))
+    rows = int(np.ceil(n / cols))
+    grid = np.zeros((rows * h, cols * w, 3), np.uint8)
+    for i in range(n):
+        r, c = divmod(i, cols)
+        grid[r * h : (r + 1) * h, c * w : (c + 1) * w] = views[i]
+    height = max(grid.shape[0], map_img.shape[0])
+    canvas = np.zeros((height, grid.shape[1] + map_img.shape[1], 3), np.uint8)
+    canvas[: grid.shape[0], : grid.shape[1]] = grid
+    canvas[: map_img.shape[0], grid.shape[1] :] = map_img
+    canvas = np.repeat(np.repeat(canvas, scale, axis=0), scale, axis=1)
+    pad_h, pad_w = -canvas.shape[0] % 16, -canvas.shape[1] % 16
+    return np.pad(canvas, ((0, pad_h), (0, pad_w), (0, 0)))
