@@ -323,3 +323,22 @@ def _cast(cx, cy, dx, dy, flat_grid, world_off, s: int):
         y_closer.long(),
         torch.where(y_closer, uy, ux),
     )
+
+
+def project(points: np.ndarray, pose: np.ndarray, cfg: RenderConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Project world points ``(..., 3)`` into the camera at ``pose`` (x, y, heading).
+
+    Returns (row, col, depth): continuous pixel coordinates (pixel (r, c) covers [r, r+1) x
+    [c, c+1), so its centre is (r + 0.5, c + 0.5)) and the depth along the view axis. The
+    inverse of the renderer's per-pixel ``points`` buffer: used to find where a point one
+    agent sees appears in another agent's view.
+    """
+    x, y, heading = (float(v) for v in pose)
+    fx, fy = np.cos(heading), np.sin(heading)
+    rel_x, rel_y = points[..., 0] - x, points[..., 1] - y
+    depth = rel_x * fx + rel_y * fy
+    lateral = rel_x * -fy + rel_y * fx
+    safe = np.where(np.abs(depth) < 1e-9, 1e-9, depth)
+    col = cfg.width / 2 + cfg.focal * lateral / safe
+    row = cfg.height / 2 - cfg.focal * (points[..., 2] - cfg.eye_height) / safe
+    return row, col, depth

@@ -1,0 +1,71 @@
+"""The built wheel installs into a fresh venv and imports every subpackage."""
+
+from __future__ import annotations
+
+import pathlib
+import subprocess
+import sys
+import sysconfig
+import tomllib
+import zipfile
+
+import pytest
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+PACKAGES = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]
+
+
+def test_every_source_package_is_listed_in_pyproject():
+    """pyproject lists packages explicitly (state/ and agents/ are remapped); none may be forgotten."""
+    roots = {
+        "multiworld": ROOT / "multiworld",
+        "multiworld.state": ROOT / "state",
+        "multiworld.agents": ROOT / "agents",
+    }
+    found = set()
+    for name, root in roots.items():
+        for init in root.rglob("__init__.py"):
+            rel = init.parent.relative_to(root).parts
+            found.add(".".join((name, *rel)))
+    assert found == set(PACKAGES)
+
+
+@pytest.mark.slow
+def test_built_wheel_imports_every_subpackage_in_a_fresh_venv(tmp_path):
+    dist = tmp_path / "dist"
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--quiet", "-w", str(dist), str(ROOT)],
+        check=True,
+        cwd=tmp_path,
+    )
+    wheel = next(dist.glob("multiworld-*.whl"))
+    names = zipfile.ZipFile(wheel).namelist()
+    assert not any(n.startswith(("state/", "agents/")) for n in names), "nothing installs as top-level state/agents"
+    assert "multiworld/state/SCHEMA.md" in names
+
+    # A fresh venv whose only multiworld is the wheel; the heavy dependencies come from this
+    # environment's site-packages through a path entry (its .pth files, and so the editable
+    # install, are not processed).
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+    py = venv / "bin" / "python"
+    site = subprocess.run(
+        [py, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
+    (pathlib.Path(site) / "deps.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
+    subprocess.run(
+        [sys.executable, "-m", "pip", "--python", str(py), "install", "--no-deps", "--quiet", str(wheel)], check=True
+    )
+    code = (
+        "import importlib, importlib.util, pathlib\n"
+        f"for name in {PACKAGES!r}:\n"
+        "    mod = importlib.import_module(name)\n"
+        f"    assert pathlib.Path(mod.__file__).is_relative_to({str(venv)!r}), (name, mod.__file__)\n"
+        "assert importlib.util.find_spec('state') is None and importlib.util.find_spec('agents') is None\n"
+        "print('ok')\n"
+    )
+    out = subprocess.run([py, "-c", code], check=True, capture_output=True, text=True, cwd=tmp_path)
+    assert out.stdout.strip() == "ok"
