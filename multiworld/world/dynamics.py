@@ -87,16 +87,15 @@ def solid_cells(state: WorldState) -> np.ndarray:
 
 
 def _square_free(solid: np.ndarray, xy: np.ndarray, r: float) -> np.ndarray:
-    """(B, N) bool: the agent's bounding square at ``xy (B, N, 2)`` touches no solid cell."""
-    b = np.arange(solid.shape[0])[:, None]
-    s = solid.shape[1]
-    free = np.ones(xy.shape[:2], bool)
-    for dx in (-r, r):
-        for dy in (-r, r):
-            col = np.clip(np.floor(xy[..., 0] + dx).astype(np.int64), 0, s - 1)
-            row = np.clip(np.floor(xy[..., 1] + dy).astype(np.int64), 0, s - 1)
-            free &= ~solid[b, row, col]
-    return free
+    """(B, N) bool: the agent's bounding square at ``xy (B, N, 2)`` touches no solid cell.
+
+    Positions stay inside the border walls (moves are shorter than a cell), so the corner
+    cells are always valid indices.
+    """
+    corners = np.floor(xy[..., None, :] + np.array([[-r], [r]])).astype(np.int64)  # (B, N, 2, 2) as (x, y)
+    b = np.arange(solid.shape[0])[:, None, None, None]
+    hit = solid[b, corners[..., None, :, 1], corners[..., :, None, 0]]  # (B, N, 2, 2) corner cells
+    return ~hit.any(axis=(2, 3))
 
 
 def _move_agents(state: WorldState, a: np.ndarray, cfg: ArenaConfig) -> None:
