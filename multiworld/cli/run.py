@@ -24,6 +24,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=_non_negative, default=0, help="world seed of the first episode")
     p.add_argument("--policy", default="random", choices=["random", "scripted"])
     p.add_argument("--out", type=pathlib.Path, default=pathlib.Path("runs/default"), help="output directory")
+    p.add_argument("--store", default=None, help="Zarr store URL to record to (default: OUT/world.zarr)")
+    p.add_argument("--no-record", action="store_true", help="do not record the run to a store")
+    p.add_argument("--no-frames", action="store_true", help="record states only, not the rendered views")
     p.add_argument("--no-video", action="store_true", help="skip writing the video")
     p.add_argument("--video-format", default="mp4", choices=["mp4", "gif"])
     p.add_argument("--fps", type=_positive, default=15)
@@ -47,6 +50,8 @@ def _non_negative(text: str) -> int:
 def run(args: argparse.Namespace) -> int:
     from multiworld.agents.policies import make_policy
     from multiworld.runtime.factory import make_simulator
+    from multiworld.runtime.recording import EpisodeRecorder
+    from multiworld.state import WorldStore
     from multiworld.video import VideoWriter
     from multiworld.world.topdown import mosaic
 
@@ -55,29 +60,53 @@ def run(args: argparse.Namespace) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     video = None if args.no_video else VideoWriter(args.out / f"video.{args.video_format}", fps=args.fps)
 
+    store_url = None if args.no_record else (args.store or str(args.out / "world.zarr"))
+    store = None if store_url is None else WorldStore.open(store_url, mode="a")
+    config = {"agents": args.agents, "backend": args.backend, "policy": args.policy, "runtime": args.runtime}
+    recorder = None
+    episodes: list[dict] = []
+
+    def begin(seed: int):
+        nonlocal recorder
+        obs = sim.reset([seed])
+        episodes.append({"seed": seed, "steps": 0, "returns": [0.0] * args.agents, "events": {"push": 0, "pickup": 0}})
+        if store is not None:
+            existing = set(store.worlds())
+            world_id = next(f"ep{i:03d}" for i in range(len(existing) + 1) if f"ep{i:03d}" not in existing)
+            recorder = EpisodeRecorder(
+                store, world_id, sim, scenario=args.scenario, seed=seed, config=config, frames=not args.no_frames
+            )
+            recorder.start(obs)
+            episodes[-1]["world"] = world_id
+        return obs
+
     seed = args.seed
-    obs = sim.reset([seed])
-    episodes = [{"seed": seed, "steps": 0, "returns": [0.0] * args.agents, "events": {"push": 0, "pickup": 0}}]
     start = time.perf_counter()
     try:
-        for _ in tqdm(range(args.steps), desc=f"run {args.scenario}", unit="step"):
+        obs = begin(seed)
+        for i in tqdm(range(args.steps), desc=f"run {args.scenario}", unit="step"):
             if video is not None:
                 video.append(mosaic(obs.rgb[0], sim.top_down()[0]))
-            obs = sim.step(policy.act(sim.world_state()))
+            actions = policy.act(sim.world_state())
+            obs = sim.step(actions)
             ep = episodes[-1]
             ep["steps"] += 1
             ep["returns"] = [r + float(x) for r, x in zip(ep["returns"], obs.rewards[0])]
             for event in obs.events[0]:
                 ep["events"][event["type"]] += 1
-            if obs.terminated[0]:
+            last = i == args.steps - 1
+            if recorder is not None:
+                recorder.step(obs, actions, truncated=last and not obs.terminated[0])
+            if obs.terminated[0] and not last:
+                if recorder is not None:
+                    recorder.close()
                 seed += 1
-                obs = sim.reset([seed])
-                episodes.append(
-                    {"seed": seed, "steps": 0, "returns": [0.0] * args.agents, "events": {"push": 0, "pickup": 0}}
-                )
+                obs = begin(seed)
         if video is not None:
             video.append(mosaic(obs.rgb[0], sim.top_down()[0]))
     finally:
+        if recorder is not None:
+            recorder.close()
         if video is not None:
             video.close()
         sim.close()
@@ -94,10 +123,12 @@ def run(args: argparse.Namespace) -> int:
         "seconds": round(elapsed, 3),
         "steps_per_second": round(args.steps / elapsed, 1),
         "video": None if video is None else video.path.name,
+        "store": store_url,
         "machine": {"platform": platform.platform(), "python": platform.python_version()},
     }
     (args.out / "summary.json").write_text(json.dumps(summary, indent=2))
-    print(f"wrote {args.out / 'summary.json'}" + ("" if video is None else f" and {video.path}"))
+    wrote = [str(args.out / "summary.json")] + ([str(video.path)] if video else []) + ([store_url] if store_url else [])
+    print("wrote " + ", ".join(wrote))
     print(
         f"episodes: {len(episodes)}, total return: {np.sum([e['returns'] for e in episodes]):.1f}, "
         f"{summary['steps_per_second']} steps/s"

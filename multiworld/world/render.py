@@ -14,6 +14,7 @@ of height, with ``focal = (width / 2) / tan(fov / 2)``.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 from typing import NamedTuple
@@ -37,6 +38,20 @@ def entity_offsets(size: int, num_boxes: int, num_items: int) -> dict[str, int]:
     item = box + num_boxes
     agent = item + num_items
     return {"wall": wall, "box": box, "item": item, "agent": agent, "end": agent + MAX_AGENTS}
+
+
+SMALL_BATCH_PIXELS = 1 << 16
+
+
+@contextlib.contextmanager
+def single_thread():
+    """Run torch CPU ops on one thread inside the block."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -117,6 +132,16 @@ class Raycaster:
 
     @torch.no_grad()
     def render(self, state: WorldState, buffers: bool = False) -> Views:
+        """Every agent's view of every world in ``state``; with ``buffers``, depth, entity and points too."""
+        pixels = state.num_worlds * state.num_agents * self.cfg.height * self.cfg.width
+        if self.device.type == "cpu" and pixels < SMALL_BATCH_PIXELS:
+            # Small batches run faster on one thread: torch's parallel regions cost more than
+            # they save on a few thousand elements, and far more when the other cores are busy.
+            with single_thread():
+                return self._render(state, buffers)
+        return self._render(state, buffers)
+
+    def _render(self, state: WorldState, buffers: bool) -> Views:
         cfg, dev = self.cfg, self.device
         bsz, n, s = state.num_worlds, state.num_agents, state.size
         h, w = cfg.height, cfg.width
