@@ -29,9 +29,11 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    from multiworld.state import StoreError
+
     try:
         return int(args.func(args) or 0)
-    except (ValueError, FileNotFoundError, FileExistsError, KeyError) as e:
+    except (ValueError, FileNotFoundError, FileExistsError, StoreError) as e:
         # Bad input: say what is wrong in one line, no traceback.
         print(f"multiworld {args.command}: error: {e}", file=sys.stderr)
         return 2

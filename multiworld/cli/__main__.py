@@ -1,0 +1,5 @@
+import sys
+
+from multiworld.cli import main
+
+sys.exit(main())
