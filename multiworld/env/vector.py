@@ -1,0 +1,230 @@
+"""Batched multi-agent vector env: E worlds of N agents, stepped by ONE simulator with E worlds
+(one batched render per step), numpy in and out.
+
+- ``reset(seed=s)``: world ``e`` gets world seed ``s + e`` (the same world as
+  ``parallel_env(...).reset(seed=s + e)``). Without a seed, the constructor's ``seed`` is used the
+  first time, then world seeds are drawn from the env's RNG (re-seeded by every seeded reset).
+  Returns ``obs (E, N, H, W, C)`` (a dict of batched arrays for ``obs_type="dict"``) and infos.
+- ``step(actions)`` takes an integer array ``(E, N)`` and returns ``obs, rewards (E, N) float32,
+  terminations (E, N) bool, truncations (E, N) bool, infos``. A world's termination and
+  truncation apply to all its agents. Actions are checked like the parallel env's (integers in
+  [0, 8); float or bool arrays are rejected) before anything moves.
+
+**Autoreset: next-step mode** (gymnasium's ``AutoresetMode.NEXT_STEP``). When a world ends
+(terminated or truncated), the step that ends it returns its final observation, reward and flags
+as usual. At the NEXT ``step`` call that world is reset instead of stepped: its actions are
+ignored, it returns the first observation of a new episode (new seed from the env's RNG) with
+reward 0, terminations and truncations False, and ``infos["reset"][e]`` True; the other worlds
+step normally in the same call. With ``autoreset=False``, stepping after any world ended raises
+RuntimeError: call ``reset()``.
+
+infos: ``pose`` (E, N, 3) float32, ``version`` (E,) state version of each world's views,
+``episode_step`` (E,) steps since that world's reset, ``seed`` (E,) world seeds, ``reset`` (E,)
+bool, ``events`` list (per world) of event-dict lists.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import numpy as np
+from gymnasium import spaces
+from gymnasium.vector import AutoresetMode
+
+from multiworld.env.common import (
+    batch_images,
+    build_simulator,
+    check_action_array,
+    check_obs_type,
+    check_seed,
+    draw_seeds,
+    max_depth,
+    new_rng,
+    observation_space,
+)
+from multiworld.env.parallel import agent_names
+from multiworld.runtime.base import Observation
+from multiworld.runtime.factory import check_names, positive_int
+from multiworld.world.arena import generate
+from multiworld.world.render import RenderConfig
+from multiworld.world.scenarios import get_scenario
+from multiworld.world.state import NUM_ACTIONS, Action, WorldState
+from multiworld.world.topdown import mosaic
+
+
+class MultiWorldVectorEnv:
+    """E worlds x N agents; see the module docstring for the rules."""
+
+    metadata: ClassVar[dict] = {"autoreset_mode": AutoresetMode.NEXT_STEP}
+
+    def __init__(
+        self,
+        num_envs: int = 8,
+        scenario: str = "forage-v0",
+        num_agents: int = 4,
+        backend: str = "oracle",
+        runtime: str = "local",
+        max_cycles: int = 500,
+        autoreset: bool = True,
+        seed: int | None = None,
+        obs_type: str = "rgb",
+        height: int = 64,
+        width: int = 64,
+        fov_degrees: float = 90.0,
+        device: str = "cpu",
+        **options,
+    ) -> None:
+        self.obs_type = check_obs_type(obs_type)
+        check_names(backend, runtime)
+        self.scenario = get_scenario(scenario)
+        self.num_envs = positive_int("num_envs", num_envs)
+        self.num_agents = positive_int("num_agents", num_agents)
+        self.max_cycles = positive_int("max_cycles", max_cycles)
+        self.autoreset = bool(autoreset)
+        self._pending_seed = None if seed is None else check_seed(seed)
+        self.render_config = RenderConfig(height=height, width=width, fov_degrees=fov_degrees)
+        self.arena, self.sim = build_simulator(
+            self.scenario,
+            backend,
+            runtime,
+            self.num_agents,
+            self.num_envs,
+            self.render_config,
+            obs_type == "rgbd",
+            device,
+            options,
+        )
+        self.agent_names = agent_names(self.num_agents)
+        self.max_depth = max_depth(self.arena.size)
+        self.depth_scale = self.max_depth / 255.0
+        e, n = self.num_envs, self.num_agents
+        self.single_observation_space = observation_space(obs_type, height, width, self.arena.size)
+        self.observation_space = observation_space(obs_type, height, width, self.arena.size, (e, n))
+        self.single_action_space = spaces.Discrete(NUM_ACTIONS)
+        self.action_space = spaces.MultiDiscrete(np.full((e, n), NUM_ACTIONS))
+        self._rng = new_rng(None)
+        self._seeds = np.zeros(e, np.int64)
+        self._cycles = np.zeros(e, np.int64)
+        self._done = np.zeros(e, bool)
+        self._last: Observation | None = None
+
+    def reset(self, seed: int | None = None, options: dict | None = None):
+        """Reset every world. ``options={"start_state": WorldState}`` (E worlds) starts from stored states
+        (seeds are still drawn and reported, for later autoresets); other option keys are ignored."""
+        start = None
+        if options and options.get("start_state") is not None:
+            start = options["start_state"]
+            if not isinstance(start, WorldState) or start.num_worlds != self.num_envs:
+                raise ValueError(f"options['start_state'] must be a WorldState of exactly {self.num_envs} worlds")
+        if seed is None and self._pending_seed is not None:
+            seed = self._pending_seed
+        self._pending_seed = None
+        if seed is not None:
+            seed = check_seed(seed)
+            rng = new_rng(seed)
+            seeds = [seed + e for e in range(self.num_envs)]
+        else:
+            rng = self._rng
+            seeds = draw_seeds(rng, self.num_envs)
+        obs = self.sim.reset(seeds, start=start)
+        self._rng = rng
+        self._seeds[:] = seeds
+        self._cycles[:] = 0
+        self._done[:] = False
+        self._last = obs
+        return self._observations(obs), self._infos(obs, np.ones(self.num_envs, bool))
+
+    def step(self, actions):
+        if self._last is None:
+            raise RuntimeError("call reset() before step()")
+        joint = check_action_array(actions, (self.num_envs, self.num_agents))
+        done = self._done
+        if done.any() and not self.autoreset:
+            raise RuntimeError(f"world(s) {np.flatnonzero(done).tolist()} ended and autoreset=False; call reset()")
+        zeros = np.zeros((self.num_envs, self.num_agents), np.float32)
+        if done.all():
+            seeds = draw_seeds(self._rng, self.num_envs)
+            obs = self.sim.reset(seeds)
+            self._seeds[:] = seeds
+            rewards, terminated, events = zeros, np.zeros(self.num_envs, bool), obs.events
+        elif done.any():
+            joint[done] = Action.NOOP
+            stepped = self.sim.step(joint)
+            obs = self.sim.reset(self._seeds.tolist(), start=self._restart(done))
+            rewards = np.where(done[:, None], zeros, stepped.rewards).astype(np.float32)
+            terminated = stepped.terminated & ~done
+            events = [[] if d else ev for d, ev in zip(done, stepped.events)]
+        else:
+            obs = self.sim.step(joint)
+            rewards, terminated, events = obs.rewards, obs.terminated, obs.events
+        self._cycles += 1
+        self._cycles[done] = 0
+        truncated = (self._cycles >= self.max_cycles) & ~done
+        terminated = np.asarray(terminated, bool)
+        reset_mask = done.copy()
+        self._done = terminated | truncated
+        self._last = obs
+        n = self.num_agents
+        infos = self._infos(obs, reset_mask)
+        infos["events"] = events
+        return (
+            self._observations(obs),
+            np.asarray(rewards, np.float32),
+            np.repeat(terminated[:, None], n, axis=1),
+            np.repeat(truncated[:, None], n, axis=1),
+            infos,
+        )
+
+    def _restart(self, done: np.ndarray) -> WorldState:
+        """The current worlds with the ended ones replaced by new worlds of fresh seeds."""
+        idx = np.flatnonzero(done)
+        seeds = draw_seeds(self._rng, len(idx))
+        self._seeds[idx] = seeds
+        fresh = generate(self.arena, seeds).arrays()
+        merged = {}
+        for name, arr in self.sim.world_state().arrays().items():
+            arr = arr.copy()
+            arr[idx] = fresh[name]
+            merged[name] = arr
+        return WorldState(**merged)
+
+    def _observations(self, obs: Observation):
+        images = batch_images(obs, self.obs_type, self.max_depth)
+        if self.obs_type == "dict":
+            return {"rgb": images, "pose": obs.poses}
+        return images
+
+    def _infos(self, obs: Observation, reset_mask: np.ndarray) -> dict:
+        return {
+            "pose": obs.poses,
+            "version": obs.version,
+            "episode_step": self._cycles.copy(),
+            "seed": self._seeds.copy(),
+            "reset": reset_mask,
+            "events": obs.events,
+        }
+
+    def world_state(self) -> WorldState:
+        if self._last is None:
+            raise RuntimeError("call reset() first")
+        return self.sim.world_state()
+
+    def state(self) -> np.ndarray:
+        """Top-down maps of every world, uint8 ``(E, 8 S, 8 S, 3)``."""
+        if self._last is None:
+            raise RuntimeError("call reset() first")
+        return self.sim.top_down()
+
+    def frame(self, world: int = 0) -> np.ndarray:
+        """One uint8 image of world ``world``: its agents' views tiled beside its map."""
+        if self._last is None:
+            raise RuntimeError("call reset() first")
+        return mosaic(np.asarray(self._last.rgb[world]), self.sim.top_down()[world])
+
+    def close(self) -> None:
+        self.sim.close()
+
+
+def vector_env(num_envs: int = 8, scenario: str = "forage-v0", **kwargs) -> MultiWorldVectorEnv:
+    """E = ``num_envs`` worlds of ``scenario`` in one batched simulator; see :class:`MultiWorldVectorEnv`."""
+    return MultiWorldVectorEnv(num_envs=num_envs, scenario=scenario, **kwargs)

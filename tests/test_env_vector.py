@@ -1,0 +1,196 @@
+"""The batched vector env (one simulator, E worlds) and SuperSuit's vector wrappers."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import supersuit
+import torch
+
+import multiworld
+from multiworld.world.arena import generate
+
+SMALL = dict(height=16, width=16)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_torch_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def vec(num_envs=3, scenario="forage-v0", num_agents=2, **kw):
+    return multiworld.vector_env(num_envs=num_envs, scenario=scenario, num_agents=num_agents, **{**SMALL, **kw})
+
+
+def par(scenario="forage-v0", num_agents=2, **kw):
+    return multiworld.parallel_env(scenario, num_agents=num_agents, **{**SMALL, **kw})
+
+
+def par_obs(env, obs) -> np.ndarray:
+    return np.stack([obs[a] for a in env.possible_agents])
+
+
+def test_shapes_and_spaces():
+    v = vec(num_envs=3, num_agents=2, obs_type="rgbd")
+    obs, infos = v.reset(seed=0)
+    assert obs.shape == (3, 2, 16, 16, 4) and obs.dtype == np.uint8
+    assert v.observation_space.contains(obs)
+    assert v.single_observation_space.shape == (16, 16, 4)
+    assert infos["reset"].all() and infos["pose"].shape == (3, 2, 3) and infos["seed"].tolist() == [0, 1, 2]
+    obs, rew, term, trunc, infos = v.step(v.action_space.sample())
+    assert rew.shape == term.shape == trunc.shape == (3, 2)
+    assert rew.dtype == np.float32 and term.dtype == trunc.dtype == np.bool_
+    assert infos["version"].tolist() == [1, 1, 1] and len(infos["events"]) == 3
+    d = vec(num_envs=2, obs_type="dict")
+    obs, _ = d.reset(seed=0)
+    assert obs["rgb"].shape == (2, 2, 16, 16, 3) and obs["pose"].shape == (2, 2, 3)
+
+
+def test_worlds_match_parallel_envs_of_consecutive_seeds():
+    v = vec(num_envs=3, scenario="push-v0", num_agents=3)
+    envs = [par("push-v0", num_agents=3) for _ in range(3)]
+    obs, _ = v.reset(seed=10)
+    for e, env in enumerate(envs):
+        np.testing.assert_array_equal(obs[e], par_obs(env, env.reset(seed=10 + e)[0]))
+    rng = np.random.default_rng(0)
+    for _ in range(15):
+        acts = rng.integers(0, 8, size=(3, 3))
+        obs, rew, *_ = v.step(acts)
+        for e, env in enumerate(envs):
+            o, r, *_ = env.step(dict(zip(env.possible_agents, acts[e].tolist())))
+            np.testing.assert_array_equal(obs[e], par_obs(env, o))
+            np.testing.assert_array_equal(rew[e], [r[a] for a in env.possible_agents])
+
+
+def test_constructor_seed_is_the_first_reset_seed():
+    a, b = vec(seed=5), vec()
+    oa, ia = a.reset()
+    ob, ib = b.reset(seed=5)
+    np.testing.assert_array_equal(oa, ob)
+    np.testing.assert_array_equal(ia["seed"], ib["seed"])
+    oa, ia = a.reset()  # later unseeded resets draw from the RNG the seed started
+    ob, ib = b.reset()
+    np.testing.assert_array_equal(ia["seed"], ib["seed"])
+    assert ia["seed"].tolist() != [5, 6, 7]
+
+
+def test_autoreset_next_step_all_worlds():
+    v = vec(num_envs=2, scenario="roam-v0", max_cycles=3)
+    v.reset(seed=0)
+    zeros = np.zeros((2, 2), np.int64)
+    for t in range(1, 4):
+        obs, rew, term, trunc, infos = v.step(zeros)
+        assert trunc.all() == (t == 3) and not term.any() and not infos["reset"].any()
+    final = obs.copy()
+    # Next call: every world restarts (actions ignored), reward 0, flags False.
+    obs, rew, term, trunc, infos = v.step(np.full((2, 2), 1))
+    assert infos["reset"].all() and not trunc.any() and not rew.any()
+    assert infos["episode_step"].tolist() == [0, 0] and infos["version"].tolist() == [0, 0]
+    assert not np.array_equal(obs, final)
+    for e in range(2):
+        env = par("roam-v0")
+        np.testing.assert_array_equal(obs[e], par_obs(env, env.reset(seed=int(infos["seed"][e]))[0]))
+    obs, rew, term, trunc, infos = v.step(zeros)
+    assert infos["episode_step"].tolist() == [1, 1] and not infos["reset"].any()
+
+
+def test_autoreset_one_world_while_others_continue():
+    v = vec(num_envs=3, scenario="forage-v0", num_agents=2)
+    start = generate(v.arena, [0, 1, 2])
+    # World 1 has one item left, under agent_0: it ends on the first step.
+    start.items_alive[1] = False
+    start.items_alive[1, 0] = True
+    start.items[1, 0] = np.floor(start.poses[1, 0, 1::-1]).astype(np.int16)
+    v.reset(seed=0, options={"start_state": start})
+    refs = []
+    for e in (0, 2):
+        env = par()
+        env.reset(options={"start_state": start.select(e)})
+        refs.append((e, env))
+    rng = np.random.default_rng(1)
+
+    def step_and_check(acts):
+        obs, rew, term, trunc, infos = v.step(acts)
+        for e, env in refs:
+            o, *_ = env.step(dict(zip(env.possible_agents, acts[e].tolist())))
+            np.testing.assert_array_equal(obs[e], par_obs(env, o))
+        return obs, rew, term, trunc, infos
+
+    _, rew, term, _, infos = step_and_check(rng.integers(0, 8, (3, 2)))
+    assert term[:, 0].tolist() == [False, True, False] and rew[1].tolist() == [1.0, 0.0]
+    assert infos["events"][1] == [{"type": "pickup", "agent": "agent_0", "item": 0}]
+    obs, rew, term, _, infos = step_and_check(rng.integers(0, 8, (3, 2)))
+    assert infos["reset"].tolist() == [False, True, False] and infos["episode_step"].tolist() == [2, 0, 2]
+    assert infos["version"].tolist() == [2, 0, 2] and not term.any() and not rew[1].any()
+    fresh = par()
+    np.testing.assert_array_equal(obs[1], par_obs(fresh, fresh.reset(seed=int(infos["seed"][1]))[0]))
+    for _ in range(3):
+        step_and_check(rng.integers(0, 8, (3, 2)))
+
+
+def test_no_autoreset_requires_reset():
+    v = vec(num_envs=2, scenario="roam-v0", max_cycles=1, autoreset=False)
+    v.reset(seed=0)
+    v.step(np.zeros((2, 2), int))
+    with pytest.raises(RuntimeError, match="autoreset=False"):
+        v.step(np.zeros((2, 2), int))
+    v.reset()
+    v.step(np.zeros((2, 2), int))
+
+
+@pytest.mark.parametrize(
+    "actions, match",
+    [
+        (np.zeros((3, 2), np.float32), "integer"),
+        (np.zeros((3, 2), bool), "integer"),
+        (np.full((3, 2), 8), "out of range"),
+        (np.full((3, 2), -1), "out of range"),
+        (np.zeros((2, 3), int), "shape"),
+        (np.zeros(6, int), "shape"),
+        ([[0, 0], [0, 0], [0, 2.5]], "integer"),
+    ],
+)
+def test_bad_actions_are_rejected_and_change_nothing(actions, match):
+    v, fresh = vec(), vec()
+    v.reset(seed=0), fresh.reset(seed=0)
+    with pytest.raises(ValueError, match=match):
+        v.step(actions)
+    good = np.arange(6).reshape(3, 2)
+    a, b = v.step(good), fresh.step(good)
+    for x, y in zip(a[:4], b[:4]):
+        np.testing.assert_array_equal(x, y)
+
+
+def test_order_errors_and_bad_construction():
+    with pytest.raises(RuntimeError, match="reset"):
+        vec().step(np.zeros((3, 2), int))
+    with pytest.raises(ValueError, match="num_envs"):
+        vec(num_envs=0)
+    with pytest.raises(ValueError, match="valid backends"):
+        vec(backend="nope")
+
+
+def test_state_and_frame():
+    v = vec(num_envs=2)
+    v.reset(seed=0)
+    assert v.state().shape == (2, 128, 128, 3)
+    assert v.frame(1).dtype == np.uint8
+
+
+@pytest.mark.parametrize("scenario", ["roam-v0", "forage-v0"])
+def test_supersuit_vector_wrappers(scenario):
+    env = multiworld.parallel_env(scenario, num_agents=3, max_cycles=4, **SMALL)
+    venv = supersuit.pettingzoo_env_to_vec_env_v1(env)
+    venv = supersuit.concat_vec_envs_v1(venv, num_vec_envs=2, num_cpus=0, base_class="gymnasium")
+    assert venv.num_envs == 6
+    obs, infos = venv.reset(seed=0)
+    assert obs.shape == (6, 16, 16, 3) and obs.dtype == np.uint8 and len(infos) == 6
+    for t in range(1, 7):
+        obs, rew, term, trunc, infos = venv.step(np.array([venv.action_space.sample() for _ in range(6)]))
+        assert obs.shape == (6, 16, 16, 3) and rew.shape == term.shape == trunc.shape == (6,)
+        assert bool(trunc.all()) == (t == 4)  # all agents stay until the episode ends together
+        if t == 4:
+            assert all("terminal_observation" in i for i in infos)
