@@ -37,13 +37,14 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--rounds", type=int, default=7)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=1, help="torch threads")
+    p.add_argument("--compile", action="store_true", help="use the compiled renderer in both")
     p.add_argument("--out", type=pathlib.Path, default=pathlib.Path(__file__).parent / "results" / "env_overhead.json")
     args = p.parse_args(argv)
 
     torch.set_num_threads(args.threads)
     n = args.agents
-    sim = make_simulator(scenario=args.scenario, num_agents=n, render=RenderConfig())
-    env = multiworld.parallel_env(args.scenario, num_agents=n, max_cycles=10**9)
+    sim = make_simulator(scenario=args.scenario, num_agents=n, render=RenderConfig(), compile=args.compile)
+    env = multiworld.parallel_env(args.scenario, num_agents=n, max_cycles=10**9, compile=args.compile)
     names = env.possible_agents
     actions = np.random.default_rng(args.seed).integers(0, 8, size=(args.steps, 1, n))
     action_dicts = [dict(zip(names, a[0].tolist())) for a in actions]
@@ -112,6 +113,8 @@ def main(argv: list[str] | None = None) -> dict:
         "own_overhead_percent": round(100 * float(np.median(own_t)), 2),
         "env_only_us_per_step": round(1e6 * float(np.median(only)), 2),
         "env_only_percent_of_sim_step": round(100 * float(np.median(only)) / (float(np.median(sim_t)) / args.steps), 3),
+        "env_steps_per_s": round(args.steps / float(np.median(env_t)), 1),
+        "compiled_renderer": args.compile,
         "torch_threads": args.threads,
         "target_overhead_percent": 10.0,
         "machine": {"platform": platform.platform(), "python": platform.python_version()},

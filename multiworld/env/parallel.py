@@ -159,10 +159,17 @@ class MultiWorldParallelEnv(ParallelEnv):
 
     # --- episode
     def reset(self, seed: int | None = None, options: dict | None = None):
-        """Start a new episode. ``options={"start_state": WorldState}`` (one world) starts from a stored
-        state instead of the seed's world; other option keys are ignored."""
-        start = None
-        if options and options.get("start_state") is not None:
+        """Start a new episode.
+
+        ``options={"from": {"store": URL, "world": ID, "step": T}}`` continues from row T of a
+        stored world (its symbolic state, and its scene tokens for the model backend);
+        ``options={"start_state": WorldState}`` (one world) starts from a given state. Other
+        option keys are ignored."""
+        start = tokens = None
+        if options and options.get("from") is not None:
+            start, tokens, stored_seed = self._load_stored(options["from"])
+            seed = stored_seed if seed is None else seed
+        elif options and options.get("start_state") is not None:
             start = options["start_state"]
             if not isinstance(start, WorldState) or start.num_worlds != 1:
                 raise ValueError("options['start_state'] must be a WorldState of exactly one world")
@@ -172,7 +179,7 @@ class MultiWorldParallelEnv(ParallelEnv):
         else:
             rng = self._rng
             seed = draw_seeds(rng, 1)[0]
-        obs = self.sim.reset([seed], start=start)
+        obs = self.sim.reset([seed], start=start, tokens=tokens)
         self._rng = rng
         self.world_seed = seed
         self._cycles = 0
@@ -182,6 +189,32 @@ class MultiWorldParallelEnv(ParallelEnv):
         if self.render_mode == "human":
             self.render()
         return observations, infos
+
+    def _load_stored(self, source) -> tuple[WorldState, np.ndarray | None, int | None]:
+        """State, tokens and seed of row ``step`` of a stored world; clear errors for a mismatch."""
+        from multiworld.state import WorldStore
+
+        if not isinstance(source, dict) or not {"store", "world", "step"} <= set(source):
+            raise ValueError('options["from"] must be a dict with keys "store", "world" and "step"')
+        with WorldStore.open(source["store"], mode="r", storage_options=source.get("storage_options")) as store:
+            world = store.world(source["world"])
+            if world.scenario != self.scenario.name:
+                raise ValueError(
+                    f"stored world {world.world_id!r} is {world.scenario}, this env is {self.scenario.name}"
+                )
+            if len(world.agents) != len(self.possible_agents):
+                raise ValueError(
+                    f"stored world {world.world_id!r} has {len(world.agents)} agents, this env has "
+                    f"{len(self.possible_agents)}"
+                )
+            step = int(source["step"])
+            if not 0 <= step < world.steps:
+                raise ValueError(
+                    f"step {step} is outside world {world.world_id!r}'s committed steps [0, {world.steps})"
+                )
+            state = world.state(step)
+            tokens = world.tokens(step)[None] if world.has_tokens and self.backend == "model" else None
+            return state, tokens, world.seed
 
     def _joint_actions(self, actions) -> np.ndarray:
         """(1, N) int64 joint actions from the action dict; raises before anything changes."""

@@ -27,13 +27,14 @@ class OracleSimulator(Simulator):
         render: RenderConfig | None = None,
         depth: bool = False,
         device: str = "cpu",
+        compile: bool = False,
         **arena_overrides,
     ) -> None:
         self.scenario = scenario
         self.arena = scenario.arena_config(num_agents=num_agents, **arena_overrides)
         self.num_worlds, self.num_agents = num_worlds, num_agents
         self.agent_names = agent_names(num_agents)
-        self.renderer = Raycaster(render, device=device)
+        self.renderer = Raycaster(render, device=device, compile=compile)
         self.depth = depth
         self.state: WorldState | None = None
 
