@@ -1,0 +1,651 @@
+"""Byte-level access to a store location: local disk, zarr's MemoryStore, or any fsspec filesystem.
+
+Two backends share one small interface (keys are '/'-separated paths below the store root):
+
+* :class:`LocalBackend` talks to the file system directly. Chunk writes are plain
+  ``open/write`` (no rename): the commit protocol never reads a row past the commit
+  marker, so a torn chunk of an uncommitted row is harmless. Documents (``zarr.json``,
+  the commit marker among them) are written to a temporary file and ``os.replace``-d, so a
+  reader or a restarted writer sees either the old or the new document, never a torn one.
+  Writer exclusion uses ``fcntl.flock``, which the kernel drops when the holder dies.
+* :class:`ZarrStoreBackend` wraps a zarr 3 ``Store`` (``MemoryStore``, ``FsspecStore`` for
+  s3:// and friends). An object PUT is atomic, so every write is all-or-nothing; writes of
+  one commit are issued concurrently and awaited before the marker is written. Writer
+  exclusion is a lease object with an expiry (object stores offer no lock through fsspec).
+"""
+
+from __future__ import annotations
+
+import abc
+import asyncio
+import contextlib
+import errno
+import fcntl
+import json
+import os
+import secrets
+import shutil
+import socket
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from . import _layout as L
+from .errors import CorruptStoreError, WorldLockedError
+
+HOST = socket.gethostname()
+
+
+def _proc_start(pid: int) -> str | None:
+    """Start time of ``pid`` in clock ticks (Linux), to tell a reused pid from the original."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read().decode(errors="replace")
+    except OSError:
+        return None
+    fields = stat[stat.rfind(")") + 2 :].split()
+    if fields and fields[0] == "Z":  # zombie: dead, just not reaped yet
+        return "zombie"
+    return fields[19] if len(fields) > 19 else None
+
+
+def pid_alive(pid: int, start: str | None = None) -> bool:
+    """Whether process ``pid`` (on this host) still runs; ``start`` guards against pid reuse."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass
+    now = _proc_start(pid)
+    if now == "zombie":
+        return False
+    return not (start is not None and now is not None and now != start)
+
+
+def holder_info(token: str) -> dict[str, Any]:
+    pid = os.getpid()
+    return {"pid": pid, "host": HOST, "pid_start": _proc_start(pid), "time": time.time(), "token": token}
+
+
+def describe_holder(info: dict[str, Any] | None) -> str:
+    if not info:
+        return "an unknown process"
+    when = time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(float(info.get("time", 0))))
+    return f"pid {info.get('pid')} on host {info.get('host')!r} since {when}"
+
+
+class Lock(abc.ABC):
+    """The writer lock of one world; released by :meth:`release` (idempotent)."""
+
+    @abc.abstractmethod
+    def release(self) -> None: ...
+
+    def renew(self) -> None:  # noqa: B027 - only leases need renewal
+        """Keep a lease alive (no-op for kernel locks); raises if the lock was lost."""
+
+
+class Backend(abc.ABC):
+    url: str
+    read_only: bool
+    local: bool = False
+
+    @abc.abstractmethod
+    def get(self, key: str) -> bytes | None: ...
+
+    def get_many(self, keys: list[str]) -> list[bytes | None]:
+        return [self.get(k) for k in keys]
+
+    @abc.abstractmethod
+    def put_many(self, items: dict[str, bytes]) -> None:
+        """Write chunks; each may be torn by a crash (only ever used for uncommitted rows)."""
+
+    @abc.abstractmethod
+    def put_documents(self, items: dict[str, bytes]) -> None:
+        """Write documents atomically (each key is either old or new after a crash)."""
+
+    def put_document(self, key: str, data: bytes) -> None:
+        self.put_documents({key: data})
+
+    @abc.abstractmethod
+    def delete(self, key: str) -> None: ...
+
+    @abc.abstractmethod
+    def delete_prefix(self, prefix: str) -> None: ...
+
+    @abc.abstractmethod
+    def list_dir(self, prefix: str) -> list[str]:
+        """Names of the immediate children of ``prefix`` ('' for the root)."""
+
+    @abc.abstractmethod
+    def is_empty(self) -> bool: ...
+
+    @abc.abstractmethod
+    def lock(self, key: str, ttl: float) -> Lock:
+        """Take the exclusive writer lock stored at ``key``; raise WorldLockedError if held."""
+
+    def shard_writer(self) -> ShardWriter:
+        """Writes rows into shards: whole-object read-modify-write here (object PUTs are atomic)."""
+        return _ObjectShards(self)
+
+    def read_shards(self, requests: list[ShardRequest]) -> list[list[bytes | None]]:
+        """Chunk bytes of rows ``slots`` of each shard ``key`` (None: row never written)."""
+        data = self.get_many([key for key, _, _ in requests])
+        return [L.shard_chunks(d, spec, slots, key) for d, (key, spec, slots) in zip(data, requests)]
+
+    def clear(self) -> None:
+        self.delete_prefix("")
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        pass
+
+
+ShardRequest = tuple[str, L.ArraySpec, list[int]]  # (shard key, array spec, row slots in the shard)
+
+
+class ShardWriter(abc.ABC):
+    """Puts row chunks into shards; only the given rows' bytes and index entries change."""
+
+    @abc.abstractmethod
+    def write(self, requests: list[tuple[str, L.ArraySpec, dict[int, bytes]]]) -> None: ...
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        pass
+
+
+class _ObjectShards(ShardWriter):
+    def __init__(self, backend: Backend):
+        self.backend = backend
+
+    def write(self, requests: list[tuple[str, L.ArraySpec, dict[int, bytes]]]) -> None:
+        if not requests:
+            return
+        current = self.backend.get_many([key for key, _, _ in requests])
+        self.backend.put_many(
+            {key: L.patch_shard(data, spec, slots) for data, (key, spec, slots) in zip(current, requests)}
+        )
+
+
+# ----------------------------------------------------------------------------- local disk
+class LocalBackend(Backend):
+    local = True
+
+    def __init__(self, root: str | os.PathLike, *, read_only: bool, fsync: bool = False):
+        self.root = Path(root).expanduser().absolute()
+        self.url = str(self.root)
+        self._prefix = self.url.rstrip("/") + "/"
+        self.read_only = read_only
+        self.fsync = fsync
+        self.tmp_dir = "locks"  # documents are staged here, then renamed into place
+
+    def _path(self, key: str) -> str:
+        return self._prefix + key if key else self.url
+
+    def get(self, key: str) -> bytes | None:
+        try:
+            with open(self._path(key), "rb") as f:
+                return f.read()
+        except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+            return None
+
+    def _write(self, path: str, data: bytes, flags: int) -> None:
+        try:
+            fd = os.open(path, flags, 0o644)
+        except FileNotFoundError:
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            fd = os.open(path, flags, 0o644)
+        try:
+            n = os.write(fd, data)
+            if n != len(data):
+                view = memoryview(data)[n:]
+                while view:
+                    view = view[os.write(fd, view) :]
+            if self.fsync:
+                os.fsync(fd)
+        finally:
+            os.close(fd)
+
+    def _fsync_dirs(self, dirs: set[str]) -> None:
+        for d in dirs:
+            fd = os.open(d, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+
+    def put_many(self, items: dict[str, bytes]) -> None:
+        flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC
+        prefix = self._prefix
+        for key, data in items.items():
+            self._write(prefix + key, data, flags)
+        if self.fsync:
+            self._fsync_dirs({os.path.dirname(prefix + k) for k in items})
+
+    def put_documents(self, items: dict[str, bytes]) -> None:
+        tmp_prefix = f"{self._prefix}{self.tmp_dir}/{os.getpid()}-"
+        dirs = set()
+        for key, data in items.items():
+            path = self._prefix + key
+            tmp = f"{tmp_prefix}{secrets.token_hex(6)}.tmp"
+            self._write(tmp, data, os.O_WRONLY | os.O_CREAT | os.O_EXCL)
+            try:
+                os.replace(tmp, path)
+            except FileNotFoundError:
+                os.makedirs(os.path.dirname(path), exist_ok=True)
+                os.replace(tmp, path)
+            dirs.add(os.path.dirname(path))
+        if self.fsync:
+            self._fsync_dirs(dirs)
+
+    def delete(self, key: str) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self._path(key))
+
+    def delete_prefix(self, prefix: str) -> None:
+        if not prefix:
+            for child in list(self.root.iterdir()) if self.root.exists() else []:
+                if child.is_dir() and not child.is_symlink():
+                    shutil.rmtree(child)
+                else:
+                    child.unlink()
+            return
+        with contextlib.suppress(FileNotFoundError):
+            shutil.rmtree(self._path(prefix))
+
+    def list_dir(self, prefix: str) -> list[str]:
+        try:
+            return os.listdir(self._path(prefix))
+        except (FileNotFoundError, NotADirectoryError):
+            return []
+
+    def is_empty(self) -> bool:
+        if not self.root.exists():
+            return True
+        if not self.root.is_dir():
+            return False
+        return not any(self.root.iterdir())
+
+    def lock(self, key: str, ttl: float) -> Lock:
+        return _FlockLock(Path(self._path(key)))
+
+    def shard_writer(self) -> ShardWriter:
+        return _LocalShards(self)
+
+    def read_shards(self, requests: list[ShardRequest]) -> list[list[bytes | None]]:
+        out = []
+        for key, spec, slots in requests:
+            try:
+                fd = os.open(self._prefix + key, os.O_RDONLY)
+            except FileNotFoundError:
+                out.append([None] * len(slots))
+                continue
+            try:
+                out.append(_pread_rows(fd, spec, slots, key))
+            finally:
+                os.close(fd)
+        return out
+
+    def cleanup_tmp(self, older_than: float = 600.0) -> None:
+        """Remove staging files left by crashed writers (older than ``older_than`` seconds)."""
+        now = time.time()
+        for name in self.list_dir(self.tmp_dir):
+            if name.endswith(".tmp"):
+                path = self.root / self.tmp_dir / name
+                with contextlib.suppress(OSError):
+                    if now - path.stat().st_mtime > older_than:
+                        path.unlink()
+
+
+def _pread_rows(fd: int, spec: L.ArraySpec, slots: list[int], where: str) -> list[bytes | None]:
+    lo, hi = min(slots), max(slots)
+    raw = os.pread(fd, 16 * (hi - lo + 1), 16 * lo)
+    if len(raw) < 16 * (hi - lo + 1):
+        raise CorruptStoreError(f"{where}: shard index is torn")
+    index = np.frombuffer(raw, dtype="<u8").reshape(-1, 2)
+    entries = [(int(index[s - lo, 0]), int(index[s - lo, 1])) for s in slots]
+    first = entries[0][0]
+    if first != L.MISSING and all(off == first + sum(n for _, n in entries[:i]) for i, (off, _) in enumerate(entries)):
+        total = sum(n for _, n in entries)
+        data = os.pread(fd, total, first)  # contiguous rows: one read
+        if len(data) < total:
+            raise CorruptStoreError(f"{where}: rows past the end of the shard (torn)")
+        out: list[bytes | None] = []
+        pos = 0
+        for _, n in entries:
+            out.append(data[pos : pos + n])
+            pos += n
+        return out
+    out = []
+    for off, n in entries:
+        if off == L.MISSING:
+            out.append(None)
+            continue
+        data = os.pread(fd, n, off)
+        if len(data) < n:
+            raise CorruptStoreError(f"{where}: row past the end of the shard (torn)")
+        out.append(data)
+    return out
+
+
+class _LocalShards(ShardWriter):
+    """Rows go in place with ``pwrite``: fixed-size rows at fixed offsets, variable-size rows
+    appended at the end of the shard, then the rows' index entries. No file is created or
+    renamed per step (creating files is what costs on local disk), and bytes of other rows,
+    committed ones included, are never touched.
+    """
+
+    MAX_OPEN = 64
+
+    def __init__(self, backend: LocalBackend):
+        self.backend = backend
+        self.fds: dict[str, int] = {}
+        self.ends: dict[str, int] = {}
+
+    def _fd(self, key: str, spec: L.ArraySpec, new_dirs: set[str]) -> int:
+        fd = self.fds.get(key)
+        if fd is not None:
+            return fd
+        if len(self.fds) >= self.MAX_OPEN:
+            self.close()
+        path = self.backend._prefix + key
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        except FileNotFoundError:
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        size = os.fstat(fd).st_size
+        if size < spec.index_nbytes:
+            # New, or torn by a crash during its creation, before any row of it was committed.
+            os.pwrite(fd, L.empty_index(spec), 0)
+            size = spec.index_nbytes
+            new_dirs.add(os.path.dirname(path))
+        self.fds[key] = fd
+        self.ends[key] = size
+        return fd
+
+    def write(self, requests: list[tuple[str, L.ArraySpec, dict[int, bytes]]]) -> None:
+        # Shard files are opened per commit (reopening a dozen files costs ~30 µs): an idle
+        # writer holds no descriptor but its lock's, however many worlds a process writes.
+        try:
+            self._write(requests)
+        finally:
+            self.close()
+
+    def _write(self, requests: list[tuple[str, L.ArraySpec, dict[int, bytes]]]) -> None:
+        new_dirs: set[str] = set()
+        touched = []
+        for key, spec, slots in requests:
+            fd = self._fd(key, spec, new_dirs)
+            placed = []
+            for slot in sorted(slots):
+                chunk = slots[slot]
+                offset = spec.fixed_offset(slot)
+                if offset is None:
+                    offset = self.ends[key]
+                    self.ends[key] += len(chunk)
+                placed.append((slot, offset, chunk))
+            # data first (runs of adjacent rows in one write), then the index entries
+            for offset, data in _runs([(off, chunk) for _, off, chunk in placed]):
+                os.pwrite(fd, data, offset)
+            entries = [(16 * slot, np.array([off, len(chunk)], dtype="<u8").tobytes()) for slot, off, chunk in placed]
+            for offset, data in _runs(entries):
+                os.pwrite(fd, data, offset)
+            touched.append(fd)
+        if self.backend.fsync:
+            for fd in set(touched):
+                os.fsync(fd)
+            self.backend._fsync_dirs(new_dirs)
+
+    def close(self) -> None:
+        fds, self.fds = self.fds, {}
+        self.ends = {}
+        for fd in fds.values():
+            with contextlib.suppress(OSError):
+                os.close(fd)
+
+
+def _runs(pieces: list[tuple[int, bytes]]) -> list[tuple[int, bytes]]:
+    """Merge ``(offset, bytes)`` pieces that are adjacent in the file (input sorted by offset)."""
+    out: list[tuple[int, list[bytes], int]] = []
+    for offset, data in pieces:
+        if out and out[-1][0] + out[-1][2] == offset:
+            out[-1][1].append(data)
+            out[-1] = (out[-1][0], out[-1][1], out[-1][2] + len(data))
+        else:
+            out.append((offset, [data], len(data)))
+    return [(offset, b"".join(parts)) for offset, parts, _ in out]
+
+
+class _FlockLock(Lock):
+    """An ``flock`` on ``locks/<world>.lock``; the file holds the holder's pid/host/time for messages.
+
+    The kernel releases the lock when the holder exits, however it exits (kill -9 included),
+    so a dead writer never leaves a stale lock behind on local disk. Not for NFS.
+    """
+
+    def __init__(self, path: Path):
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        for _ in range(5):
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError as exc:
+                os.close(fd)
+                if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                    raise
+                raise WorldLockedError(
+                    f"world is being written by {describe_holder(_read_json(path))} (lock {path}); one writer per world"
+                ) from None
+            # The lock file may have been unlinked (world deleted) between open and flock.
+            try:
+                same = os.fstat(fd).st_ino == os.stat(path).st_ino
+            except FileNotFoundError:
+                same = False
+            if same:
+                break
+            os.close(fd)
+        else:  # pragma: no cover - needs a delete racing five times
+            raise WorldLockedError(f"could not take lock {path}")
+        self.fd: int | None = fd
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, json.dumps(holder_info(secrets.token_hex(8))).encode(), 0)
+
+    def release(self) -> None:
+        fd, self.fd = self.fd, None
+        if fd is not None:
+            with contextlib.suppress(OSError):
+                os.ftruncate(fd, 0)
+            os.close(fd)  # drops the flock
+
+
+def _read_json(path: Path) -> dict[str, Any] | None:
+    try:
+        return json.loads(path.read_bytes())
+    except (OSError, ValueError):
+        return None
+
+
+# ----------------------------------------------------------------------------- zarr stores
+class ZarrStoreBackend(Backend):
+    """A zarr 3 ``Store``; I/O of one call is gathered on zarr's event loop."""
+
+    def __init__(self, store: Any, url: str, *, read_only: bool, concurrency: int = 32):
+        from zarr.abc.store import SupportsGetSync, SupportsSetSync
+        from zarr.core.buffer import default_buffer_prototype
+
+        self.store = store
+        self.url = url
+        self.read_only = read_only
+        self._proto = default_buffer_prototype()
+        self._sync_get = isinstance(store, SupportsGetSync)
+        self._sync_set = isinstance(store, SupportsSetSync)
+        self._limit = concurrency
+
+    def _run(self, coro):
+        from zarr.core.sync import sync
+
+        return sync(coro)
+
+    async def _gather(self, coros):
+        sem = asyncio.Semaphore(self._limit)
+
+        async def one(c):
+            async with sem:
+                return await c
+
+        return await asyncio.gather(*(one(c) for c in coros))
+
+    def _buf(self, data: bytes):
+        return self._proto.buffer.from_bytes(data)
+
+    def get(self, key: str) -> bytes | None:
+        return self.get_many([key])[0]
+
+    def get_many(self, keys: list[str]) -> list[bytes | None]:
+        if self._sync_get:
+            bufs = [self.store.get_sync(k, prototype=self._proto) for k in keys]
+        else:
+            bufs = self._run(self._gather([self.store.get(k, prototype=self._proto) for k in keys]))
+        return [None if b is None else b.to_bytes() for b in bufs]
+
+    def put_many(self, items: dict[str, bytes]) -> None:
+        if not items:
+            return
+        if self._sync_set:
+            for k, v in items.items():
+                self.store.set_sync(k, self._buf(v))
+        else:
+            self._run(self._gather([self.store.set(k, self._buf(v)) for k, v in items.items()]))
+
+    def put_documents(self, items: dict[str, bytes]) -> None:
+        self.put_many(items)  # an object PUT is atomic
+
+    def delete(self, key: str) -> None:
+        self._run(self.store.delete(key))
+
+    def delete_prefix(self, prefix: str) -> None:
+        self._invalidate(prefix)
+        self._run(self.store.delete_dir(prefix))
+        self._invalidate(prefix)
+
+    def _invalidate(self, prefix: str) -> None:
+        fs = getattr(self.store, "fs", None)
+        if fs is not None:
+            path = f"{self.store.path}/{prefix}".rstrip("/")
+            with contextlib.suppress(Exception):
+                fs.invalidate_cache(path)
+
+    def list_dir(self, prefix: str) -> list[str]:
+        self._invalidate(prefix)
+
+        async def collect():
+            return [k async for k in self.store.list_dir(prefix)]
+
+        names = self._run(collect())
+        return sorted({n.split("/", 1)[0] for n in names if n})
+
+    def is_empty(self) -> bool:
+        self._invalidate("")
+        return self._run(self.store.is_empty(""))
+
+    def lock(self, key: str, ttl: float) -> Lock:
+        return _LeaseLock(self, key, ttl)
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self.store.close()
+
+
+class _LeaseLock(Lock):
+    """A lease document ``{"token", "pid", "host", "time", "expires"}`` at ``locks/<world>.lock``.
+
+    Taken when absent, expired, or left by a dead process of this host; renewed on commit
+    once a third of its ``ttl`` has passed. Object stores reached through fsspec offer no
+    compare-and-swap, so two writers starting within the same instant could both read an
+    empty slot: after writing, the lease is read back and the loser gets WorldLockedError,
+    which narrows but does not close that window. Expiry relies on synchronised clocks.
+    """
+
+    def __init__(self, backend: ZarrStoreBackend, key: str, ttl: float):
+        self.backend, self.key, self.ttl = backend, key, float(ttl)
+        self.token = secrets.token_hex(12)
+        current = self._current()
+        if current is not None and self._live(current):
+            raise WorldLockedError(
+                f"world is being written by {describe_holder(current)} (lease {backend.url}/{key}, "
+                f"expires in {float(current.get('expires', 0)) - time.time():.0f} s); one writer per world"
+            )
+        self._write()
+        back = self._current()
+        if back is None or back.get("token") != self.token:
+            raise WorldLockedError(f"lost the race for lease {backend.url}/{key} to {describe_holder(back)}")
+        self.held = True
+
+    def _current(self) -> dict[str, Any] | None:
+        data = self.backend.get(self.key)
+        if not data:
+            return None
+        try:
+            info = json.loads(data)
+        except ValueError:
+            raise CorruptStoreError(f"unreadable lease {self.key}") from None
+        return info if isinstance(info, dict) else None
+
+    def _live(self, info: dict[str, Any]) -> bool:
+        if float(info.get("expires", 0)) < time.time():
+            return False
+        if info.get("host") == HOST and isinstance(info.get("pid"), int):
+            return pid_alive(info["pid"], info.get("pid_start"))
+        return True
+
+    def _write(self) -> None:
+        info = holder_info(self.token)
+        info["expires"] = info["time"] + self.ttl
+        self.renewed = info["time"]
+        self.backend.put_document(self.key, json.dumps(info).encode())
+
+    def renew(self) -> None:
+        if time.time() - self.renewed < self.ttl / 3:
+            return
+        current = self._current()
+        if current is None or current.get("token") != self.token:
+            raise WorldLockedError(f"lease {self.key} was lost to {describe_holder(current)}")
+        self._write()
+
+    def release(self) -> None:
+        if not getattr(self, "held", False):
+            return
+        self.held = False
+        with contextlib.suppress(Exception):
+            current = self._current()
+            if current is not None and current.get("token") == self.token:
+                self.backend.delete(self.key)
+
+
+# ----------------------------------------------------------------------------- URL dispatch
+_MEMORY: dict[str, dict] = {}
+
+
+def open_backend(
+    url: str | os.PathLike, *, read_only: bool, storage_options: dict[str, Any] | None, fsync: bool
+) -> Backend:
+    """Local path / ``file://`` -> LocalBackend; ``memory://`` -> MemoryStore; else FsspecStore."""
+    url = os.fspath(url)
+    if "://" not in url:
+        return LocalBackend(url, read_only=read_only, fsync=fsync)
+    scheme, rest = url.split("://", 1)
+    if scheme in ("file", "local"):
+        return LocalBackend(rest, read_only=read_only, fsync=fsync)
+    if scheme == "memory":
+        from zarr.storage import MemoryStore
+
+        # One dict per memory:// path for the life of the process, like fsspec's memory fs.
+        mapping = _MEMORY.setdefault(rest.strip("/"), {})
+        return ZarrStoreBackend(MemoryStore(mapping, read_only=read_only), url, read_only=read_only)
+    from zarr.storage import FsspecStore
+
+    store = FsspecStore.from_url(url, storage_options=dict(storage_options or {}), read_only=read_only)
+    return ZarrStoreBackend(store, url, read_only=read_only)
