@@ -1,0 +1,108 @@
+"""A real two-node Ray cluster on this machine (loopback only): `multiworld rollout` uses both nodes.
+
+Everything runs in subprocesses, so the test session's own Ray instance is untouched. Ray binds
+to 127.0.0.1 only with RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0, but its CLI then refuses to start a
+second node; NODE_LAUNCHER lifts that one CLI check (nothing else changes, every address stays
+on loopback). The cluster is stopped by killing the processes that carry its temp dir in their
+command line or open files (`ray stop` would stop every Ray instance on the machine, other
+users' included).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+NODE_LAUNCHER = """
+import types
+import ray._private.ray_constants as rc
+from ray.scripts import scripts
+proxy = types.SimpleNamespace(**{k: getattr(rc, k) for k in dir(rc) if not k.startswith("__")})
+proxy.ENABLE_RAY_CLUSTER = True  # the CLI's worker-node check only
+scripts.ray_constants = proxy
+scripts.main()
+"""
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _pids_mentioning(text: str) -> list[int]:
+    """Processes whose command line or open files mention ``text`` (Ray's agents rename themselves,
+    e.g. ``ray::DashboardAgent``, but keep their log files in the temp dir open)."""
+    pids = []
+    for proc in pathlib.Path("/proc").iterdir():
+        if not proc.name.isdigit() or int(proc.name) == os.getpid():
+            continue
+        try:
+            if text in (proc / "cmdline").read_bytes().decode(errors="replace"):
+                pids.append(int(proc.name))
+                continue
+            for fd in (proc / "fd").iterdir():
+                if os.readlink(fd).startswith(text):
+                    pids.append(int(proc.name))
+                    break
+        except OSError:
+            pass
+    return pids
+
+
+def _stop_cluster(temp_dir: str) -> None:
+    for sig, wait in ((signal.SIGTERM, 3.0), (signal.SIGKILL, 1.0)):
+        pids = _pids_mentioning(temp_dir)
+        for pid in pids:
+            try:
+                os.kill(pid, sig)
+            except ProcessLookupError:
+                pass
+        if pids:
+            time.sleep(wait)
+
+
+def test_rollout_across_two_nodes(tmp_path):
+    temp_dir = tempfile.mkdtemp(prefix="mwrc", dir="/tmp")  # short: unix socket paths are limited
+    port = _free_port()
+    env = {**os.environ, "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_AUTH_MODE": "disabled"}
+    env.pop("RAY_ADDRESS", None)
+    ray_cli = [sys.executable, "-m", "ray.scripts.scripts"]
+    common = ["--num-cpus=1", "--node-ip-address=127.0.0.1", f"--temp-dir={temp_dir}", "--disable-usage-stats"]
+    run = dict(env=env, capture_output=True, text=True, timeout=120)
+    try:
+        head = subprocess.run(
+            [*ray_cli, "start", "--head", f"--port={port}", "--include-dashboard=false", *common], **run
+        )
+        assert head.returncode == 0, head.stderr[-2000:]
+        node = subprocess.run(
+            [sys.executable, "-c", NODE_LAUNCHER, "start", f"--address=127.0.0.1:{port}", *common], **run
+        )
+        assert node.returncode == 0, node.stderr[-2000:]
+        out = tmp_path / "store"
+        summary_path = tmp_path / "summary.json"
+        rollout = subprocess.run(
+            [
+                sys.executable, "-m", "multiworld.cli", "rollout", "--address", f"127.0.0.1:{port}",
+                "--workers", "2", "--episodes", "4", "--agents", "2", "--max-cycles", "8",
+                "--height", "16", "--width", "16", "--out", str(out), "--summary", str(summary_path), "--no-progress",
+            ],
+            **{**run, "timeout": 240},
+        )  # fmt: skip
+        assert rollout.returncode == 0, rollout.stderr[-3000:]
+        summary = json.loads(summary_path.read_text())
+        assert summary["episodes"] == 4 and summary["failures"] == 0
+        assert len(summary["nodes"]) == 2, summary["nodes"]  # one 1-CPU worker per node
+        assert "agent-frames/s" in rollout.stdout
+    finally:
+        _stop_cluster(temp_dir)
+        shutil.rmtree(temp_dir, ignore_errors=True)
+    assert _pids_mentioning(temp_dir) == []
