@@ -16,13 +16,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in COMMANDS:
-        try:
-            module = importlib.import_module(f"multiworld.cli.{name}")
-        except ModuleNotFoundError as e:
-            if e.name != f"multiworld.cli.{name}":
-                raise
-            continue  # command not built yet
-        module.add_parser(sub)
+        importlib.import_module(f"multiworld.cli.{name}").add_parser(sub)
     return parser
 
 

@@ -171,7 +171,7 @@ class Raycaster:
             bg_entity = torch.where(tan > 0, ENTITY_CEILING, ENTITY_FLOOR).expand(h, w)
             out_entity = torch.where(is_wall, wall_entity[..., None, :].expand(-1, -1, h, -1), bg_entity)
 
-        self._draw_sprites(state, colour, d, (cx, cy, fx, fy, rx, ry), out_depth, out_entity)
+        self._draw_sprites(state, colour, d, out_depth, out_entity)
         # Colours are packed RGBA, one int32 per pixel: view them as bytes and drop alpha.
         views = Views(rgb=colour.view(torch.uint8).view(bsz, n, h, w, 4)[..., :3])
         if buffers:
@@ -197,92 +197,87 @@ class Raycaster:
         table[flat] = (offs["box"] + torch.arange(m, device=self.device)).repeat(bsz)
         return table[cell]
 
-    def _sprites(self, state: WorldState):
-        """Per world: sprite positions (B, P, 2), kind (0 agent, 1 item), colour, heading, valid, entity."""
-        n, k = state.num_agents, state.items.shape[1]
-        offs = entity_offsets(state.size, state.boxes.shape[1], k)
-        items_xy = state.items[..., ::-1].astype(np.float32) + 0.5
-        pos = np.concatenate([state.poses[..., :2], items_xy], axis=1)
-        kind = np.concatenate([np.zeros(n, np.int64), np.ones(k, np.int64)])
-        valid = np.concatenate([np.ones((state.num_worlds, n), bool), state.items_alive], axis=1)
-        colour = np.concatenate([state.colors.astype(np.int64), np.zeros((state.num_worlds, k), np.int64)], axis=1)
-        entity = np.concatenate(
-            [
-                offs["agent"] + state.colors.astype(np.int64),
-                np.broadcast_to(offs["item"] + np.arange(k), (state.num_worlds, k)),
-            ],
-            axis=1,
-        )
-        heading = np.concatenate([state.poses[..., 2], np.zeros((state.num_worlds, k), np.float32)], axis=1)
-        t = lambda x: torch.as_tensor(np.ascontiguousarray(x), device=self.device)  # noqa: E731
-        return t(pos), t(kind), t(colour), t(heading), t(valid), t(entity)
+    def _draw_sprites(self, state: WorldState, image, wall_depth, out_depth, out_entity) -> None:
+        """Paint item and agent billboards into ``image`` (packed colours) and the buffers, in place.
 
-    def _draw_sprites(self, state, image, wall_depth, camera, out_depth, out_entity) -> None:
-        """Paint item and agent billboards into ``image`` (packed colours) and the buffers, in place."""
-        cfg, dev = self.cfg, self.device
-        bsz, n = state.num_worlds, state.num_agents
+        Sprites are few and small on screen, so this stage works on sparse lists of sprite
+        columns and pixels, in numpy (whose per-call cost on small arrays is a fraction of
+        torch's); only the final scatter touches the image.
+        """
+        cfg = self.cfg
+        bsz, n, k = state.num_worlds, state.num_agents, state.items.shape[1]
         h, w, f = cfg.height, cfg.width, cfg.focal
-        cx, cy, fx, fy, rx, ry = camera
-        pos, kind, colour, heading, valid, entity = self._sprites(state)
-        num = pos.shape[1]
+        num = n + k
         if num == 0:
             return
-        relx = pos[:, None, :, 0] - cx  # (B, N, P)
-        rely = pos[:, None, :, 1] - cy
+        offs = entity_offsets(state.size, state.boxes.shape[1], k)
+        # Sprites of each world: agents first, then items. (B, P, ...)
+        pos = np.concatenate([state.poses[..., :2], state.items[..., ::-1].astype(np.float32) + 0.5], axis=1)
+        is_agent = np.arange(num) < n
+        valid = np.concatenate([np.ones((bsz, n), bool), state.items_alive], axis=1)
+        heading = state.poses[..., 2]
+        half = np.where(is_agent, cfg.agent_half_width, cfg.item_half_width).astype(np.float32)
+        top = np.where(is_agent, cfg.agent_height, cfg.item_height).astype(np.float32)
+
+        cam = state.poses[:, :, None, :]  # (B, N, 1, 3)
+        fx, fy = np.cos(cam[..., 2]), np.sin(cam[..., 2])
+        relx, rely = pos[:, None, :, 0] - cam[..., 0], pos[:, None, :, 1] - cam[..., 1]  # (B, N, P)
         depth = relx * fx + rely * fy
-        lateral = relx * rx + rely * ry
-        is_agent = kind == 0
-        half = torch.where(is_agent, cfg.agent_half_width, cfg.item_half_width).float()
-        top = torch.where(is_agent, cfg.agent_height, cfg.item_height).float()
-        not_self = torch.ones(n, num, dtype=torch.bool, device=dev)
-        not_self[torch.arange(n), torch.arange(n)] = False
-        ok = valid[:, None, :] & not_self & (depth > cfg.near)
-        safe = torch.where(ok, depth, torch.ones_like(depth))
+        lateral = rely * fx - relx * fy  # along the right vector (-sin, cos)
+        ok = valid[:, None, :] & ~np.eye(n, num, dtype=bool) & (depth > cfg.near)
+        safe = np.where(ok, depth, np.float32(1))
         centre = w / 2 + f * lateral / safe
         half_px = f * half / safe
         row_top = h / 2 - f * (top - cfg.eye_height) / safe
         row_bot = h / 2 + f * cfg.eye_height / safe
 
         # Visible sprite columns: covered by the sprite and in front of that column's wall.
-        col_c = self._cols + 0.5
-        covered = ((col_c - centre[..., None]).abs() < half_px[..., None]) & ok[..., None]  # (B, N, P, W)
-        covered &= safe[..., None] < wall_depth[:, :, None, :]
-        b_i, n_i, p_i, w_i = covered.nonzero(as_tuple=True)
-        if b_i.numel() == 0:
+        col_c = np.arange(w, dtype=np.float32) + 0.5
+        wall = wall_depth.cpu().numpy()
+        covered = (np.abs(col_c - centre[..., None]) < half_px[..., None]) & ok[..., None]  # (B, N, P, W)
+        covered &= safe[..., None] < wall[:, :, None, :]
+        b_i, n_i, p_i, w_i = np.nonzero(covered)
+        if b_i.size == 0:
             return
         # Expand to pixels: rows between the sprite's top and bottom.
-        r_c = self._rows + 0.5
-        in_rows = (r_c >= row_top[b_i, n_i, p_i, None]) & (r_c < row_bot[b_i, n_i, p_i, None])  # (C, H)
-        c_i, r_i = in_rows.nonzero(as_tuple=True)
+        r_c = np.arange(h, dtype=np.float32) + 0.5
+        top_i, bot_i = row_top[b_i, n_i, p_i], row_bot[b_i, n_i, p_i]
+        c_i, r_i = np.nonzero((r_c >= top_i[:, None]) & (r_c < bot_i[:, None]))  # (C, H) -> pixels
         b_i, n_i, p_i, w_i = b_i[c_i], n_i[c_i], p_i[c_i], w_i[c_i]
         sd = safe[b_i, n_i, p_i]
         su = (col_c[w_i] - centre[b_i, n_i, p_i]) / half_px[b_i, n_i, p_i]  # -1..1 across
-        height = (r_c[r_i] - row_top[b_i, n_i, p_i]) / (row_bot[b_i, n_i, p_i] - row_top[b_i, n_i, p_i])  # 0 top
+        height = (r_c[r_i] - top_i[c_i]) / (bot_i[c_i] - top_i[c_i])  # 0 at the top
         agent_px = is_agent[p_i]
         # Items are diamonds: keep pixels with |u| + |v| <= 1.
-        keep = agent_px | ((su.abs() + (2 * height - 1).abs()) <= 1)
-        shade = ((su + 1) / 2 * SHADES).long().clamp_(0, SHADES - 1)
+        keep = agent_px | ((np.abs(su) + np.abs(2 * height - 1)) <= 1)
+        shade = np.clip(((su + 1) / 2 * SHADES).astype(np.int64), 0, SHADES - 1)
         # An agent facing the viewer shows a white visor band near its top.
-        facing = torch.cos(heading[b_i, p_i]) * fx[b_i, n_i, 0] + torch.sin(heading[b_i, p_i]) * fy[b_i, n_i, 0] < 0
-        visor = agent_px & facing & (height > 0.12) & (height < 0.25) & (su.abs() < 0.6)
-        sprite_idx = torch.where(
-            agent_px, self.atlas.agent + colour[b_i, p_i] * SHADES + shade, self.atlas.item + shade
-        )
-        sprite_idx = torch.where(visor, torch.full_like(sprite_idx, self.atlas.eye), sprite_idx)
+        seen_heading = heading[b_i, np.minimum(p_i, n - 1)]
+        facing = np.cos(seen_heading) * fx[b_i, n_i, 0] + np.sin(seen_heading) * fy[b_i, n_i, 0] < 0
+        visor = agent_px & facing & (height > 0.12) & (height < 0.25) & (np.abs(su) < 0.6)
+        colour_id = state.colors[b_i, np.minimum(p_i, n - 1)].astype(np.int64)
+        sprite_idx = np.where(agent_px, self.atlas.agent + colour_id * SHADES + shade, self.atlas.item + shade)
+        sprite_idx = np.where(visor, self.atlas.eye, sprite_idx)
 
-        b_i, n_i, r_i, w_i, sd, sprite_idx = (x[keep] for x in (b_i, n_i, r_i, w_i, sd, sprite_idx))
-        p_keep = p_i[keep]
+        b_i, n_i, p_i, r_i, w_i, sd, sprite_idx = (x[keep] for x in (b_i, n_i, p_i, r_i, w_i, sd, sprite_idx))
         pix = ((b_i * n + n_i) * h + r_i) * w + w_i
-        # Nearest sprite per pixel: min over (quantized depth, entry) packed into one int64 key.
-        entry = torch.arange(pix.numel(), device=dev)
-        key = (sd * (1 << 20)).long() * (1 << 32) + entry
-        best = torch.full((bsz * n * h * w,), torch.iinfo(torch.long).max, dtype=torch.long, device=dev)
-        best.scatter_reduce_(0, pix, key, reduce="amin")
-        won = entry[(best[pix] & ((1 << 32) - 1)) == entry]
-        image.view(-1)[pix[won]] = self._packed[sprite_idx[won]]
+        # Nearest sprite per pixel: sort by depth (stable: ties keep sprite order, so the result
+        # never depends on anything but the scene), then take each pixel's first entry.
+        order = np.argsort(sd, kind="stable")
+        _, first = np.unique(pix[order], return_index=True)
+        won = order[first]
+        dev = self.device
+        target = torch.from_numpy(pix[won]).to(dev)
+        image.view(-1)[target] = self._packed[torch.from_numpy(sprite_idx[won]).to(dev)]
         if out_depth is not None:
-            out_depth.view(-1)[pix[won]] = sd[won]
-            out_entity.view(-1)[pix[won]] = entity[b_i[won], p_keep[won]]
+            out_depth.view(-1)[target] = torch.from_numpy(sd[won].astype(np.float32)).to(dev)
+            p_won = p_i[won]
+            ent = np.where(
+                p_won < n,
+                offs["agent"] + state.colors[b_i[won], np.minimum(p_won, n - 1)].astype(np.int64),
+                offs["item"] + p_won - n,
+            )
+            out_entity.view(-1)[target] = torch.from_numpy(ent.astype(np.int64)).to(dev)
 
 
 class _Constants(NamedTuple):
