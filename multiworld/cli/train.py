@@ -1,0 +1,110 @@
+"""`multiworld train`: train the world model on oracle rollouts from `multiworld data`."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import pathlib
+import platform
+import shutil
+import sys
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("train", help="train the learned world model", description=__doc__)
+    p.add_argument("--preset", default="default", help="tiny or default (default: %(default)s)")
+    p.add_argument(
+        "--data", type=pathlib.Path, nargs="+", required=True, help="one or more stores written by `multiworld data`"
+    )
+    p.add_argument("--out", type=pathlib.Path, required=True, help="run directory (checkpoints, log.jsonl)")
+    p.add_argument("--minutes", type=float, default=None, help="wall-clock budget (default: the preset's)")
+    p.add_argument("--max-steps", type=int, default=None, help="stop after this many steps (default: the preset's)")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=2, help="torch CPU threads (default: %(default)s)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar (logs still go to log.jsonl)")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+
+    from multiworld.models.checkpoint import load_checkpoint, save_checkpoint
+    from multiworld.models.data import BatchMaker, load_transitions, random_transitions
+    from multiworld.models.presets import get_preset
+    from multiworld.models.trainer import Trainer
+    from multiworld.models.world_model import WorldModel
+
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)
+    preset = get_preset(args.preset)
+    tcfg = preset.train
+    if args.minutes is not None:
+        tcfg.minutes = args.minutes
+    if args.max_steps is not None:
+        tcfg.max_steps = args.max_steps
+    tcfg.seed = args.seed
+    out = args.out
+    if out.exists() and (out / "last").exists() and not args.resume:
+        raise FileExistsError(f"{out} already holds a run; pass --resume to continue it or choose another --out")
+
+    sets = load_transitions(args.data)
+    sampler = BatchMaker(sets, tcfg.batch_size, seed=args.seed, dynamics_batch=tcfg.dynamics_batch)
+    model = WorldModel(preset.model)
+    # Held-out worlds (seeds far from the data's) for validation, made on the fly by the oracle.
+    val_sets = [
+        random_transitions(s.arena_name, s.arena.num_agents, 4, 12, seed=1_000_000 + i)
+        for i, s in enumerate(_named(sets))
+    ]
+    val = BatchMaker(val_sets, 8, seed=12345, dynamics_batch=32)
+    val_batches = [val.sample() for _ in range(2)]
+    info = {
+        "command": "multiworld " + " ".join(sys.argv[1:]) if sys.argv and "multiworld" in sys.argv[0] else None,
+        "preset": args.preset,
+        "data": [str(p) for p in args.data],
+        "transitions": sum(len(s) for s in sets),
+        "train": dataclasses.asdict(tcfg),
+        "machine": {"platform": platform.platform(), "python": platform.python_version(), "torch": torch.__version__},
+    }
+
+    def save(m, path, metrics):
+        save_checkpoint(m, path, metrics, extra={"training": info})
+
+    def load_weights(m, path):
+        m.load_state_dict(load_checkpoint(path).state_dict())
+
+    def evaluate(m) -> dict:
+        logs = [m(b)[1] for b in val_batches]
+        keys = ("render_psnr", "move_acc", "push_acc", "pick_acc", "cell_acc", "latent_cell_acc", "depth_l1")
+        out_ = {k: round(sum(x[k] for x in logs) / len(logs), 5) for k in keys}
+        dyn = (out_["move_acc"] + out_["push_acc"] + out_["pick_acc"] + out_["cell_acc"]) / 4
+        out_["score"] = round(out_["render_psnr"] - 100 * (1 - dyn), 4)
+        return out_
+
+    trainer = Trainer(model, sampler.sample, tcfg, out, save, evaluate, progress=not args.no_progress)
+    if args.resume and trainer.load_state(load_weights):
+        print(f"resumed {out} at step {trainer.step} ({trainer.elapsed / 60:.1f} min)")
+    else:
+        model.dynamics.fit_kinematics(*sampler.kinematics_sample())
+        (out / "run.json").write_text(json.dumps(info, indent=2))
+    summary = trainer.run()
+    # The run's shippable checkpoint is the best one by validation score, copied to the run's root.
+    best = out / "best" if (out / "best").exists() else out / "last"
+    for name in ("model.safetensors", "config.json", "metrics.json"):
+        if (best / name).exists():
+            shutil.copy2(best / name, out / name)
+    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    print(f"trained {summary['step']} steps in {summary['elapsed_seconds'] / 60:.1f} min; checkpoint in {out}")
+    return 0
+
+
+def _named(sets):
+    """The transition sets with their scenario name attached (for making validation data)."""
+    from multiworld.world.scenarios import SCENARIOS
+
+    for s in sets:
+        s.arena_name = next(
+            n for n, sc in SCENARIOS.items() if sc.arena_config(num_agents=s.arena.num_agents) == s.arena
+        )
+    return sets

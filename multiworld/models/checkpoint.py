@@ -1,0 +1,110 @@
+"""World-model checkpoints: ``model.safetensors`` + ``config.json`` (+ ``metrics.json``), no pickle.
+
+``config.json`` records the resolved :class:`WorldModelConfig` and the sha256 of the weights file
+written beside it; loading checks both, so a checkpoint whose weights and config do not belong
+together fails with a clear message instead of producing garbage.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import pathlib
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from multiworld.models.world_model import WorldModel, WorldModelConfig
+
+FORMAT = "multiworld-world-model"
+FORMAT_VERSION = 1
+DEFAULT_CHECKPOINT = pathlib.Path(__file__).resolve().parent.parent / "checkpoints" / "default"
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that is missing, incomplete, or whose config and weights do not match."""
+
+
+def sha256_file(path: str | pathlib.Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def save_checkpoint(
+    model: WorldModel, path: str | pathlib.Path, metrics: dict | None = None, extra: dict | None = None
+) -> str:
+    """Write the checkpoint directory ``path``; returns the weights' sha256."""
+    path = pathlib.Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    tensors = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    tmp = path / "model.safetensors.tmp"
+    save_file(tensors, str(tmp), metadata={"format": FORMAT})
+    digest = sha256_file(tmp)
+    tmp.chmod(0o644)
+    tmp.replace(path / "model.safetensors")
+    config = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "weights_sha256": digest,
+        "model": model.cfg.to_dict(),
+    }
+    config.update(extra or {})
+    (path / "config.json").write_text(json.dumps(config, indent=2) + "\n")
+    if metrics is not None:
+        (path / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    return digest
+
+
+def read_config(path: str | pathlib.Path) -> dict:
+    path = pathlib.Path(path)
+    if not path.is_dir():
+        raise CheckpointError(
+            f"no world-model checkpoint at {path} (expected a directory with config.json and model.safetensors)"
+        )
+    for name in ("config.json", "model.safetensors"):
+        if not (path / name).is_file():
+            raise CheckpointError(f"checkpoint {path} is incomplete: {name} is missing")
+    try:
+        config = json.loads((path / "config.json").read_text())
+    except json.JSONDecodeError as e:
+        raise CheckpointError(f"checkpoint {path}: config.json is not valid JSON ({e})") from None
+    if config.get("format") != FORMAT:
+        raise CheckpointError(
+            f"checkpoint {path}: config.json is not a {FORMAT} config (format={config.get('format')!r})"
+        )
+    if config.get("format_version") != FORMAT_VERSION:
+        raise CheckpointError(
+            f"checkpoint {path}: format version {config.get('format_version')!r} is not supported "
+            f"(expected {FORMAT_VERSION})"
+        )
+    return config
+
+
+def load_checkpoint(path: str | pathlib.Path | None = None, device: str | torch.device = "cpu") -> WorldModel:
+    """The world model stored at ``path`` (default: the checkpoint shipped with the package), in eval mode."""
+    path = pathlib.Path(path) if path is not None else DEFAULT_CHECKPOINT
+    config = read_config(path)
+    digest = sha256_file(path / "model.safetensors")
+    if digest != config.get("weights_sha256"):
+        raise CheckpointError(
+            f"checkpoint {path}: model.safetensors does not match config.json "
+            f"(sha256 {digest[:12]}..., config records {str(config.get('weights_sha256'))[:12]}...); "
+            "the weights or the config were replaced or corrupted"
+        )
+    try:
+        cfg = WorldModelConfig.from_dict(config["model"])
+        model = WorldModel(cfg)
+    except (TypeError, ValueError, KeyError) as e:
+        raise CheckpointError(f"checkpoint {path}: config.json does not describe a valid world model: {e}") from None
+    tensors = load_file(str(path / "model.safetensors"), device=str(device))
+    try:
+        model.load_state_dict(tensors, strict=True)
+    except RuntimeError as e:
+        first = str(e).splitlines()[0:3]
+        raise CheckpointError(
+            f"checkpoint {path}: weights do not fit the config in config.json: {' '.join(first)}"
+        ) from None
+    return model.to(device).eval()
