@@ -42,6 +42,8 @@ def test_built_wheel_imports_every_subpackage_in_a_fresh_venv(tmp_path):
     names = zipfile.ZipFile(wheel).namelist()
     assert not any(n.startswith(("state/", "agents/")) for n in names), "nothing installs as top-level state/agents"
     assert "multiworld/state/SCHEMA.md" in names
+    for name in ("model.safetensors", "config.json", "MODEL_CARD.md"):
+        assert f"multiworld/checkpoints/default/{name}" in names, "the shipped checkpoint is package data"
 
     # A fresh venv whose only multiworld is the wheel; the heavy dependencies come from this
     # environment's site-packages through a path entry (its .pth files, and so the editable
@@ -65,6 +67,9 @@ def test_built_wheel_imports_every_subpackage_in_a_fresh_venv(tmp_path):
         "    mod = importlib.import_module(name)\n"
         f"    assert pathlib.Path(mod.__file__).is_relative_to({str(venv)!r}), (name, mod.__file__)\n"
         "assert importlib.util.find_spec('state') is None and importlib.util.find_spec('agents') is None\n"
+        "from multiworld.runtime.model import ModelSimulator\n"
+        "from multiworld.world.scenarios import get_scenario\n"
+        "ModelSimulator(get_scenario('forage-v0'), 2).reset([0])  # loads the packaged checkpoint\n"
         "print('ok')\n"
     )
     out = subprocess.run([py, "-c", code], check=True, capture_output=True, text=True, cwd=tmp_path)

@@ -16,7 +16,7 @@ from multiworld.world.scenarios import SCENARIOS
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("run", help="run a scenario and write a video and a summary", description=__doc__)
-    p.add_argument("--backend", default="oracle", help="oracle or model (default: %(default)s)")
+    p.add_argument("--backend", default="model", help="model (the shipped checkpoint) or oracle (default: %(default)s)")
     p.add_argument("--runtime", default="local", help="local or ray (default: %(default)s)")
     p.add_argument("--scenario", default="forage-v0", choices=sorted(SCENARIOS))
     p.add_argument("--agents", type=_positive, default=4, help="number of agents, 1-16")
