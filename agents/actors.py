@@ -79,8 +79,8 @@ class SubsetRaycaster(Raycaster):
         finally:
             self._sprite_state = None
 
-    def _sprites(self, state: WorldState):
-        return super()._sprites(self._sprite_state if self._sprite_state is not None else state)
+    def sprite_scene(self, cameras: WorldState) -> WorldState:
+        return self._sprite_state if self._sprite_state is not None else cameras
 
 
 class OracleRenderer:

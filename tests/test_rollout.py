@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 import time
+import urllib.request
 
 import numpy as np
 import pytest
@@ -91,6 +92,8 @@ def test_rollout_to_s3(monkeypatch):
         import s3fs
 
         options = {"endpoint_url": f"http://127.0.0.1:{port}", "key": "test", "secret": "test"}
+        # moto's in-memory backend is shared by every server of this process: start clean.
+        urllib.request.urlopen(urllib.request.Request(f"http://127.0.0.1:{port}/moto-api/reset", method="POST"))
         s3fs.S3FileSystem(**options, skip_instance_cache=True).mkdir("bucket")
         cfg = RolloutConfig(
             out="s3://bucket/rollout", storage_options=options, episodes=3, workers=2, agents=2, max_cycles=5,

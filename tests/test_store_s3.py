@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+import urllib.request
 
 import numpy as np
 import pytest
@@ -57,6 +58,9 @@ def s3(tmp_path_factory):
     import s3fs
 
     options = {"endpoint_url": f"http://127.0.0.1:{port}", "key": "test", "secret": "test"}
+    # moto keeps one in-memory backend per process, shared by every server it starts: clear
+    # what other tests' servers left behind.
+    urllib.request.urlopen(urllib.request.Request(f"http://127.0.0.1:{port}/moto-api/reset", method="POST"))
     fs = s3fs.S3FileSystem(**options, skip_instance_cache=True)
     fs.mkdir("bucket")
     yield options, fs

@@ -197,7 +197,14 @@ class Raycaster:
         table[flat] = (offs["box"] + torch.arange(m, device=self.device)).repeat(bsz)
         return table[cell]
 
-    def _draw_sprites(self, state: WorldState, image, wall_depth, out_depth, out_entity) -> None:
+    def sprite_scene(self, cameras: WorldState) -> WorldState:
+        """The world whose agents and items are drawn as sprites: by default the cameras' own.
+
+        Agent sprite i is never drawn in camera i's view (an agent does not see its own body).
+        """
+        return cameras
+
+    def _draw_sprites(self, cameras: WorldState, image, wall_depth, out_depth, out_entity) -> None:
         """Paint item and agent billboards into ``image`` (packed colours) and the buffers, in place.
 
         Sprites are few and small on screen, so this stage works on sparse lists of sprite
@@ -205,21 +212,23 @@ class Raycaster:
         torch's); only the final scatter touches the image.
         """
         cfg = self.cfg
-        bsz, n, k = state.num_worlds, state.num_agents, state.items.shape[1]
+        scene = self.sprite_scene(cameras)
+        bsz, n = cameras.num_worlds, cameras.num_agents
+        n_s, k = scene.num_agents, scene.items.shape[1]
         h, w, f = cfg.height, cfg.width, cfg.focal
-        num = n + k
+        num = n_s + k
         if num == 0:
             return
-        offs = entity_offsets(state.size, state.boxes.shape[1], k)
+        offs = entity_offsets(scene.size, scene.boxes.shape[1], k)
         # Sprites of each world: agents first, then items. (B, P, ...)
-        pos = np.concatenate([state.poses[..., :2], state.items[..., ::-1].astype(np.float32) + 0.5], axis=1)
-        is_agent = np.arange(num) < n
-        valid = np.concatenate([np.ones((bsz, n), bool), state.items_alive], axis=1)
-        heading = state.poses[..., 2]
+        pos = np.concatenate([scene.poses[..., :2], scene.items[..., ::-1].astype(np.float32) + 0.5], axis=1)
+        is_agent = np.arange(num) < n_s
+        valid = np.concatenate([np.ones((bsz, n_s), bool), scene.items_alive], axis=1)
+        heading = scene.poses[..., 2]
         half = np.where(is_agent, cfg.agent_half_width, cfg.item_half_width).astype(np.float32)
         top = np.where(is_agent, cfg.agent_height, cfg.item_height).astype(np.float32)
 
-        cam = state.poses[:, :, None, :]  # (B, N, 1, 3)
+        cam = cameras.poses[:, :, None, :]  # (B, N, 1, 3)
         fx, fy = np.cos(cam[..., 2]), np.sin(cam[..., 2])
         relx, rely = pos[:, None, :, 0] - cam[..., 0], pos[:, None, :, 1] - cam[..., 1]  # (B, N, P)
         depth = relx * fx + rely * fy
@@ -252,10 +261,10 @@ class Raycaster:
         keep = agent_px | ((np.abs(su) + np.abs(2 * height - 1)) <= 1)
         shade = np.clip(((su + 1) / 2 * SHADES).astype(np.int64), 0, SHADES - 1)
         # An agent facing the viewer shows a white visor band near its top.
-        seen_heading = heading[b_i, np.minimum(p_i, n - 1)]
+        seen_heading = heading[b_i, np.minimum(p_i, n_s - 1)]
         facing = np.cos(seen_heading) * fx[b_i, n_i, 0] + np.sin(seen_heading) * fy[b_i, n_i, 0] < 0
         visor = agent_px & facing & (height > 0.12) & (height < 0.25) & (np.abs(su) < 0.6)
-        colour_id = state.colors[b_i, np.minimum(p_i, n - 1)].astype(np.int64)
+        colour_id = scene.colors[b_i, np.minimum(p_i, n_s - 1)].astype(np.int64)
         sprite_idx = np.where(agent_px, self.atlas.agent + colour_id * SHADES + shade, self.atlas.item + shade)
         sprite_idx = np.where(visor, self.atlas.eye, sprite_idx)
 
@@ -273,9 +282,9 @@ class Raycaster:
             out_depth.view(-1)[target] = torch.from_numpy(sd[won].astype(np.float32)).to(dev)
             p_won = p_i[won]
             ent = np.where(
-                p_won < n,
-                offs["agent"] + state.colors[b_i[won], np.minimum(p_won, n - 1)].astype(np.int64),
-                offs["item"] + p_won - n,
+                p_won < n_s,
+                offs["agent"] + scene.colors[b_i[won], np.minimum(p_won, n_s - 1)].astype(np.int64),
+                offs["item"] + p_won - n_s,
             )
             out_entity.view(-1)[target] = torch.from_numpy(ent.astype(np.int64)).to(dev)
 
