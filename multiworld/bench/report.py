@@ -1,0 +1,139 @@
+"""Writing benchmark results: JSON (config, commit, machine, numbers), a markdown table, PNG plots."""
+
+from __future__ import annotations
+
+import datetime
+import json
+import math
+import os
+import pathlib
+import platform
+import subprocess
+
+import numpy as np
+
+VARIANT_LABELS = {"shared": "shared state", "private": "private state (baseline)", "oracle": "oracle (upper bound)"}
+
+
+def machine() -> dict:
+    import torch
+
+    return {
+        "platform": platform.platform(),
+        "processor": platform.processor() or platform.machine(),
+        "cpus": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+    }
+
+
+def commit() -> str:
+    """Short commit of the source tree (``+dirty`` with uncommitted changes), or "unknown"."""
+    here = pathlib.Path(__file__).resolve().parent
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True, cwd=here
+        )
+        dirty = subprocess.run(["git", "status", "--porcelain"], capture_output=True, text=True, cwd=here)
+        return out.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def _clean(x):
+    """JSON-safe copy: NaN/inf become None, numpy scalars plain numbers."""
+    if isinstance(x, dict):
+        return {str(k): _clean(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_clean(v) for v in x]
+    if isinstance(x, (np.integer,)):
+        return int(x)
+    if isinstance(x, (float, np.floating)):
+        return None if not math.isfinite(float(x)) else float(x)
+    return x
+
+
+def write_json(out: pathlib.Path, name: str, results: dict, config: dict) -> pathlib.Path:
+    """``out/NAME.json``: the results at top level, plus ``config``, ``commit``, ``machine``, ``time``."""
+    out.mkdir(parents=True, exist_ok=True)
+    meta = {
+        "benchmark": name,
+        "config": config,
+        "commit": commit(),
+        "machine": machine(),
+        "time": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+    }
+    path = out / f"{name}.json"
+    path.write_text(json.dumps(_clean({**results, **meta}), indent=2) + "\n")
+    return path
+
+
+def fmt(x, digits: int = 3) -> str:
+    if x is None or (isinstance(x, float) and not math.isfinite(x)):
+        return "n/a"
+    if isinstance(x, float):
+        return f"{x:.{digits}g}" if abs(x) < 1000 else f"{x:,.0f}"
+    return str(x)
+
+
+def markdown_table(rows: list[dict]) -> str:
+    if not rows:
+        return "(no rows)"
+    cols = list(rows[0])
+    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    lines += ["| " + " | ".join(fmt(r.get(c)) for c in cols) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def write_markdown(
+    out: pathlib.Path, name: str, title: str, sections: list[tuple[str, str]], config: dict
+) -> pathlib.Path:
+    """``out/NAME.md``: a title, the run's provenance, then (heading, body) sections."""
+    m = machine()
+    text = [f"# {title}", "", f"commit `{commit()}`, {m['platform']}, {m['cpus']} CPUs, torch {m['torch']}", ""]
+    text.append("config: " + ", ".join(f"{k}={v}" for k, v in config.items()))
+    for heading, body in sections:
+        text += ["", f"## {heading}", "", body]
+    path = out / f"{name}.md"
+    path.write_text("\n".join(text) + "\n")
+    return path
+
+
+def plot_lines(
+    path: pathlib.Path,
+    series: dict[str, tuple[list, list]],
+    xlabel: str,
+    ylabel: str,
+    title: str,
+    logx: bool = False,
+    hline: float | None = None,
+) -> pathlib.Path:
+    """One PNG with a line per series ``{label: (xs, ys)}`` (None values are skipped)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5.5, 3.6), dpi=110)
+    for label, (xs, ys) in series.items():
+        pts = [(x, y) for x, y in zip(xs, ys, strict=True) if y is not None and math.isfinite(y)]
+        if pts:
+            style = {"linestyle": "--", "zorder": 3} if label == "oracle" else {}
+            ax.plot(*zip(*pts, strict=True), marker="o", markersize=3, label=VARIANT_LABELS.get(label, label), **style)
+    if hline is not None:
+        ax.axhline(hline, color="grey", linestyle=":", linewidth=1)
+    if logx:
+        ax.set_xscale("symlog", linthresh=1)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=8)
+    else:
+        ax.text(0.5, 0.5, "no data", ha="center", va="center", transform=ax.transAxes)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path

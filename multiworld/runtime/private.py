@@ -1,0 +1,104 @@
+"""The private-state baseline: every agent simulates its own copy of the world.
+
+This is what running a single-agent world model once per agent amounts to. Agent i's copy is
+advanced with agent i's own action only (the other agents' actions are replaced by NOOP: a
+private model cannot know them), and agent i's view is rendered from copy i. Nothing that
+another agent does ever reaches agent i's view, so pushes, pickups and other agents' motion
+are missing or stale; the benchmarks measure how much the shared state buys over this.
+
+All B x N copies run batched in one inner simulator of ``B * N`` worlds (copy ``(b, i)`` is
+inner world ``b * N + i``). Its views of the other agents are rendered but not used.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+from multiworld.runtime.base import Observation, Simulator
+from multiworld.world.dynamics import validate_actions
+from multiworld.world.state import Action, WorldState
+
+
+class PrivateStateSimulator(Simulator):
+    """Wrap any backend: ``make_sim(num_worlds) -> Simulator`` builds the inner simulator.
+
+    ``make_sim`` is called once with ``num_worlds * num_agents``; the inner simulator must have
+    ``num_agents`` agents. ``world_state()`` returns agent i's pose from copy i and everything
+    else (boxes, items, walls) from copy 0; :meth:`copies` gives every private world.
+    """
+
+    def __init__(self, make_sim: Callable[[int], Simulator], num_agents: int, num_worlds: int = 1) -> None:
+        self.num_worlds, self.num_agents = num_worlds, num_agents
+        self.inner = make_sim(num_worlds * num_agents)
+        if self.inner.num_worlds != num_worlds * num_agents or self.inner.num_agents != num_agents:
+            raise ValueError(
+                f"make_sim({num_worlds * num_agents}) built {self.inner.num_worlds} worlds x "
+                f"{self.inner.num_agents} agents, expected {num_worlds * num_agents} x {num_agents}"
+            )
+        self.backend = f"private-{self.inner.backend}"
+        self.agent_names = list(self.inner.agent_names)
+        b, n = np.meshgrid(np.arange(num_worlds), np.arange(num_agents), indexing="ij")
+        self._copy = (b * num_agents + n).ravel()  # inner world of copy (b, i), in (b, i) order
+        self._own = n.ravel()  # the agent that owns that copy
+
+    def reset(self, seeds: list[int], start: WorldState | None = None, tokens: np.ndarray | None = None) -> Observation:
+        if len(seeds) != self.num_worlds:
+            raise ValueError(f"need {self.num_worlds} seeds, got {len(seeds)}")
+        n = self.num_agents
+        inner_seeds = [int(s) for s in seeds for _ in range(n)]
+        if start is not None:
+            if start.num_worlds != self.num_worlds or start.num_agents != n:
+                raise ValueError(
+                    f"start state has {start.num_worlds} worlds x {start.num_agents} agents, "
+                    f"expected {self.num_worlds} x {n}"
+                )
+            start = start.select(np.repeat(np.arange(self.num_worlds), n))
+        if tokens is not None:
+            tokens = np.repeat(np.asarray(tokens), n, axis=0)
+        return self._gather(self.inner.reset(inner_seeds, start=start, tokens=tokens))
+
+    def step(self, actions: np.ndarray) -> Observation:
+        a = validate_actions(actions, self.num_worlds, self.num_agents)
+        inner = np.full((self.num_worlds * self.num_agents, self.num_agents), int(Action.NOOP), np.int64)
+        inner[self._copy, self._own] = a.ravel()
+        return self._gather(self.inner.step(inner))
+
+    def copies(self) -> WorldState:
+        """Every private world: ``(B * N)`` worlds, copy ``(b, i)`` at index ``b * N + i``."""
+        return self.inner.world_state()
+
+    def world_state(self) -> WorldState:
+        n = self.num_agents
+        copies = self.copies()
+        out = copies.select(np.arange(self.num_worlds) * n)
+        out.poses = copies.poses[self._copy, self._own].reshape(self.num_worlds, n, 3).copy()
+        return out
+
+    def tokens(self) -> np.ndarray | None:
+        return self.inner.tokens()
+
+    def close(self) -> None:
+        self.inner.close()
+
+    def _gather(self, obs: Observation) -> Observation:
+        """Agent i's part of copy i, for every world: the private observation."""
+        b, n = self.num_worlds, self.num_agents
+
+        def pick(x: np.ndarray) -> np.ndarray:
+            return x[self._copy, self._own].reshape(b, n, *x.shape[2:])
+
+        events = [[] for _ in range(b)]
+        for c, o in zip(self._copy, self._own, strict=True):
+            name = self.agent_names[o]
+            events[c // n] += [e for e in obs.events[c] if e.get("agent") == name]
+        return Observation(
+            rgb=pick(obs.rgb),
+            depth=None if obs.depth is None else pick(obs.depth),
+            poses=pick(obs.poses),
+            rewards=pick(obs.rewards),
+            terminated=obs.terminated.reshape(b, n).all(axis=1),
+            events=events,
+            version=obs.version.reshape(b, n).max(axis=1),
+        )
