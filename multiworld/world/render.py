@@ -129,6 +129,7 @@ class Raycaster:
         # The per-pixel stage is elementwise work that torch.compile fuses into one loop (~10x
         # faster on CPU); compiling costs ~25 s per (worlds, agents) shape, so it is opt-in.
         self._background = torch.compile(_background, dynamic=False) if compile else _background
+        self._floor_cache: tuple | None = None
 
     @torch.no_grad()
     def render(self, state: WorldState, buffers: bool = False) -> Views:
@@ -157,12 +158,14 @@ class Raycaster:
         bidx = torch.arange(bsz, device=dev)[:, None].expand(bsz, boxes.shape[1])
         grid[bidx, boxes[..., 0], boxes[..., 1]] = BOX_MATERIAL
         world_off = (torch.arange(bsz, device=dev) * s * s)[:, None, None]
-        colour, is_wall, d, cell, material = self._background(
+        colour, d, cell, material = self._background(
             cx, cy, dx, dy, grid.reshape(-1), world_off, self._floor_texels(state), self._consts, s
         )
 
         out_depth = out_entity = None
         if buffers:
+            texel_v = torch.addcmul(self._consts.v0, self._consts.v_slope, d[..., None, :])
+            is_wall = (texel_v >= 0) & (texel_v < TEXELS)  # as in _background
             tan = self._row_tan[:, None]
             bg_depth = torch.where(tan > 0, (1 - cfg.eye_height) / tan, cfg.eye_height / -tan).expand(h, w)
             out_depth = torch.where(is_wall, d[..., None, :].expand(-1, -1, h, -1), bg_depth)
@@ -183,7 +186,18 @@ class Raycaster:
         return views
 
     def _floor_texels(self, state: WorldState) -> torch.Tensor:
-        """(B, S*T * S*T) atlas index of every floor texel, rows of texels in world y order."""
+        """(B, S*T * S*T) atlas index of every floor texel, rows of texels in world y order.
+
+        Floors never change during an episode, so the last result is kept and reused.
+        """
+        key = (state.floor.shape, state.floor.tobytes(), state.goals.tobytes())
+        if self._floor_cache is not None and self._floor_cache[0] == key:
+            return self._floor_cache[1]
+        texels = self._build_floor_texels(state)
+        self._floor_cache = (key, texels)
+        return texels
+
+    def _build_floor_texels(self, state: WorldState) -> torch.Tensor:
         pattern = torch.as_tensor(np.where(state.goals, GOAL_PATTERN, state.floor), device=self.device).long()
         tex = self.atlas.floor + pattern[:, :, None, :, None] * (TEXELS * TEXELS) + self._floor_texel  # (B,S,T,S,T)
         return tex.reshape(pattern.shape[0], -1)
@@ -299,7 +313,8 @@ class _Constants(NamedTuple):
 
 
 def _background(cx, cy, dx, dy, flat_grid, world_off, floor_img, c: _Constants, s: int):
-    """Walls, floor and ceiling of every pixel: packed colour (B, N, H, W) int32, and the wall columns."""
+    """Walls, floor and ceiling of every pixel: packed colour (B, N, H, W) int32, and the wall columns
+    (depth, flat cell index and material of the first solid cell along each column's ray)."""
     d, cell, side, u = _cast(cx, cy, dx, dy, flat_grid, world_off, s)
     material = flat_grid[cell] - 1  # (B, N, W), 0-based; the box is the last material
     texel_u = (u * TEXELS).long().clamp(0, TEXELS - 1)
@@ -317,7 +332,7 @@ def _background(cx, cy, dx, dy, flat_grid, world_off, floor_img, c: _Constants, 
     floor_idx = floor_img.gather(1, (ty * span + tx).view(bsz, -1)).view(tx.shape)
     ceiling = c.ceil_idx.expand(tx.shape[0], tx.shape[1], -1, tx.shape[3])
     idx = torch.where(is_wall, wall_idx, torch.cat([ceiling, floor_idx], dim=2))
-    return c.packed[idx], is_wall, d, cell, material
+    return c.packed[idx], d, cell, material
 
 
 def _cast(cx, cy, dx, dy, flat_grid, world_off, s: int):
