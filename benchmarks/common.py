@@ -4,36 +4,11 @@ from __future__ import annotations
 
 import datetime
 import json
-import os
 import pathlib
-import platform
-import subprocess
 
-import torch
+from multiworld.bench.report import commit, machine
 
 RESULTS = pathlib.Path(__file__).resolve().parent / "results"
-
-
-def machine() -> dict:
-    return {
-        "platform": platform.platform(),
-        "processor": platform.processor() or platform.machine(),
-        "cpus": os.cpu_count(),
-        "torch_threads": torch.get_num_threads(),
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-    }
-
-
-def commit() -> str:
-    try:
-        out = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True, cwd=RESULTS.parent
-        )
-        dirty = subprocess.run(["git", "status", "--porcelain"], capture_output=True, text=True, cwd=RESULTS.parent)
-        return out.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
 
 
 def write_results(name: str, payload: dict, table: str) -> pathlib.Path:

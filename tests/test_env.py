@@ -6,7 +6,6 @@ import copy
 
 import numpy as np
 import pytest
-import torch
 from gymnasium import spaces
 
 import multiworld
@@ -27,14 +26,6 @@ from multiworld.world.render import RenderConfig
 from multiworld.world.state import Action
 
 SMALL = dict(height=16, width=16)
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def make(scenario="forage-v0", num_agents=3, **kw):

@@ -12,7 +12,6 @@ import warnings
 
 import numpy as np
 import pytest
-import torch
 from pettingzoo.test import (
     api_test,
     max_cycles_test,
@@ -33,15 +32,6 @@ SCEN = sorted(SCENARIOS)
 BACKENDS = available_backends()
 AGENT_COUNTS = [1, 3, 7, 16]
 SMALL = dict(height=16, width=16)
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    # Tiny renders on a shared 2-core machine: a second torch thread only adds contention.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(autouse=True)

@@ -5,20 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import supersuit
-import torch
 
 import multiworld
 from multiworld.world.arena import generate
 
 SMALL = dict(height=16, width=16)
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def vec(num_envs=3, scenario="forage-v0", num_agents=2, **kw):

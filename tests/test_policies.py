@@ -4,21 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 
 from multiworld.agents.policies import RandomPolicy, ScriptedPolicy, make_policy
 from multiworld.runtime.factory import make_simulator
 from multiworld.world.render import Raycaster, RenderConfig, entity_offsets
 
 TINY = RenderConfig(height=8, width=8)
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def test_make_policy():
