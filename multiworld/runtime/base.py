@@ -12,6 +12,7 @@ import dataclasses
 
 import numpy as np
 
+from multiworld.world.arena import ArenaConfig, generate
 from multiworld.world.state import WorldState
 
 
@@ -35,6 +36,24 @@ class Observation:
     events: list[list[dict]]
     version: np.ndarray
     depth: np.ndarray | None = None
+
+
+def initial_state(
+    arena: ArenaConfig, seeds: list[int], start: WorldState | None, num_worlds: int, num_agents: int
+) -> WorldState:
+    """The reset state of every world: the oracle scene of its seed, or a copy of ``start``.
+
+    Raises ValueError when the seed count or the start state's shape does not fit.
+    """
+    if len(seeds) != num_worlds:
+        raise ValueError(f"need {num_worlds} seeds, got {len(seeds)}")
+    state = generate(arena, seeds) if start is None else start.copy()
+    if state.num_worlds != num_worlds or state.num_agents != num_agents:
+        raise ValueError(
+            f"start state has {state.num_worlds} worlds x {state.num_agents} agents, "
+            f"expected {num_worlds} x {num_agents}"
+        )
+    return state
 
 
 class Simulator(abc.ABC):

@@ -13,9 +13,8 @@ import pathlib
 import numpy as np
 import torch
 
-from multiworld.runtime.base import Observation, Simulator
+from multiworld.runtime.base import Observation, Simulator, initial_state
 from multiworld.runtime.oracle import agent_names
-from multiworld.world.arena import generate
 from multiworld.world.dynamics import validate_actions
 from multiworld.world.render import RenderConfig
 from multiworld.world.scenarios import Scenario, get_scenario
@@ -76,14 +75,7 @@ class ModelSimulator(Simulator):
         self.rs = None
 
     def reset(self, seeds: list[int], start: WorldState | None = None, tokens: np.ndarray | None = None) -> Observation:
-        if len(seeds) != self.num_worlds:
-            raise ValueError(f"need {self.num_worlds} seeds, got {len(seeds)}")
-        state = generate(self.arena, seeds) if start is None else start.copy()
-        if state.num_worlds != self.num_worlds or state.num_agents != self.num_agents:
-            raise ValueError(
-                f"start state has {state.num_worlds} worlds x {state.num_agents} agents, "
-                f"expected {self.num_worlds} x {self.num_agents}"
-            )
+        state = initial_state(self.arena, seeds, start, self.num_worlds, self.num_agents)
         tok = None
         if tokens is not None:
             tok = torch.as_tensor(np.asarray(tokens, np.float32), device=self.device)

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from multiworld.runtime.base import Observation, Simulator
-from multiworld.world.arena import generate
+from multiworld.runtime.base import Observation, Simulator, initial_state
 from multiworld.world.dynamics import step as world_step
 from multiworld.world.render import Raycaster, RenderConfig
 from multiworld.world.scenarios import Scenario
@@ -39,14 +38,7 @@ class OracleSimulator(Simulator):
         self.state: WorldState | None = None
 
     def reset(self, seeds: list[int], start: WorldState | None = None, tokens: np.ndarray | None = None) -> Observation:
-        if len(seeds) != self.num_worlds:
-            raise ValueError(f"need {self.num_worlds} seeds, got {len(seeds)}")
-        state = generate(self.arena, seeds) if start is None else start.copy()
-        if state.num_worlds != self.num_worlds or state.num_agents != self.num_agents:
-            raise ValueError(
-                f"start state has {state.num_worlds} worlds x {state.num_agents} agents, "
-                f"expected {self.num_worlds} x {self.num_agents}"
-            )
+        state = initial_state(self.arena, seeds, start, self.num_worlds, self.num_agents)
         self.state = state
         zeros = np.zeros((self.num_worlds, self.num_agents), np.float32)
         return self._observe(zeros, np.zeros(self.num_worlds, bool), [[] for _ in range(self.num_worlds)])

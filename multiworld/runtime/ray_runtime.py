@@ -40,8 +40,7 @@ from typing import Any
 import numpy as np
 
 from multiworld.agents.actors import AgentActor, RenderedViews, StateHandle
-from multiworld.runtime.base import Observation, Simulator
-from multiworld.world.arena import generate
+from multiworld.runtime.base import Observation, Simulator, initial_state
 from multiworld.world.dynamics import step as world_step
 from multiworld.world.state import WorldState
 
@@ -192,13 +191,7 @@ class OracleWorld:
         self.state: WorldState | None = None
 
     def reset(self, seeds: list[int], start: WorldState | None = None) -> None:
-        state = generate(self.arena, seeds) if start is None else start.copy()
-        if state.num_worlds != self.num_worlds or state.num_agents != self.num_agents:
-            raise ValueError(
-                f"start state has {state.num_worlds} worlds x {state.num_agents} agents, "
-                f"expected {self.num_worlds} x {self.num_agents}"
-            )
-        self.state = state
+        self.state = initial_state(self.arena, seeds, start, self.num_worlds, self.num_agents)
 
     def step(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray, list[list[dict]]]:
         before = self.state
@@ -254,8 +247,7 @@ class ModelWorld:
         return None if self.rs is None else self.rs.symbolic
 
     def reset(self, seeds: list[int], start: WorldState | None = None) -> None:
-        state = generate(self.arena, seeds) if start is None else start.copy()
-        self.rs = self.model.reset(state)
+        self.rs = self.model.reset(initial_state(self.arena, seeds, start, self.num_worlds, self.num_agents))
 
     def step(self, actions: np.ndarray):
         before = self.rs.symbolic
