@@ -209,6 +209,22 @@ def test_cli_rejects_bad_arguments(tmp_path, capsys):
         main(["bench", "events", "--backend", "nope"])
     assert main(["bench", "events", "--backend", "oracle", "--checkpoint", "x", "--out", str(tmp_path)]) == 2
     assert "model backend only" in capsys.readouterr().err
+    assert main(["bench", "events", "--private-checkpoint", str(tmp_path / "none"), "--out", str(tmp_path)]) == 2
+    assert "--private-checkpoint" in capsys.readouterr().err
+
+
+def test_private_baseline_runs_the_checkpoint_trained_with_private_state():
+    from multiworld.models.checkpoint import PRIVATE_CHECKPOINT, load_checkpoint
+
+    weights = SimSpec().describe()
+    assert weights["private"]["weights"] == "shipped:private" and weights["private"]["trained_private_state"]
+    assert weights["shared"]["weights"] == "shipped:default" and not weights["shared"]["trained_private_state"]
+    assert SimSpec(checkpoint="mine").weights("private") == "mine"  # a custom model runs privately itself
+    assert SimSpec(checkpoint="mine", private_checkpoint="theirs").weights("private") == "theirs"
+    sim = SimSpec().build("private", 2, 1)
+    expected = load_checkpoint(PRIVATE_CHECKPOINT).state_dict()
+    assert all(torch.equal(v, expected[k]) for k, v in sim.inner.model.state_dict().items())
+    sim.close()
 
 
 def test_every_benchmark_writes_json_markdown_and_plots(tmp_path):

@@ -121,3 +121,11 @@ def test_bad_values_are_one_line_errors(tmp_path, capsys):
     assert main(["inspect", str(tmp_path / "junk")]) == 2
     assert "not a multiworld store" in capsys.readouterr().err
     assert main(["replay", str(tmp_path / "junk"), "--world", "x", "--out", str(tmp_path / "v.avi")]) == 2
+
+
+def test_training_data_refuses_held_out_seeds(tmp_path, capsys):
+    """Benchmarks probe seeds >= 10,000,000 and validate at 1,000,000 + i: `data` never records those."""
+    store = tmp_path / "d.zarr"
+    assert main(["data", "--seed", "999999", "--episodes", "2", "--out", str(store)]) == 2
+    assert "[999999, 1000001)" in capsys.readouterr().err and not store.exists()
+    assert main(["data", "--seed", "-1", "--episodes", "1", "--out", str(store)]) == 2

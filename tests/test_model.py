@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from multiworld.models.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from multiworld.models.data import BatchMaker, random_transitions
+from multiworld.models.data import BatchMaker, make_batch, private_inputs, random_transitions
 from multiworld.models.presets import get_preset
 from multiworld.models.world_model import WorldModel
 from multiworld.world.arena import generate
@@ -160,6 +160,44 @@ def test_tiny_pipeline_end_to_end(tmp_path):
     )
     assert set(result["psnr"]) == {"deterministic", "sampler_1"}
     assert 0.0 <= result["accuracy"]["5"] <= 1.0
+
+
+def test_private_state_batches_show_one_agents_action_and_the_true_outcome():
+    """`train --private-state`: per transition one owner keeps its action, the others read NOOP;
+    the targets are still the world's true next state and events."""
+    from multiworld.world.state import Action
+
+    ts = random_transitions("forage-v0", 4, 3, 20, seed=7)
+    given = private_inputs(ts.actions, np.random.default_rng(0))
+    kept = given == ts.actions
+    assert (kept | (given == int(Action.NOOP))).all()
+    moving = np.full((2000, 4), int(Action.FORWARD))
+    masked = private_inputs(moving, np.random.default_rng(1))
+    assert ((masked == int(Action.FORWARD)).sum(1) == 1).all()  # exactly one owner per transition
+    assert np.bincount(masked.argmax(1), minlength=4).min() > 400  # every agent owns about a quarter
+    true = make_batch(ts.states, ts.actions, ts.arena, None)
+    private = make_batch(ts.states, ts.actions, ts.arena, None, input_actions=given)
+    assert torch.equal(private["actions"], torch.as_tensor(given))
+    assert not torch.equal(true["actions"], private["actions"])
+    for key in ("next_poses", "push", "pick"):
+        assert torch.equal(true[key], private[key]), key
+    for key, value in true["next_maps"].items():
+        assert torch.equal(value, private["next_maps"][key]), key
+    sampler = BatchMaker([ts], 2, dynamics_batch=16, private_state=True)
+    batch = sampler.sample()["dynamics"]
+    assert ((batch["actions"] != int(Action.NOOP)).sum(1) <= 1).all()
+
+
+def test_train_private_state_records_the_flag(tmp_path):
+    from multiworld.cli import main
+
+    data, run = tmp_path / "data.zarr", tmp_path / "run"
+    assert main(["data", "--episodes", "1", "--steps", "8", "--agents", "2", "--out", str(data)]) == 0
+    args = ["train", "--preset", "tiny", "--private-state", "--data", str(data), "--out", str(run)]
+    assert main([*args, "--max-steps", "3", "--no-progress", "--threads", "1"]) == 0
+    config = json.loads((run / "config.json").read_text())
+    assert config["training"]["private_state"] is True
+    assert load_checkpoint(run).dynamics.turn_table.abs().sum() > 0  # kinematics fitted from true transitions
 
 
 def test_model_backend_is_registered():

@@ -42,8 +42,9 @@ def test_built_wheel_imports_every_subpackage_in_a_fresh_venv(tmp_path):
     names = zipfile.ZipFile(wheel).namelist()
     assert not any(n.startswith(("state/", "agents/")) for n in names), "nothing installs as top-level state/agents"
     assert "multiworld/state/SCHEMA.md" in names
-    for name in ("model.safetensors", "config.json", "MODEL_CARD.md"):
-        assert f"multiworld/checkpoints/default/{name}" in names, "the shipped checkpoint is package data"
+    for ckpt in ("default", "private"):  # the model and its private-state baseline
+        for name in ("model.safetensors", "config.json", "MODEL_CARD.md"):
+            assert f"multiworld/checkpoints/{ckpt}/{name}" in names, "the shipped checkpoints are package data"
 
     # A fresh venv whose only multiworld is the wheel; the heavy dependencies come from this
     # environment's site-packages through a path entry (its .pth files, and so the editable

@@ -1,4 +1,5 @@
-"""A real two-node Ray cluster on this machine (loopback only): `multiworld rollout` uses both nodes.
+"""A real two-node Ray cluster on this machine (loopback only): `multiworld rollout` and
+`multiworld bench --address` use both nodes.
 
 Everything runs in subprocesses, so the test session's own Ray instance is untouched. Ray binds
 to 127.0.0.1 only with RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0, but its CLI then refuses to start a
@@ -20,6 +21,8 @@ import subprocess
 import sys
 import tempfile
 import time
+
+import pytest
 
 NODE_LAUNCHER = """
 import types
@@ -58,6 +61,11 @@ def _pids_mentioning(text: str) -> list[int]:
     return pids
 
 
+ENV = {**os.environ, "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_AUTH_MODE": "disabled"}
+ENV.pop("RAY_ADDRESS", None)
+RUN = dict(env=ENV, capture_output=True, text=True, timeout=120)
+
+
 def _stop_cluster(temp_dir: str) -> None:
     for sig, wait in ((signal.SIGTERM, 3.0), (signal.SIGKILL, 1.0)):
         pids = _pids_mentioning(temp_dir)
@@ -70,39 +78,61 @@ def _stop_cluster(temp_dir: str) -> None:
             time.sleep(wait)
 
 
-def test_rollout_across_two_nodes(tmp_path):
+@pytest.fixture(scope="module")
+def cluster():
+    """A head node and a worker node (1 CPU each) on 127.0.0.1; yields the head's address."""
     temp_dir = tempfile.mkdtemp(prefix="mwrc", dir="/tmp")  # short: unix socket paths are limited
     port = _free_port()
-    env = {**os.environ, "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_AUTH_MODE": "disabled"}
-    env.pop("RAY_ADDRESS", None)
     ray_cli = [sys.executable, "-m", "ray.scripts.scripts"]
     common = ["--num-cpus=1", "--node-ip-address=127.0.0.1", f"--temp-dir={temp_dir}", "--disable-usage-stats"]
-    run = dict(env=env, capture_output=True, text=True, timeout=120)
     try:
         head = subprocess.run(
-            [*ray_cli, "start", "--head", f"--port={port}", "--include-dashboard=false", *common], **run
+            [*ray_cli, "start", "--head", f"--port={port}", "--include-dashboard=false", *common], **RUN
         )
         assert head.returncode == 0, head.stderr[-2000:]
         node = subprocess.run(
-            [sys.executable, "-c", NODE_LAUNCHER, "start", f"--address=127.0.0.1:{port}", *common], **run
+            [sys.executable, "-c", NODE_LAUNCHER, "start", f"--address=127.0.0.1:{port}", *common], **RUN
         )
         assert node.returncode == 0, node.stderr[-2000:]
-        out = tmp_path / "store"
-        summary_path = tmp_path / "summary.json"
-        rollout = subprocess.run(
-            [
-                sys.executable, "-m", "multiworld.cli", "rollout", "--address", f"127.0.0.1:{port}",
-                "--workers", "2", "--episodes", "4", "--agents", "2", "--max-cycles", "8",
-                "--height", "16", "--width", "16", "--out", str(out), "--summary", str(summary_path), "--no-progress",
-            ],
-            **{**run, "timeout": 240},
-        )  # fmt: skip
-        assert rollout.returncode == 0, rollout.stderr[-3000:]
-        summary = json.loads(summary_path.read_text())
-        assert summary["episodes"] == 4 and summary["failures"] == 0
-        assert len(summary["nodes"]) == 2, summary["nodes"]  # one 1-CPU worker per node
-        assert "agent-frames/s" in rollout.stdout
+        yield f"127.0.0.1:{port}"
     finally:
         _stop_cluster(temp_dir)
         shutil.rmtree(temp_dir, ignore_errors=True)
     assert _pids_mentioning(temp_dir) == []
+
+
+def test_rollout_across_two_nodes(cluster, tmp_path):
+    out = tmp_path / "store"
+    summary_path = tmp_path / "summary.json"
+    rollout = subprocess.run(
+        [
+            sys.executable, "-m", "multiworld.cli", "rollout", "--address", cluster,
+            "--workers", "2", "--episodes", "4", "--agents", "2", "--max-cycles", "8",
+            "--height", "16", "--width", "16", "--out", str(out), "--summary", str(summary_path), "--no-progress",
+        ],
+        **{**RUN, "timeout": 240},
+    )  # fmt: skip
+    assert rollout.returncode == 0, rollout.stderr[-3000:]
+    summary = json.loads(summary_path.read_text())
+    assert summary["episodes"] == 4 and summary["failures"] == 0
+    assert len(summary["nodes"]) == 2, summary["nodes"]  # one 1-CPU worker per node
+    assert "agent-frames/s" in rollout.stdout
+
+
+def test_bench_on_the_cluster_matches_the_local_run(cluster, tmp_path):
+    """`multiworld bench --address` spreads the probes over the cluster's tasks and measures the same numbers."""
+    results = {}
+    for where, extra in (("cluster", ["--address", cluster]), ("local", [])):
+        bench = subprocess.run(
+            [
+                sys.executable, "-m", "multiworld.cli", "bench", "events", "--quick", "--threads", "1",
+                "--out", str(tmp_path / where), "--no-progress", *extra,
+            ],
+            **{**RUN, "timeout": 300},
+        )  # fmt: skip
+        assert bench.returncode == 0, bench.stderr[-3000:]
+        results[where] = json.loads((tmp_path / where / "events.json").read_text())
+    for variant in ("shared", "private", "oracle"):
+        assert results["cluster"][variant] == results["local"][variant], variant
+    assert results["cluster"]["details"] == results["local"]["details"]  # every probe, in order
+    assert results["cluster"]["details"]["num_probes"] > 0

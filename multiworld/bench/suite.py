@@ -101,7 +101,12 @@ class Settings:
             object.__setattr__(self, "sizes", QUICK if self.quick else FULL)
 
     def config(self) -> dict:
-        return {**dataclasses.asdict(self.spec), "quick": self.quick, "variants": list(self.variants)}
+        return {
+            **dataclasses.asdict(self.spec),
+            "weights": self.spec.describe(),
+            "quick": self.quick,
+            "variants": list(self.variants),
+        }
 
 
 def _chunks(seeds: list[int], size: int) -> list[tuple[int, ...]]:

@@ -28,6 +28,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "--backend", default="model", choices=["model", "oracle"], help="backend under test (default: %(default)s)"
     )
     p.add_argument("--checkpoint", default=None, help="model checkpoint directory (default: the shipped checkpoint)")
+    p.add_argument(
+        "--private-checkpoint",
+        default=None,
+        help="weights of the private-state baseline (default: the shipped private-state checkpoint, "
+        "or --checkpoint's weights run privately when --checkpoint is given)",
+    )
     p.add_argument("--out", type=pathlib.Path, default=pathlib.Path("bench-results"), help="output directory")
     p.add_argument("--quick", action="store_true", help="a small version (a few minutes on a 2-core CPU)")
     p.add_argument("--address", default=None, help="Ray cluster address (e.g. auto); runs tasks on the cluster")
@@ -61,12 +67,22 @@ def run(args: argparse.Namespace) -> int:
     check_names(args.backend, "local")  # an unavailable backend fails here, in one line
     if args.checkpoint is not None and args.backend != "model":
         raise ValueError("--checkpoint applies to the model backend only")
-    if args.checkpoint is not None and not pathlib.Path(args.checkpoint).exists():
-        raise FileNotFoundError(f"checkpoint {args.checkpoint} does not exist")
+    if args.private_checkpoint is not None and args.backend != "model":
+        raise ValueError("--private-checkpoint applies to the model backend only")
+    for flag, path in (("--checkpoint", args.checkpoint), ("--private-checkpoint", args.private_checkpoint)):
+        if path is not None and not pathlib.Path(path).exists():
+            raise FileNotFoundError(f"{flag} {path} does not exist")
     if args.threads:
         torch.set_num_threads(args.threads)
-    spec = SimSpec(backend=args.backend, checkpoint=args.checkpoint, scenario=args.scenario, device=args.device)
-    spec.build("shared", 1, 1).close()  # a missing or broken checkpoint fails here, before any work
+    spec = SimSpec(
+        backend=args.backend,
+        checkpoint=args.checkpoint,
+        scenario=args.scenario,
+        device=args.device,
+        private_checkpoint=args.private_checkpoint,
+    )
+    for variant in ("shared", "private"):  # a missing or broken checkpoint fails here, before any work
+        spec.build(variant, 1, 1).close()
     settings = Settings(spec=spec, quick=args.quick)
     runner = Runner(args.address, progress=not args.no_progress)
     start = time.perf_counter()

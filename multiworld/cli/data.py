@@ -22,10 +22,16 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from multiworld.bench.seeds import TRAIN_SEED_LIMIT
     from multiworld.models.data import record_rollouts
 
     if args.episodes < 1 or args.steps < 1:
         raise ValueError("--episodes and --steps must be >= 1")
+    if args.seed < 0 or args.seed + args.episodes > TRAIN_SEED_LIMIT:
+        raise ValueError(
+            f"training world seeds must lie in [0, {TRAIN_SEED_LIMIT}) so benchmarks stay held out; "
+            f"--seed {args.seed} with --episodes {args.episodes} uses [{args.seed}, {args.seed + args.episodes})"
+        )
     if not 0.0 <= args.scripted <= 1.0:
         raise ValueError("--scripted must be in [0, 1]")
     rows = record_rollouts(

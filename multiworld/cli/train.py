@@ -20,6 +20,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", type=pathlib.Path, required=True, help="run directory (checkpoints, log.jsonl)")
     p.add_argument("--minutes", type=float, default=None, help="wall-clock budget (default: the preset's)")
     p.add_argument("--max-steps", type=int, default=None, help="stop after this many steps (default: the preset's)")
+    p.add_argument(
+        "--private-state",
+        action="store_true",
+        help="train the private-state baseline: the model sees only one agent's action per transition "
+        "(the others read NOOP), as a single-agent world model run once per agent would",
+    )
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=2, help="torch CPU threads (default: %(default)s)")
@@ -50,18 +56,22 @@ def run(args: argparse.Namespace) -> int:
         raise FileExistsError(f"{out} already holds a run; pass --resume to continue it or choose another --out")
 
     sets = load_transitions(args.data)
-    sampler = BatchMaker(sets, tcfg.batch_size, seed=args.seed, dynamics_batch=tcfg.dynamics_batch)
+    private = args.private_state
+    sampler = BatchMaker(
+        sets, tcfg.batch_size, seed=args.seed, dynamics_batch=tcfg.dynamics_batch, private_state=private
+    )
     model = WorldModel(preset.model)
     # Held-out worlds (seeds far from the data's) for validation, made on the fly by the oracle.
     val_sets = [
         random_transitions(s.arena_name, s.arena.num_agents, 4, 12, seed=1_000_000 + i)
         for i, s in enumerate(_named(sets))
     ]
-    val = BatchMaker(val_sets, 8, seed=12345, dynamics_batch=32)
+    val = BatchMaker(val_sets, 8, seed=12345, dynamics_batch=32, private_state=private)
     val_batches = [val.sample() for _ in range(2)]
     info = {
         "command": "multiworld " + " ".join(sys.argv[1:]) if sys.argv and "multiworld" in sys.argv[0] else None,
         "preset": args.preset,
+        "private_state": private,
         "data": [str(p) for p in args.data],
         "transitions": sum(len(s) for s in sets),
         "train": dataclasses.asdict(tcfg),

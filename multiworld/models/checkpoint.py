@@ -18,7 +18,10 @@ from multiworld.models.world_model import WorldModel, WorldModelConfig
 
 FORMAT = "multiworld-world-model"
 FORMAT_VERSION = 1
-DEFAULT_CHECKPOINT = pathlib.Path(__file__).resolve().parent.parent / "checkpoints" / "default"
+SHIPPED = pathlib.Path(__file__).resolve().parent.parent / "checkpoints"
+DEFAULT_CHECKPOINT = SHIPPED / "default"
+# The private-state baseline: the same preset, data and budget, trained with `--private-state`.
+PRIVATE_CHECKPOINT = SHIPPED / "private"
 
 
 class CheckpointError(ValueError):

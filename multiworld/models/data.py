@@ -20,7 +20,7 @@ from multiworld.world.arena import ArenaConfig, generate
 from multiworld.world.dynamics import step as world_step
 from multiworld.world.render import Raycaster, RenderConfig
 from multiworld.world.scenarios import get_scenario
-from multiworld.world.state import NUM_ACTIONS, WorldState
+from multiworld.world.state import NUM_ACTIONS, Action, WorldState
 
 
 class PolicyMix:
@@ -170,13 +170,34 @@ def random_transitions(scenario: str, num_agents: int, worlds: int, steps: int, 
     return TransitionSet(arena, WorldState.concat(states), np.concatenate(actions))
 
 
+def private_inputs(actions: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """The actions a private-state model is given: per transition one random owner keeps its own
+    action and every other agent reads NOOP (a private model cannot know them). ``(B, N) -> (B, N)``."""
+    actions = np.asarray(actions, np.int64)
+    owner = rng.integers(0, actions.shape[1], size=actions.shape[0])
+    own = np.arange(actions.shape[1])[None, :] == owner[:, None]
+    return np.where(own, actions, int(Action.NOOP))
+
+
 class BatchMaker:
-    """Teacher-forcing batches: sampled rows, the oracle's next state and events, and target views."""
+    """Teacher-forcing batches: sampled rows, the oracle's next state and events, and target views.
+
+    ``private_state``: train the private-state baseline. Targets stay the true next state and
+    events (the world moves on with everyone's actions), but the model's action input keeps only
+    one random owner agent's action per transition (:func:`private_inputs`), as a single-agent
+    world model trained on the same rollouts would see them."""
 
     def __init__(
-        self, sets: list[TransitionSet], batch_size: int, seed: int = 0, device: str = "cpu", dynamics_batch: int = 0
+        self,
+        sets: list[TransitionSet],
+        batch_size: int,
+        seed: int = 0,
+        device: str = "cpu",
+        dynamics_batch: int = 0,
+        private_state: bool = False,
     ) -> None:
         self.sets, self.batch_size, self.device, self.dynamics_batch = sets, batch_size, device, dynamics_batch
+        self.private_state = private_state
         self.rng = np.random.Generator(np.random.PCG64(seed))
         self.renderer = Raycaster(RenderConfig(), device=device)
         sizes = np.array([len(s) for s in sets], float)
@@ -185,13 +206,17 @@ class BatchMaker:
     def sample(self) -> dict:
         ts = self.sets[int(self.rng.choice(len(self.sets), p=self.weights))]
         idx = self.rng.integers(0, len(ts), size=self.batch_size)
-        state = WorldState(**{k: v[idx] for k, v in ts.states.arrays().items()})
-        batch = make_batch(state, ts.actions[idx], ts.arena, self.renderer, self.device)
+        batch = self._batch(ts, idx, self.renderer)
         if self.dynamics_batch:
             idx = self.rng.integers(0, len(ts), size=self.dynamics_batch)
-            state = WorldState(**{k: v[idx] for k, v in ts.states.arrays().items()})
-            batch["dynamics"] = make_batch(state, ts.actions[idx], ts.arena, None, self.device)
+            batch["dynamics"] = self._batch(ts, idx, None)
         return batch
+
+    def _batch(self, ts: TransitionSet, idx: np.ndarray, renderer: Raycaster | None) -> dict:
+        state = WorldState(**{k: v[idx] for k, v in ts.states.arrays().items()})
+        actions = ts.actions[idx]
+        given = private_inputs(actions, self.rng) if self.private_state else None
+        return make_batch(state, actions, ts.arena, renderer, self.device, input_actions=given)
 
     def kinematics_sample(self, rows: int = 20000) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(poses, next poses, actions) of many transitions, for fitting the kinematics table."""
@@ -207,11 +232,21 @@ class BatchMaker:
 
 
 def make_batch(
-    state: WorldState, actions: np.ndarray, arena: ArenaConfig, renderer: Raycaster | None, device="cpu"
+    state: WorldState,
+    actions: np.ndarray,
+    arena: ArenaConfig,
+    renderer: Raycaster | None,
+    device="cpu",
+    input_actions: np.ndarray | None = None,
 ) -> dict:
-    """Everything the world model's losses need for the transitions ``state --actions-->`` (views if ``renderer``)."""
+    """Everything the world model's losses need for the transitions ``state --actions-->`` (views if ``renderer``).
+
+    ``input_actions``: the actions the model is given, when they differ from the ones that made
+    the targets (the private-state baseline); default ``actions``."""
     actions = np.asarray(actions, np.int64)
     assert actions.min() >= 0 and actions.max() < NUM_ACTIONS
+    given = actions if input_actions is None else np.asarray(input_actions, np.int64)
+    assert given.shape == actions.shape and given.min() >= 0 and given.max() < NUM_ACTIONS
     nxt, events = world_step(state, actions, arena)
     t = lambda x: torch.as_tensor(np.ascontiguousarray(x), device=device)  # noqa: E731
     batch = {
@@ -219,7 +254,7 @@ def make_batch(
         "next_maps": cell_maps(nxt, device),
         "poses": t(state.poses),
         "next_poses": t(nxt.poses),
-        "actions": t(actions),
+        "actions": t(given),
         "colors": t(state.colors.astype(np.int64)),
         "push": t(events.pushed >= 0),
         "pick": t(events.picked >= 0),
