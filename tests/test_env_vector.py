@@ -8,6 +8,7 @@ import supersuit
 
 import multiworld
 from multiworld.world.arena import generate
+from multiworld.world.scenarios import get_scenario
 
 SMALL = dict(height=16, width=16)
 
@@ -88,8 +89,9 @@ def test_autoreset_next_step_all_worlds():
     assert infos["episode_step"].tolist() == [1, 1] and not infos["reset"].any()
 
 
-def test_autoreset_one_world_while_others_continue():
-    v = vec(num_envs=3, scenario="forage-v0", num_agents=2)
+@pytest.mark.parametrize("backend", ["oracle", "model"])
+def test_autoreset_one_world_while_others_continue(backend):
+    v = vec(num_envs=3, scenario="forage-v0", num_agents=2, backend=backend)
     start = generate(v.arena, [0, 1, 2])
     # World 1 has one item left, under agent_0: it ends on the first step.
     start.items_alive[1] = False
@@ -98,7 +100,7 @@ def test_autoreset_one_world_while_others_continue():
     v.reset(seed=0, options={"start_state": start})
     refs = []
     for e in (0, 2):
-        env = par()
+        env = par(backend=backend)
         env.reset(options={"start_state": start.select(e)})
         refs.append((e, env))
     rng = np.random.default_rng(1)
@@ -116,7 +118,7 @@ def test_autoreset_one_world_while_others_continue():
     obs, rew, term, _, infos = step_and_check(rng.integers(0, 8, (3, 2)))
     assert infos["reset"].tolist() == [False, True, False] and infos["episode_step"].tolist() == [2, 0, 2]
     assert infos["version"].tolist() == [2, 0, 2] and not term.any() and not rew[1].any()
-    fresh = par()
+    fresh = par(backend=backend)
     np.testing.assert_array_equal(obs[1], par_obs(fresh, fresh.reset(seed=int(infos["seed"][1]))[0]))
     for _ in range(3):
         step_and_check(rng.integers(0, 8, (3, 2)))
@@ -185,3 +187,67 @@ def test_supersuit_vector_wrappers(scenario):
         assert bool(trunc.all()) == (t == 4)  # all agents stay until the episode ends together
         if t == 4:
             assert all("terminal_observation" in i for i in infos)
+
+
+def _sim(backend: str, num_worlds: int):
+    from multiworld.runtime.factory import make_simulator
+    from multiworld.runtime.private import PrivateStateSimulator
+    from multiworld.world.render import RenderConfig
+
+    def make(worlds: int, kind: str = backend):
+        small = RenderConfig(height=16, width=16)
+        return make_simulator(kind, scenario="push-v0", num_agents=3, num_worlds=worlds, render=small)
+
+    if backend == "private-oracle":
+        return PrivateStateSimulator(lambda w: make(w, "oracle"), num_agents=3, num_worlds=num_worlds)
+    return make(num_worlds)
+
+
+@pytest.mark.parametrize("backend", ["oracle", "model", "private-oracle"])
+def test_step_and_restart_restarts_one_world_and_leaves_the_others_alone(backend):
+    """World 1 starts over mid-batch: worlds 0 and 2 go on exactly as if nothing happened (private
+    copies stay private), and world 1 goes on exactly like a simulator reset to its new start."""
+    batch, alone, rest = _sim(backend, 3), _sim(backend, 3), _sim(backend, 1)
+    arena = get_scenario("push-v0").arena_config(num_agents=3)
+    fresh = generate(arena, [100])
+    restart = np.array([False, True, False])
+    batch.reset([5, 6, 7]), alone.reset([5, 6, 7])
+    rng = np.random.default_rng(0)
+    for t in range(5):
+        acts = rng.integers(0, 8, (3, 3))
+        if t == 1:
+            a, ref = batch.step_and_restart(acts, restart, fresh), alone.step(acts)
+            one = rest.reset([0], start=fresh)
+            assert a.version.tolist() == [2, 0, 2] and not a.rewards[1].any() and a.events[1] == []
+            assert not a.terminated[1]
+        else:
+            a, ref = batch.step(acts), alone.step(acts)
+            one = rest.step(acts[1:2]) if t > 1 else None
+        keep = [0, 2]
+        for field in ("rgb", "poses", "rewards", "terminated", "version"):
+            np.testing.assert_array_equal(getattr(a, field)[keep], getattr(ref, field)[keep], err_msg=field)
+            if one is not None:
+                np.testing.assert_array_equal(getattr(a, field)[1:2], getattr(one, field), err_msg=field)
+        assert [a.events[0], a.events[2]] == [ref.events[0], ref.events[2]]
+        if backend == "private-oracle":  # copy (b, i) is inner world 3 b + i
+            mine, theirs = batch.copies(), alone.copies()
+            assert mine.select([0, 1, 2, 6, 7, 8]).equals(theirs.select([0, 1, 2, 6, 7, 8]))
+    with pytest.raises(ValueError, match="restart selects 1 worlds but start has 2"):
+        batch.step_and_restart(np.zeros((3, 3), np.int64), restart, generate(arena, [1, 2]))
+    with pytest.raises(ValueError, match="bool mask"):
+        batch.step_and_restart(np.zeros((3, 3), np.int64), np.array([0, 1, 0]), fresh)
+
+
+def test_oracle_step_and_restart_equals_the_generic_step_then_reset():
+    from multiworld.runtime.base import Simulator
+
+    fast, generic = _sim("oracle", 3), _sim("oracle", 3)
+    arena = get_scenario("push-v0").arena_config(num_agents=3)
+    restart = np.array([True, False, True])
+    fast.reset([1, 2, 3]), generic.reset([1, 2, 3])
+    acts = np.random.default_rng(0).integers(0, 8, (3, 3))
+    a = fast.step_and_restart(acts, restart, generate(arena, [8, 9]))
+    b = Simulator.step_and_restart(generic, acts, restart, generate(arena, [8, 9]))
+    for field in ("rgb", "poses", "rewards", "terminated", "version"):
+        np.testing.assert_array_equal(getattr(a, field), getattr(b, field), err_msg=field)
+    assert a.events == b.events and fast.world_state().equals(generic.world_state())

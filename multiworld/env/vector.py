@@ -48,7 +48,7 @@ from multiworld.runtime.factory import check_names, positive_int
 from multiworld.world.arena import generate
 from multiworld.world.render import RenderConfig
 from multiworld.world.scenarios import get_scenario
-from multiworld.world.state import NUM_ACTIONS, Action, WorldState
+from multiworld.world.state import NUM_ACTIONS, WorldState
 from multiworld.world.topdown import mosaic
 
 
@@ -148,12 +148,8 @@ class MultiWorldVectorEnv:
             self._seeds[:] = seeds
             rewards, terminated, events = zeros, np.zeros(self.num_envs, bool), obs.events
         elif done.any():
-            joint[done] = Action.NOOP
-            stepped = self.sim.step(joint)
-            obs = self.sim.reset(self._seeds.tolist(), start=self._restart(done))
-            rewards = np.where(done[:, None], zeros, stepped.rewards).astype(np.float32)
-            terminated = stepped.terminated & ~done
-            events = [[] if d else ev for d, ev in zip(done, stepped.events)]
+            obs = self.sim.step_and_restart(joint, done, self._fresh_worlds(done))
+            rewards, terminated, events = obs.rewards, obs.terminated, obs.events
         else:
             obs = self.sim.step(joint)
             rewards, terminated, events = obs.rewards, obs.terminated, obs.events
@@ -175,18 +171,12 @@ class MultiWorldVectorEnv:
             infos,
         )
 
-    def _restart(self, done: np.ndarray) -> WorldState:
-        """The current worlds with the ended ones replaced by new worlds of fresh seeds."""
+    def _fresh_worlds(self, done: np.ndarray) -> WorldState:
+        """New worlds, of freshly drawn seeds, for the worlds that ended."""
         idx = np.flatnonzero(done)
         seeds = draw_seeds(self._rng, len(idx))
         self._seeds[idx] = seeds
-        fresh = generate(self.arena, seeds).arrays()
-        merged = {}
-        for name, arr in self.sim.world_state().arrays().items():
-            arr = arr.copy()
-            arr[idx] = fresh[name]
-            merged[name] = arr
-        return WorldState(**merged)
+        return generate(self.arena, seeds)
 
     def _observations(self, obs: Observation):
         images = batch_images(obs, self.obs_type, self.max_depth)

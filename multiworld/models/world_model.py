@@ -133,6 +133,21 @@ class WorldModel(nn.Module):
         return RolloutState(tokens=tokens, symbolic=sym)
 
     @torch.no_grad()
+    def restart(self, rs: RolloutState, mask: np.ndarray, start: WorldState, image=None) -> RolloutState:
+        """``rs`` with the worlds where ``mask`` (B,) is True started over from ``start`` (one world
+        per True, in order) exactly as :meth:`reset` starts them; the other worlds are untouched.
+        ``image``: the render size, when the refiner keeps previous frames."""
+        fresh = self.reset(start)
+        idx = torch.as_tensor(np.flatnonzero(mask), device=self.device)
+        tokens = rs.tokens.clone()
+        tokens[idx] = fresh.tokens
+        prev = rs.prev_rgb
+        if prev is not None:  # a fresh world's first "previous frame" is its own first render
+            prev = prev.clone()
+            prev[idx] = self.render(fresh, image=image)
+        return RolloutState(tokens=tokens, symbolic=rs.symbolic.replace_worlds(mask, fresh.symbolic), prev_rgb=prev)
+
+    @torch.no_grad()
     def decode_state(self, tokens: torch.Tensor, ref: WorldState) -> WorldState:
         """Symbolic state decoded from tokens; agents and object identities (list order) from ``ref``.
 

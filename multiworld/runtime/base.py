@@ -13,7 +13,8 @@ import dataclasses
 import numpy as np
 
 from multiworld.world.arena import ArenaConfig, generate
-from multiworld.world.state import WorldState
+from multiworld.world.dynamics import validate_actions
+from multiworld.world.state import Action, WorldState
 
 
 @dataclasses.dataclass
@@ -56,6 +57,27 @@ def initial_state(
     return state
 
 
+def check_restart(restart: np.ndarray, start: WorldState, num_worlds: int) -> np.ndarray:
+    """``restart`` as a (B,) bool mask that ``start`` has one world for each True of (ValueError if not)."""
+    mask = np.asarray(restart)
+    if mask.shape != (num_worlds,) or mask.dtype != np.bool_:
+        raise ValueError(f"restart must be a bool mask of shape ({num_worlds},), got {mask.dtype} {mask.shape}")
+    if start.num_worlds != int(mask.sum()):
+        raise ValueError(f"restart selects {int(mask.sum())} worlds but start has {start.num_worlds}")
+    return mask
+
+
+def restarted(
+    obs: Observation, restart: np.ndarray, rewards: np.ndarray, terminated: np.ndarray, events: list[list[dict]]
+) -> Observation:
+    """``obs`` with the step's rewards, terminations and events, cleared for the restarted worlds."""
+    keep = ~restart
+    obs.rewards = np.where(keep[:, None], rewards, 0).astype(np.float32)
+    obs.terminated = np.asarray(terminated, bool) & keep
+    obs.events = [list(ev) if k else [] for k, ev in zip(keep, events, strict=True)]
+    return obs
+
+
 class Simulator(abc.ABC):
     """B worlds advanced together. Subclasses: the oracle and the learned model."""
 
@@ -71,6 +93,24 @@ class Simulator(abc.ABC):
     @abc.abstractmethod
     def step(self, actions: np.ndarray) -> Observation:
         """Apply joint actions ``(B, N)`` (validated: a bad action raises ValueError, nothing changes)."""
+
+    def step_and_restart(self, actions: np.ndarray, restart: np.ndarray, start: WorldState) -> Observation:
+        """Step the batch while some worlds start over (a vector env's autoreset), in one call.
+
+        Worlds with ``restart[b]`` (B,) True begin again from ``start`` (one world per restarted
+        world, in order) and ignore their actions; every other world applies its actions. The
+        restarted worlds read reward 0, terminated False, no events and version 0.
+
+        This default steps every world (the restarting ones with NOOP), then resets all of them
+        from the merged state, rendering twice; the oracle and the model override it to render once.
+        """
+        restart = check_restart(restart, start, self.num_worlds)
+        joint = validate_actions(actions, self.num_worlds, self.num_agents).copy()
+        joint[restart] = Action.NOOP
+        stepped = self.step(joint)
+        merged = self.world_state().replace_worlds(restart, start)
+        obs = self.reset(list(range(self.num_worlds)), start=merged)
+        return restarted(obs, restart, stepped.rewards, stepped.terminated, stepped.events)
 
     @abc.abstractmethod
     def world_state(self) -> WorldState:

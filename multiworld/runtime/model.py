@@ -13,12 +13,12 @@ import pathlib
 import numpy as np
 import torch
 
-from multiworld.runtime.base import Observation, Simulator, initial_state
+from multiworld.runtime.base import Observation, Simulator, check_restart, initial_state, restarted
 from multiworld.runtime.oracle import agent_names
 from multiworld.world.dynamics import validate_actions
 from multiworld.world.render import RenderConfig
 from multiworld.world.scenarios import Scenario, get_scenario
-from multiworld.world.state import WorldState
+from multiworld.world.state import Action, WorldState
 
 
 def resolve_device(device: str | torch.device) -> torch.device:
@@ -96,6 +96,20 @@ class ModelSimulator(Simulator):
         rewards = self.scenario.reward(before, after, events).astype(np.float32)
         per_world = [events.as_dicts(b, self.agent_names) for b in range(self.num_worlds)]
         return self._observe(rewards, self.scenario.terminated(after), per_world)
+
+    def step_and_restart(self, actions: np.ndarray, restart: np.ndarray, start: WorldState) -> Observation:
+        if self.rs is None:
+            raise RuntimeError("call reset() before step()")
+        restart = check_restart(restart, start, self.num_worlds)
+        joint = validate_actions(actions, self.num_worlds, self.num_agents).copy()
+        joint[restart] = Action.NOOP
+        before = self.rs.symbolic
+        rs, events = self.model.step(self.rs, joint, refresh=self.refresh, constrained=self.constrained)
+        rewards = self.scenario.reward(before, rs.symbolic, events).astype(np.float32)
+        terminated = self.scenario.terminated(rs.symbolic)
+        per_world = [events.as_dicts(b, self.agent_names) for b in range(self.num_worlds)]
+        self.rs = self.model.restart(rs, restart, start, image=self.image)
+        return restarted(self._observe(rewards, terminated, per_world), restart, rewards, terminated, per_world)
 
     def world_state(self) -> WorldState:
         if self.rs is None:

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from multiworld.runtime.base import Observation, Simulator, initial_state
+from multiworld.runtime.base import Observation, Simulator, check_restart, initial_state, restarted
 from multiworld.world.dynamics import step as world_step
+from multiworld.world.dynamics import validate_actions
 from multiworld.world.render import Raycaster, RenderConfig
 from multiworld.world.scenarios import Scenario
-from multiworld.world.state import WorldState
+from multiworld.world.state import Action, WorldState
 
 
 def agent_names(n: int) -> list[str]:
@@ -52,6 +53,20 @@ class OracleSimulator(Simulator):
         self.state = after
         per_world = [events.as_dicts(b, self.agent_names) for b in range(self.num_worlds)]
         return self._observe(rewards, self.scenario.terminated(after), per_world)
+
+    def step_and_restart(self, actions: np.ndarray, restart: np.ndarray, start: WorldState) -> Observation:
+        if self.state is None:
+            raise RuntimeError("call reset() before step()")
+        restart = check_restart(restart, start, self.num_worlds)
+        joint = validate_actions(actions, self.num_worlds, self.num_agents).copy()
+        joint[restart] = Action.NOOP
+        before = self.state
+        after, events = world_step(before, joint, self.arena)
+        rewards = self.scenario.reward(before, after, events)
+        terminated = self.scenario.terminated(after)
+        per_world = [events.as_dicts(b, self.agent_names) for b in range(self.num_worlds)]
+        self.state = after.replace_worlds(restart, start)
+        return restarted(self._observe(rewards, terminated, per_world), restart, rewards, terminated, per_world)
 
     def world_state(self) -> WorldState:
         if self.state is None:

@@ -16,7 +16,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from multiworld.runtime.base import Observation, Simulator
+from multiworld.runtime.base import Observation, Simulator, check_restart
 from multiworld.world.dynamics import validate_actions
 from multiworld.world.state import Action, WorldState
 
@@ -60,10 +60,21 @@ class PrivateStateSimulator(Simulator):
         return self._gather(self.inner.reset(inner_seeds, start=start, tokens=tokens))
 
     def step(self, actions: np.ndarray) -> Observation:
+        return self._gather(self.inner.step(self._inner_actions(actions)))
+
+    def step_and_restart(self, actions: np.ndarray, restart: np.ndarray, start: WorldState) -> Observation:
+        # Every private copy of a restarted world starts over; the other copies stay private.
+        restart = check_restart(restart, start, self.num_worlds)
+        n = self.num_agents
+        fresh = start.select(np.repeat(np.arange(start.num_worlds), n))
+        return self._gather(self.inner.step_and_restart(self._inner_actions(actions), np.repeat(restart, n), fresh))
+
+    def _inner_actions(self, actions: np.ndarray) -> np.ndarray:
+        """Copy (b, i) gets agent i's action in world b; every other agent of it NOOP."""
         a = validate_actions(actions, self.num_worlds, self.num_agents)
         inner = np.full((self.num_worlds * self.num_agents, self.num_agents), int(Action.NOOP), np.int64)
         inner[self._copy, self._own] = a.ravel()
-        return self._gather(self.inner.step(inner))
+        return inner
 
     def copies(self) -> WorldState:
         """Every private world: ``(B * N)`` worlds, copy ``(b, i)`` at index ``b * N + i``."""

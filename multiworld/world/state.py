@@ -95,6 +95,19 @@ class WorldState:
             index = slice(int(index), int(index) + 1)
         return WorldState(**{k: v[index].copy() for k, v in self.arrays().items()})
 
+    def replace_worlds(self, mask: np.ndarray, other: WorldState) -> WorldState:
+        """A copy with the worlds where ``mask`` (B,) is True taken, in order, from ``other``."""
+        mask = np.asarray(mask, bool)
+        if mask.shape != (self.num_worlds,) or other.num_worlds != int(mask.sum()):
+            raise ValueError(
+                f"replace_worlds: mask of shape {mask.shape} selecting {int(mask.sum())} worlds "
+                f"does not fit {self.num_worlds} worlds and {other.num_worlds} replacements"
+            )
+        out = self.copy()
+        for name, arr in out.arrays().items():
+            arr[mask] = getattr(other, name)
+        return out
+
     def permute_agents(self, perm: np.ndarray) -> WorldState:
         """The same worlds with agents reordered: new agent i is old agent ``perm[i]``."""
         out = self.copy()
