@@ -104,6 +104,10 @@ def test_probe_seeds_are_held_out_from_training():
         check_held_out([3])
     with pytest.raises(ValueError, match="unknown benchmark"):
         probe_seeds("nope", 1)
+    with pytest.raises(ValueError, match="held out"):  # no benchmark task runs on a training world
+        ConsistencyTask(ORACLE, 2, (5,), steps=3)
+    with pytest.raises(ValueError, match="held out"):
+        EventTask(ORACLE, 2, (5,))
 
 
 # -- the private-state baseline ---------------------------------------------------------------------

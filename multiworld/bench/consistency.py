@@ -16,6 +16,7 @@ import numpy as np
 
 from multiworld.bench.correspondence import disagreement, find_matches
 from multiworld.bench.rollout import lockstep
+from multiworld.bench.seeds import check_held_out
 from multiworld.bench.variants import VARIANTS, SimSpec
 
 
@@ -29,6 +30,9 @@ class ConsistencyTask:
     steps: int
     variants: tuple[str, ...] = VARIANTS
     policy: str = "scripted"
+
+    def __post_init__(self) -> None:
+        check_held_out(self.seeds)
 
 
 def run_consistency_task(task: ConsistencyTask) -> dict:

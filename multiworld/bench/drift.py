@@ -18,6 +18,7 @@ import numpy as np
 from multiworld.bench.fidelity import symbolic_accuracy
 from multiworld.bench.metrics import PSNR_CAP, mse, psnr, ssim
 from multiworld.bench.rollout import lockstep
+from multiworld.bench.seeds import check_held_out
 from multiworld.bench.state_accuracy import state_accuracy
 from multiworld.bench.variants import VARIANTS, SimSpec
 
@@ -33,6 +34,9 @@ class DriftTask:
     variants: tuple[str, ...] = VARIANTS
     with_state: bool = True
     policy: str = "scripted"
+
+    def __post_init__(self) -> None:
+        check_held_out(self.seeds)
 
 
 def _decoded(sim, num_agents: int):

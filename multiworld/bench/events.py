@@ -26,6 +26,7 @@ import dataclasses
 import numpy as np
 
 from multiworld.bench.metrics import mse
+from multiworld.bench.seeds import check_held_out
 from multiworld.bench.variants import VARIANTS, SimSpec
 from multiworld.world.arena import generate
 from multiworld.world.dynamics import solid_cells
@@ -183,6 +184,9 @@ class EventTask:
     seeds: tuple[int, ...]
     kinds: tuple[str, ...] = KINDS
     variants: tuple[str, ...] = VARIANTS
+
+    def __post_init__(self) -> None:
+        check_held_out(self.seeds)
 
 
 def run_event_task(task: EventTask) -> dict:

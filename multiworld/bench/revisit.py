@@ -15,6 +15,7 @@ import dataclasses
 import numpy as np
 
 from multiworld.bench.metrics import psnr
+from multiworld.bench.seeds import check_held_out
 from multiworld.bench.variants import VARIANTS, SimSpec
 from multiworld.world.state import Action
 
@@ -29,6 +30,9 @@ class RevisitTask:
     mode: str
     k: int
     variants: tuple[str, ...] = VARIANTS
+
+    def __post_init__(self) -> None:
+        check_held_out(self.seeds)
 
 
 def _plan(mode: str, k: int, worlds: int, agents: int) -> np.ndarray:

@@ -20,7 +20,7 @@ from multiworld.bench.drift import DriftTask, run_drift_task, summarize_drift
 from multiworld.bench.events import EventTask, run_event_task, summarize_events
 from multiworld.bench.revisit import RevisitTask, run_revisit_task, summarize_revisit
 from multiworld.bench.runner import Runner
-from multiworld.bench.seeds import probe_seeds
+from multiworld.bench.seeds import check_held_out, probe_seeds
 from multiworld.bench.variants import VARIANTS, SimSpec
 
 BENCHMARKS = ("consistency", "fidelity", "events", "revisit", "drift", "throughput")
@@ -257,6 +257,9 @@ class ModelCardTask:
     spec: SimSpec
     seeds: tuple[int, ...]
     num_agents: int = 4
+
+    def __post_init__(self) -> None:
+        check_held_out(self.seeds)
 
 
 def run_model_card_task(task: ModelCardTask) -> dict:
