@@ -40,8 +40,8 @@ def time_backend(backend: str, args: argparse.Namespace) -> dict:
     fresh = generate(sim.arena, [10**6])
     modes = {
         "step": sim.step,
-        "restart": lambda a: sim.step_and_restart(a, restart, fresh),
-        "generic": lambda a: Simulator.step_and_restart(sim, a, restart, fresh),
+        "restart": lambda a: sim.step_and_restart(a, restart, fresh, [10**6, *seeds[1:]]),
+        "generic": lambda a: Simulator.step_and_restart(sim, a, restart, fresh, [10**6, *seeds[1:]]),
     }
     times: dict[str, list[float]] = {m: [] for m in modes}
     for _ in tqdm(range(args.rounds + 1), desc=f"autoreset {backend}", unit="round"):

@@ -216,7 +216,7 @@ def test_step_and_restart_restarts_one_world_and_leaves_the_others_alone(backend
     for t in range(5):
         acts = rng.integers(0, 8, (3, 3))
         if t == 1:
-            a, ref = batch.step_and_restart(acts, restart, fresh), alone.step(acts)
+            a, ref = batch.step_and_restart(acts, restart, fresh, [5, 100, 7]), alone.step(acts)
             one = rest.reset([0], start=fresh)
             assert a.version.tolist() == [2, 0, 2] and not a.rewards[1].any() and a.events[1] == []
             assert not a.terminated[1]
@@ -233,9 +233,9 @@ def test_step_and_restart_restarts_one_world_and_leaves_the_others_alone(backend
             mine, theirs = batch.copies(), alone.copies()
             assert mine.select([0, 1, 2, 6, 7, 8]).equals(theirs.select([0, 1, 2, 6, 7, 8]))
     with pytest.raises(ValueError, match="restart selects 1 worlds but start has 2"):
-        batch.step_and_restart(np.zeros((3, 3), np.int64), restart, generate(arena, [1, 2]))
+        batch.step_and_restart(np.zeros((3, 3), np.int64), restart, generate(arena, [1, 2]), [5, 1, 7])
     with pytest.raises(ValueError, match="bool mask"):
-        batch.step_and_restart(np.zeros((3, 3), np.int64), np.array([0, 1, 0]), fresh)
+        batch.step_and_restart(np.zeros((3, 3), np.int64), np.array([0, 1, 0]), fresh, [5, 100, 7])
 
 
 def test_oracle_step_and_restart_equals_the_generic_step_then_reset():
@@ -246,8 +246,8 @@ def test_oracle_step_and_restart_equals_the_generic_step_then_reset():
     restart = np.array([True, False, True])
     fast.reset([1, 2, 3]), generic.reset([1, 2, 3])
     acts = np.random.default_rng(0).integers(0, 8, (3, 3))
-    a = fast.step_and_restart(acts, restart, generate(arena, [8, 9]))
-    b = Simulator.step_and_restart(generic, acts, restart, generate(arena, [8, 9]))
+    a = fast.step_and_restart(acts, restart, generate(arena, [8, 9]), [8, 2, 9])
+    b = Simulator.step_and_restart(generic, acts, restart, generate(arena, [8, 9]), [8, 2, 9])
     for field in ("rgb", "poses", "rewards", "terminated", "version"):
         np.testing.assert_array_equal(getattr(a, field), getattr(b, field), err_msg=field)
     assert a.events == b.events and fast.world_state().equals(generic.world_state())

@@ -148,7 +148,8 @@ class MultiWorldVectorEnv:
             self._seeds[:] = seeds
             rewards, terminated, events = zeros, np.zeros(self.num_envs, bool), obs.events
         elif done.any():
-            obs = self.sim.step_and_restart(joint, done, self._fresh_worlds(done))
+            fresh = self._fresh_worlds(done)
+            obs = self.sim.step_and_restart(joint, done, fresh, self._seeds.tolist())
             rewards, terminated, events = obs.rewards, obs.terminated, obs.events
         else:
             obs = self.sim.step(joint)

@@ -94,12 +94,15 @@ class Simulator(abc.ABC):
     def step(self, actions: np.ndarray) -> Observation:
         """Apply joint actions ``(B, N)`` (validated: a bad action raises ValueError, nothing changes)."""
 
-    def step_and_restart(self, actions: np.ndarray, restart: np.ndarray, start: WorldState) -> Observation:
+    def step_and_restart(
+        self, actions: np.ndarray, restart: np.ndarray, start: WorldState, seeds: list[int]
+    ) -> Observation:
         """Step the batch while some worlds start over (a vector env's autoreset), in one call.
 
         Worlds with ``restart[b]`` (B,) True begin again from ``start`` (one world per restarted
         world, in order) and ignore their actions; every other world applies its actions. The
-        restarted worlds read reward 0, terminated False, no events and version 0.
+        restarted worlds read reward 0, terminated False and no events. ``seeds``: every world's
+        seed afterwards (the restarted ones' new seeds), for simulators that record seeds.
 
         This default steps every world (the restarting ones with NOOP), then resets all of them
         from the merged state, rendering twice; the oracle and the model override it to render once.
@@ -109,7 +112,7 @@ class Simulator(abc.ABC):
         joint[restart] = Action.NOOP
         stepped = self.step(joint)
         merged = self.world_state().replace_worlds(restart, start)
-        obs = self.reset(list(range(self.num_worlds)), start=merged)
+        obs = self.reset(list(seeds), start=merged)
         return restarted(obs, restart, stepped.rewards, stepped.terminated, stepped.events)
 
     @abc.abstractmethod

@@ -54,7 +54,9 @@ class OracleSimulator(Simulator):
         per_world = [events.as_dicts(b, self.agent_names) for b in range(self.num_worlds)]
         return self._observe(rewards, self.scenario.terminated(after), per_world)
 
-    def step_and_restart(self, actions: np.ndarray, restart: np.ndarray, start: WorldState) -> Observation:
+    def step_and_restart(
+        self, actions: np.ndarray, restart: np.ndarray, start: WorldState, seeds: list[int]
+    ) -> Observation:
         if self.state is None:
             raise RuntimeError("call reset() before step()")
         restart = check_restart(restart, start, self.num_worlds)

@@ -62,12 +62,17 @@ class PrivateStateSimulator(Simulator):
     def step(self, actions: np.ndarray) -> Observation:
         return self._gather(self.inner.step(self._inner_actions(actions)))
 
-    def step_and_restart(self, actions: np.ndarray, restart: np.ndarray, start: WorldState) -> Observation:
+    def step_and_restart(
+        self, actions: np.ndarray, restart: np.ndarray, start: WorldState, seeds: list[int]
+    ) -> Observation:
         # Every private copy of a restarted world starts over; the other copies stay private.
         restart = check_restart(restart, start, self.num_worlds)
         n = self.num_agents
         fresh = start.select(np.repeat(np.arange(start.num_worlds), n))
-        return self._gather(self.inner.step_and_restart(self._inner_actions(actions), np.repeat(restart, n), fresh))
+        inner_seeds = [int(x) for x in seeds for _ in range(n)]
+        return self._gather(
+            self.inner.step_and_restart(self._inner_actions(actions), np.repeat(restart, n), fresh, inner_seeds)
+        )
 
     def _inner_actions(self, actions: np.ndarray) -> np.ndarray:
         """Copy (b, i) gets agent i's action in world b; every other agent of it NOOP."""
