@@ -86,13 +86,23 @@ def markdown_table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def _weights(w: dict) -> str:
+    """``shipped:private (91b7b7e6..., trained with --private-state)``, for a markdown header."""
+    extra = [f"{w['weights_sha256'][:8]}..."] if w.get("weights_sha256") else []
+    if w.get("trained_private_state"):
+        extra.append("trained with --private-state")
+    return w["weights"] + (f" ({', '.join(extra)})" if extra else "")
+
+
 def write_markdown(
     out: pathlib.Path, name: str, title: str, sections: list[tuple[str, str]], config: dict
 ) -> pathlib.Path:
     """``out/NAME.md``: a title, the run's provenance, then (heading, body) sections."""
     m = machine()
     text = [f"# {title}", "", f"commit `{commit()}`, {m['platform']}, {m['cpus']} CPUs, torch {m['torch']}", ""]
-    text.append("config: " + ", ".join(f"{k}={v}" for k, v in config.items()))
+    text.append("config: " + ", ".join(f"{k}={v}" for k, v in config.items() if k != "weights"))
+    if "weights" in config:
+        text += ["", "weights: " + "; ".join(f"{v} = {_weights(w)}" for v, w in config["weights"].items())]
     for heading, body in sections:
         text += ["", f"## {heading}", "", body]
     path = out / f"{name}.md"
