@@ -57,24 +57,26 @@ def initial_state(
     return state
 
 
-def check_restart(restart: np.ndarray, start: WorldState, num_worlds: int) -> np.ndarray:
-    """``restart`` as a (B,) bool mask that ``start`` has one world for each True of (ValueError if not)."""
+def restart_inputs(
+    actions: np.ndarray, restart: np.ndarray, start: WorldState, num_worlds: int, num_agents: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Checked ``(joint actions with NOOP for the restarting worlds, restart mask)`` of a
+    :meth:`Simulator.step_and_restart` call (ValueError naming the problem)."""
     mask = np.asarray(restart)
     if mask.shape != (num_worlds,) or mask.dtype != np.bool_:
         raise ValueError(f"restart must be a bool mask of shape ({num_worlds},), got {mask.dtype} {mask.shape}")
     if start.num_worlds != int(mask.sum()):
         raise ValueError(f"restart selects {int(mask.sum())} worlds but start has {start.num_worlds}")
-    return mask
+    joint = validate_actions(actions, num_worlds, num_agents).copy()
+    joint[mask] = Action.NOOP
+    return joint, mask
 
 
-def restarted(
-    obs: Observation, restart: np.ndarray, rewards: np.ndarray, terminated: np.ndarray, events: list[list[dict]]
-) -> Observation:
-    """``obs`` with the step's rewards, terminations and events, cleared for the restarted worlds."""
-    keep = ~restart
-    obs.rewards = np.where(keep[:, None], rewards, 0).astype(np.float32)
-    obs.terminated = np.asarray(terminated, bool) & keep
-    obs.events = [list(ev) if k else [] for k, ev in zip(keep, events, strict=True)]
+def clear_restarted(obs: Observation, restart: np.ndarray) -> Observation:
+    """``obs`` with reward 0, terminated False and no events for the restarted worlds."""
+    obs.rewards = np.where(restart[:, None], 0, obs.rewards).astype(np.float32)
+    obs.terminated = np.asarray(obs.terminated, bool) & ~restart
+    obs.events = [[] if r else list(ev) for r, ev in zip(restart, obs.events, strict=True)]
     return obs
 
 
@@ -107,13 +109,11 @@ class Simulator(abc.ABC):
         This default steps every world (the restarting ones with NOOP), then resets all of them
         from the merged state, rendering twice; the oracle and the model override it to render once.
         """
-        restart = check_restart(restart, start, self.num_worlds)
-        joint = validate_actions(actions, self.num_worlds, self.num_agents).copy()
-        joint[restart] = Action.NOOP
+        joint, restart = restart_inputs(actions, restart, start, self.num_worlds, self.num_agents)
         stepped = self.step(joint)
-        merged = self.world_state().replace_worlds(restart, start)
-        obs = self.reset(list(seeds), start=merged)
-        return restarted(obs, restart, stepped.rewards, stepped.terminated, stepped.events)
+        obs = self.reset(list(seeds), start=self.world_state().replace_worlds(restart, start))
+        obs.rewards, obs.terminated, obs.events = stepped.rewards, stepped.terminated, stepped.events
+        return clear_restarted(obs, restart)
 
     @abc.abstractmethod
     def world_state(self) -> WorldState:
@@ -131,3 +131,40 @@ class Simulator(abc.ABC):
 
     def close(self) -> None:  # noqa: B027 - optional hook
         pass
+
+
+class InProcessSimulator(Simulator):
+    """A simulator that advances and renders its worlds in this process (the oracle, the model).
+
+    Subclasses provide :meth:`_advance` (apply checked joint actions to the state), :meth:`_restart`
+    (start some worlds over) and :meth:`_observe` (render the current state); stepping, and
+    stepping while some worlds restart with a single render, follow from those.
+    """
+
+    def step(self, actions: np.ndarray) -> Observation:
+        return self._observe(*self._advance(validate_actions(actions, self.num_worlds, self.num_agents)))
+
+    def step_and_restart(
+        self, actions: np.ndarray, restart: np.ndarray, start: WorldState, seeds: list[int]
+    ) -> Observation:
+        joint, restart = restart_inputs(actions, restart, start, self.num_worlds, self.num_agents)
+        outcome = self._advance(joint)
+        self._restart(restart, start)
+        return clear_restarted(self._observe(*outcome), restart)
+
+    def _first_observation(self) -> Observation:
+        """The observation right after a reset: zero rewards, nothing terminated, no events."""
+        zeros = np.zeros((self.num_worlds, self.num_agents), np.float32)
+        return self._observe(zeros, np.zeros(self.num_worlds, bool), [[] for _ in range(self.num_worlds)])
+
+    @abc.abstractmethod
+    def _advance(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray, list[list[dict]]]:
+        """Apply checked joint actions; return the step's rewards, terminations and per-world events."""
+
+    @abc.abstractmethod
+    def _restart(self, mask: np.ndarray, start: WorldState) -> None:
+        """Start the worlds where ``mask`` is True over from ``start`` (one world per True)."""
+
+    @abc.abstractmethod
+    def _observe(self, rewards: np.ndarray, terminated: np.ndarray, events: list[list[dict]]) -> Observation:
+        """Render every agent's view of the current state into an :class:`Observation`."""

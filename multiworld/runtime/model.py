@@ -13,12 +13,11 @@ import pathlib
 import numpy as np
 import torch
 
-from multiworld.runtime.base import Observation, Simulator, check_restart, initial_state, restarted
+from multiworld.runtime.base import InProcessSimulator, Observation, initial_state
 from multiworld.runtime.oracle import agent_names
-from multiworld.world.dynamics import validate_actions
 from multiworld.world.render import RenderConfig
 from multiworld.world.scenarios import Scenario, get_scenario
-from multiworld.world.state import Action, WorldState
+from multiworld.world.state import WorldState
 
 
 def resolve_device(device: str | torch.device) -> torch.device:
@@ -31,7 +30,7 @@ def resolve_device(device: str | torch.device) -> torch.device:
     return dev
 
 
-class ModelSimulator(Simulator):
+class ModelSimulator(InProcessSimulator):
     """B worlds of N agents simulated by a world-model checkpoint (default: the shipped one).
 
     ``refresh``: re-encode the decoded scene after every step (default, see ``WorldModel``).
@@ -83,35 +82,20 @@ class ModelSimulator(Simulator):
             if tuple(tok.shape) != expected:
                 raise ValueError(f"tokens must have shape {expected}, got {tuple(tok.shape)}")
         self.rs = self.model.reset(state, tok)
-        zeros = np.zeros((self.num_worlds, self.num_agents), np.float32)
-        return self._observe(zeros, np.zeros(self.num_worlds, bool), [[] for _ in range(self.num_worlds)])
+        return self._first_observation()
 
-    def step(self, actions: np.ndarray) -> Observation:
+    def _restart(self, mask: np.ndarray, start: WorldState) -> None:
+        self.rs = self.model.restart(self.rs, mask, start, image=self.image)
+
+    def _advance(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray, list[list[dict]]]:
         if self.rs is None:
             raise RuntimeError("call reset() before step()")
-        actions = validate_actions(actions, self.num_worlds, self.num_agents)
         before = self.rs.symbolic
         self.rs, events = self.model.step(self.rs, actions, refresh=self.refresh, constrained=self.constrained)
         after = self.rs.symbolic
         rewards = self.scenario.reward(before, after, events).astype(np.float32)
         per_world = [events.as_dicts(b, self.agent_names) for b in range(self.num_worlds)]
-        return self._observe(rewards, self.scenario.terminated(after), per_world)
-
-    def step_and_restart(
-        self, actions: np.ndarray, restart: np.ndarray, start: WorldState, seeds: list[int]
-    ) -> Observation:
-        if self.rs is None:
-            raise RuntimeError("call reset() before step()")
-        restart = check_restart(restart, start, self.num_worlds)
-        joint = validate_actions(actions, self.num_worlds, self.num_agents).copy()
-        joint[restart] = Action.NOOP
-        before = self.rs.symbolic
-        rs, events = self.model.step(self.rs, joint, refresh=self.refresh, constrained=self.constrained)
-        rewards = self.scenario.reward(before, rs.symbolic, events).astype(np.float32)
-        terminated = self.scenario.terminated(rs.symbolic)
-        per_world = [events.as_dicts(b, self.agent_names) for b in range(self.num_worlds)]
-        self.rs = self.model.restart(rs, restart, start, image=self.image)
-        return restarted(self._observe(rewards, terminated, per_world), restart, rewards, terminated, per_world)
+        return rewards, self.scenario.terminated(after), per_world
 
     def world_state(self) -> WorldState:
         if self.rs is None:

@@ -4,19 +4,18 @@ from __future__ import annotations
 
 import numpy as np
 
-from multiworld.runtime.base import Observation, Simulator, check_restart, initial_state, restarted
+from multiworld.runtime.base import InProcessSimulator, Observation, initial_state
 from multiworld.world.dynamics import step as world_step
-from multiworld.world.dynamics import validate_actions
 from multiworld.world.render import Raycaster, RenderConfig
 from multiworld.world.scenarios import Scenario
-from multiworld.world.state import Action, WorldState
+from multiworld.world.state import WorldState
 
 
 def agent_names(n: int) -> list[str]:
     return [f"agent_{i}" for i in range(n)]
 
 
-class OracleSimulator(Simulator):
+class OracleSimulator(InProcessSimulator):
     backend = "oracle"
 
     def __init__(
@@ -39,36 +38,20 @@ class OracleSimulator(Simulator):
         self.state: WorldState | None = None
 
     def reset(self, seeds: list[int], start: WorldState | None = None, tokens: np.ndarray | None = None) -> Observation:
-        state = initial_state(self.arena, seeds, start, self.num_worlds, self.num_agents)
-        self.state = state
-        zeros = np.zeros((self.num_worlds, self.num_agents), np.float32)
-        return self._observe(zeros, np.zeros(self.num_worlds, bool), [[] for _ in range(self.num_worlds)])
+        self.state = initial_state(self.arena, seeds, start, self.num_worlds, self.num_agents)
+        return self._first_observation()
 
-    def step(self, actions: np.ndarray) -> Observation:
+    def _restart(self, mask: np.ndarray, start: WorldState) -> None:
+        self.state = self.state.replace_worlds(mask, start)
+
+    def _advance(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray, list[list[dict]]]:
         if self.state is None:
             raise RuntimeError("call reset() before step()")
         before = self.state
         after, events = world_step(before, actions, self.arena)
-        rewards = self.scenario.reward(before, after, events)
         self.state = after
         per_world = [events.as_dicts(b, self.agent_names) for b in range(self.num_worlds)]
-        return self._observe(rewards, self.scenario.terminated(after), per_world)
-
-    def step_and_restart(
-        self, actions: np.ndarray, restart: np.ndarray, start: WorldState, seeds: list[int]
-    ) -> Observation:
-        if self.state is None:
-            raise RuntimeError("call reset() before step()")
-        restart = check_restart(restart, start, self.num_worlds)
-        joint = validate_actions(actions, self.num_worlds, self.num_agents).copy()
-        joint[restart] = Action.NOOP
-        before = self.state
-        after, events = world_step(before, joint, self.arena)
-        rewards = self.scenario.reward(before, after, events)
-        terminated = self.scenario.terminated(after)
-        per_world = [events.as_dicts(b, self.agent_names) for b in range(self.num_worlds)]
-        self.state = after.replace_worlds(restart, start)
-        return restarted(self._observe(rewards, terminated, per_world), restart, rewards, terminated, per_world)
+        return self.scenario.reward(before, after, events), self.scenario.terminated(after), per_world
 
     def world_state(self) -> WorldState:
         if self.state is None:

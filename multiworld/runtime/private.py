@@ -16,7 +16,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from multiworld.runtime.base import Observation, Simulator, check_restart
+from multiworld.runtime.base import Observation, Simulator, restart_inputs
 from multiworld.world.dynamics import validate_actions
 from multiworld.world.state import Action, WorldState
 
@@ -66,7 +66,7 @@ class PrivateStateSimulator(Simulator):
         self, actions: np.ndarray, restart: np.ndarray, start: WorldState, seeds: list[int]
     ) -> Observation:
         # Every private copy of a restarted world starts over; the other copies stay private.
-        restart = check_restart(restart, start, self.num_worlds)
+        _, restart = restart_inputs(actions, restart, start, self.num_worlds, self.num_agents)
         n = self.num_agents
         fresh = start.select(np.repeat(np.arange(start.num_worlds), n))
         inner_seeds = [int(x) for x in seeds for _ in range(n)]
