@@ -81,7 +81,8 @@ def clear_restarted(obs: Observation, restart: np.ndarray) -> Observation:
 
 
 class Simulator(abc.ABC):
-    """B worlds advanced together. Subclasses: the oracle and the learned model."""
+    """B worlds advanced together. Implementations: the oracle and the learned model (both
+    :class:`InProcessSimulator`), the Ray runtime, and the private-state wrapper."""
 
     backend: str
     num_worlds: int
