@@ -13,6 +13,8 @@ import numpy as np
 
 from multiworld.world.state import NUM_ACTIONS
 
+from ._layout import OPTIONAL_STEP_ARRAYS, STEP_ARRAYS
+
 EVENT_TYPES = ("push", "pickup", "bump", "goal")
 
 
@@ -125,3 +127,18 @@ def expected(seed: int, t: int, shapes: Shapes = Shapes()) -> dict[str, Any]:
         state = row.pop("state")
     row.update(state)
     return row
+
+
+def assert_rows(reader, expected_rows: list[dict[str, Any]], start: int = 0) -> None:
+    """Check that rows ``start, start + 1, ...`` of a world match ``expected_rows`` (as :func:`expected`
+    returns them) in every per-step array they hold and in the events; AssertionError names the
+    first array and row that differ."""
+    stop = start + len(expected_rows)
+    arrays = (*STEP_ARRAYS, *OPTIONAL_STEP_ARRAYS)
+    for name in (a for a in arrays if a != "events" and a in expected_rows[0]):
+        got = reader.read(name, start, stop)
+        want = np.stack([e[name] for e in expected_rows])
+        if not np.array_equal(got, want):
+            bad = next(t for t in range(len(want)) if not np.array_equal(got[t], want[t]))
+            raise AssertionError(f"{reader.world_id}: row {start + bad} of {name} differs from the expected one")
+    assert reader.read("events", start, stop) == [e["events"] for e in expected_rows], f"{reader.world_id}: events"

@@ -21,18 +21,6 @@ pytest.importorskip("s3fs")
 moto_server = pytest.importorskip("moto.server")
 
 SHAPES = syn.Shapes(size=5, agents=2, boxes=1, items=2, tokens=(2, 4), frame_hw=(4, 4))
-NAMES = (
-    "poses",
-    "actions",
-    "rewards",
-    "terminations",
-    "truncations",
-    "boxes",
-    "items_alive",
-    "step",
-    "tokens",
-    "frames",
-)
 
 
 def _free_port() -> int:
@@ -75,11 +63,7 @@ def _row(seed, t):
 
 def _check(reader, seed, rows):
     rows = list(rows)
-    exp = [syn.expected(seed, t, SHAPES) for t in rows]
-    for name in NAMES:
-        got = reader.read(name, rows[0], rows[-1] + 1)
-        np.testing.assert_array_equal(got, np.stack([e[name] for e in exp]), err_msg=name)
-    assert reader.read("events", rows[0], rows[-1] + 1) == [e["events"] for e in exp]
+    syn.assert_rows(reader, [syn.expected(seed, t, SHAPES) for t in rows], start=rows[0])
 
 
 def test_write_commit_reopen_fork_on_s3(s3):
