@@ -8,6 +8,7 @@ module names and :func:`load` imports one.
 from __future__ import annotations
 
 import importlib
+from collections.abc import Callable
 from types import ModuleType
 
 
@@ -22,3 +23,23 @@ def load(scenario: str) -> ModuleType:
 
     get_scenario(scenario)
     return importlib.import_module(module_name(scenario))
+
+
+def constructors(scenario: str) -> tuple[Callable, Callable, Callable]:
+    """``(parallel_env, raw_env, env)`` with ``scenario`` fixed, for a scenario's module."""
+    from multiworld.env.aec import env as _env
+    from multiworld.env.aec import raw_env as _raw_env
+    from multiworld.env.parallel import parallel_env as _parallel_env
+
+    def parallel_env(**kwargs):
+        return _parallel_env(scenario=scenario, **kwargs)
+
+    def raw_env(**kwargs):
+        return _raw_env(scenario=scenario, **kwargs)
+
+    def env(**kwargs):
+        return _env(scenario=scenario, **kwargs)
+
+    for fn, base in ((parallel_env, _parallel_env), (raw_env, _raw_env), (env, _env)):
+        fn.__doc__ = f"{base.__doc__.splitlines()[0]} ``scenario`` is {scenario!r}."
+    return parallel_env, raw_env, env
