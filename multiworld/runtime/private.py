@@ -47,17 +47,16 @@ class PrivateStateSimulator(Simulator):
         if len(seeds) != self.num_worlds:
             raise ValueError(f"need {self.num_worlds} seeds, got {len(seeds)}")
         n = self.num_agents
-        inner_seeds = [int(s) for s in seeds for _ in range(n)]
         if start is not None:
             if start.num_worlds != self.num_worlds or start.num_agents != n:
                 raise ValueError(
                     f"start state has {start.num_worlds} worlds x {start.num_agents} agents, "
                     f"expected {self.num_worlds} x {n}"
                 )
-            start = start.select(np.repeat(np.arange(self.num_worlds), n))
+            start = self._per_copy(start)
         if tokens is not None:
             tokens = np.repeat(np.asarray(tokens), n, axis=0)
-        return self._gather(self.inner.reset(inner_seeds, start=start, tokens=tokens))
+        return self._gather(self.inner.reset(self._per_copy_seeds(seeds), start=start, tokens=tokens))
 
     def step(self, actions: np.ndarray) -> Observation:
         return self._gather(self.inner.step(self._inner_actions(actions)))
@@ -67,12 +66,18 @@ class PrivateStateSimulator(Simulator):
     ) -> Observation:
         # Every private copy of a restarted world starts over; the other copies stay private.
         _, restart = restart_inputs(actions, restart, start, self.num_worlds, self.num_agents)
-        n = self.num_agents
-        fresh = start.select(np.repeat(np.arange(start.num_worlds), n))
-        inner_seeds = [int(x) for x in seeds for _ in range(n)]
+        inner = self._inner_actions(actions)
+        copies = np.repeat(restart, self.num_agents)
         return self._gather(
-            self.inner.step_and_restart(self._inner_actions(actions), np.repeat(restart, n), fresh, inner_seeds)
+            self.inner.step_and_restart(inner, copies, self._per_copy(start), self._per_copy_seeds(seeds))
         )
+
+    def _per_copy(self, state: WorldState) -> WorldState:
+        """Every world of ``state`` repeated once per agent: the start of its private copies."""
+        return state.select(np.repeat(np.arange(state.num_worlds), self.num_agents))
+
+    def _per_copy_seeds(self, seeds: list[int]) -> list[int]:
+        return [int(s) for s in seeds for _ in range(self.num_agents)]
 
     def _inner_actions(self, actions: np.ndarray) -> np.ndarray:
         """Copy (b, i) gets agent i's action in world b; every other agent of it NOOP."""
