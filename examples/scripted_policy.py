@@ -12,7 +12,7 @@ while env.agents:
     observations, rewards, terminations, truncations, infos = env.step(dict(zip(env.agents, joint.tolist())))
     for agent, reward in rewards.items():
         returns[agent] += reward
-    for event in infos["agent_0"]["world_events"]:  # every event of the world this step
+    for event in env.last_events():  # every event of the world this step, as dicts
         if event["type"] == "push":
             print(
                 f"step {infos['agent_0']['version']:3d}: {event['agent']} pushed box {event['box']} "

@@ -6,6 +6,7 @@ import copy
 
 import numpy as np
 import pytest
+import torch
 from gymnasium import spaces
 
 import multiworld
@@ -228,7 +229,7 @@ def test_start_state_option():
 
 
 def test_infos_and_versions():
-    env = make()
+    env = make(info_events="dicts")
     _, infos = env.reset(seed=0)
     assert set(infos) == set(env.agents)
     assert all(i["version"] == 0 and i["events"] == [] and i["world_events"] == [] for i in infos.values())
@@ -245,14 +246,66 @@ def test_infos_and_versions():
             assert all(e["agent"] == a for e in info["events"])
             assert all(e in info["world_events"] for e in info["events"])
             assert info["world_events"] is infos["agent_0"]["world_events"]
+            assert info["picked"] == sum(e["type"] == "pickup" for e in info["events"])
+            assert info["pushed"] == sum(e["type"] == "push" for e in info["events"])
         world_events = infos["agent_0"]["world_events"]
+        assert world_events == env.last_events()
         assert sum(len(i["events"]) for i in infos.values()) == len(world_events)
+        assert infos["agent_0"]["pickup_count"] == sum(e["type"] == "pickup" for e in world_events)
         if world_events:
             seen_event = True
             picked = {e["agent"] for e in world_events if e["type"] == "pickup"}
             assert all(rew[a] == (1.0 if a in picked else 0.0) for a in env.possible_agents)
             break
     assert seen_event
+
+
+NUMERIC_INFO = {"pose", "version", "pushed", "picked", "pushed_box", "picked_item", "push_count", "pickup_count"}
+
+
+def numeric_infos_ok(infos: dict) -> None:
+    """Every agent's infos: the numeric keys only, each a number or a fixed-shape array."""
+    for info in infos.values():
+        assert set(info) == NUMERIC_INFO
+        assert info["pose"].shape == (3,) and info["pose"].dtype == np.float32
+        for key in NUMERIC_INFO - {"pose"}:
+            assert type(info[key]) is int, key
+
+
+@pytest.mark.parametrize("scenario", ["push-v0", "forage-v0"])
+def test_default_infos_are_numeric_and_count_events(scenario):
+    env = make(scenario, num_agents=4)
+    _, infos = env.reset(seed=1)
+    numeric_infos_ok(infos)
+    assert env.last_events() == []
+    policy = ScriptedPolicy(seed=1)
+    kinds = set()
+    for _ in range(300):
+        acts = policy.act(env.world_state())[0]
+        _, _, _, _, infos = env.step({a: int(acts[i]) for i, a in enumerate(env.agents)})
+        numeric_infos_ok(infos)
+        events = env.last_events()
+        for a, info in infos.items():
+            mine = [e for e in events if e["agent"] == a]
+            pushes = [e for e in mine if e["type"] == "push"]
+            pickups = [e for e in mine if e["type"] == "pickup"]
+            assert info["pushed"] == len(pushes) and info["picked"] == len(pickups)
+            assert info["pushed_box"] == (pushes[0]["box"] if pushes else -1)
+            assert info["picked_item"] == (pickups[0]["item"] if pickups else -1)
+            assert info["push_count"] == sum(e["type"] == "push" for e in events)
+            assert info["pickup_count"] == sum(e["type"] == "pickup" for e in events)
+        kinds |= {e["type"] for e in events}
+        if not env.agents:
+            break
+    assert ("push" if scenario == "push-v0" else "pickup") in kinds
+    events = env.last_events()
+    events.append("mutated")
+    assert "mutated" not in env.last_events()
+
+
+def test_info_events_rejects_unknown_mode():
+    with pytest.raises(ValueError, match="info_events"):
+        make(info_events="lists")
 
 
 def test_missing_or_none_actions_are_noop():
@@ -271,7 +324,18 @@ def test_missing_or_none_actions_are_noop():
 
 @pytest.mark.parametrize(
     "action",
-    [np.int8(3), np.int64(7), np.uint8(1), np.array(4), np.array(2, np.int16), Action.FORWARD, 0],
+    [
+        np.int8(3),
+        np.int64(7),
+        np.uint8(1),
+        np.array(4),
+        np.array(2, np.int16),
+        Action.FORWARD,
+        0,
+        torch.tensor(5),
+        torch.tensor(6, dtype=torch.uint8),
+        torch.tensor(2, dtype=torch.int32),
+    ],
 )
 def test_accepted_action_types(action):
     e1, e2 = make(), make()
@@ -293,6 +357,10 @@ BAD_ACTIONS = [
     ({"agent_0": True}, "integer"),
     ({"agent_0": np.bool_(False)}, "integer"),
     ({"agent_0": "1"}, "integer"),
+    ({"agent_0": torch.tensor(1.0)}, "tensor of dtype torch.float32"),
+    ({"agent_0": torch.tensor(True)}, "tensor of dtype torch.bool"),
+    ({"agent_0": torch.tensor([1])}, "shape \\(1,\\)"),
+    ({"agent_0": torch.tensor(8)}, "out of range"),
     ({"agent_0": 1, "agent_2": 99}, "out of range"),
     ([1, 2, 3], "dict"),
 ]
@@ -340,7 +408,9 @@ def test_termination_removes_every_agent():
     _, rew, term, trunc, infos = env.step({})
     assert term == {"agent_0": True, "agent_1": True} and not any(trunc.values())
     assert rew == {"agent_0": 0.0, "agent_1": 1.0}
-    assert infos["agent_1"]["events"] == [{"type": "pickup", "agent": "agent_1", "item": 0}]
+    assert env.last_events() == [{"type": "pickup", "agent": "agent_1", "item": 0}]
+    assert infos["agent_1"]["picked"] == 1 and infos["agent_1"]["picked_item"] == 0
+    assert infos["agent_0"]["picked"] == 0 and infos["agent_0"]["pickup_count"] == 1
     assert env.agents == []
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import supersuit
+import torch
 
 import multiworld
 from multiworld.world.arena import generate
@@ -35,7 +36,11 @@ def test_shapes_and_spaces():
     obs, rew, term, trunc, infos = v.step(v.action_space.sample())
     assert rew.shape == term.shape == trunc.shape == (3, 2)
     assert rew.dtype == np.float32 and term.dtype == trunc.dtype == np.bool_
-    assert infos["version"].tolist() == [1, 1, 1] and len(infos["events"]) == 3
+    assert infos["version"].tolist() == [1, 1, 1] and "events" not in infos
+    for key in ("pushed", "picked", "pushed_box", "picked_item"):
+        assert infos[key].shape == (3, 2) and infos[key].dtype == np.int64, key
+    assert infos["push_count"].shape == infos["pickup_count"].shape == (3,)
+    assert len(v.last_events()) == 3
     d = vec(num_envs=2, obs_type="dict")
     obs, _ = d.reset(seed=0)
     assert obs["rgb"].shape == (2, 2, 16, 16, 3) and obs["pose"].shape == (2, 2, 3)
@@ -114,7 +119,9 @@ def test_autoreset_one_world_while_others_continue(backend):
 
     _, rew, term, _, infos = step_and_check(rng.integers(0, 8, (3, 2)))
     assert term[:, 0].tolist() == [False, True, False] and rew[1].tolist() == [1.0, 0.0]
-    assert infos["events"][1] == [{"type": "pickup", "agent": "agent_0", "item": 0}]
+    assert v.last_events()[1] == [{"type": "pickup", "agent": "agent_0", "item": 0}]
+    assert infos["picked"][1].tolist() == [1, 0] and infos["picked_item"][1].tolist() == [0, -1]
+    assert infos["pickup_count"][1] == 1
     obs, rew, term, _, infos = step_and_check(rng.integers(0, 8, (3, 2)))
     assert infos["reset"].tolist() == [False, True, False] and infos["episode_step"].tolist() == [2, 0, 2]
     assert infos["version"].tolist() == [2, 0, 2] and not term.any() and not rew[1].any()
@@ -139,6 +146,8 @@ def test_no_autoreset_requires_reset():
     [
         (np.zeros((3, 2), np.float32), "integer"),
         (np.zeros((3, 2), bool), "integer"),
+        (torch.zeros((3, 2)), "integer"),
+        (torch.zeros((3, 2), dtype=torch.bool), "integer"),
         (np.full((3, 2), 8), "out of range"),
         (np.full((3, 2), -1), "out of range"),
         (np.zeros((2, 3), int), "shape"),
@@ -251,3 +260,18 @@ def test_oracle_step_and_restart_equals_the_generic_step_then_reset():
     for field in ("rgb", "poses", "rewards", "terminated", "version"):
         np.testing.assert_array_equal(getattr(a, field), getattr(b, field), err_msg=field)
     assert a.events == b.events and fast.world_state().equals(generic.world_state())
+
+
+def test_torch_actions_and_event_dicts_opt_in():
+    a, b = vec(num_envs=2, num_agents=2), vec(num_envs=2, num_agents=2, info_events="dicts")
+    _, ia = a.reset(seed=4)
+    _, ib = b.reset(seed=4)
+    assert "events" not in ia and ib["events"] == [[], []]
+    acts = np.random.default_rng(0).integers(0, 8, (2, 2))
+    ra, rb = a.step(torch.as_tensor(acts)), b.step(acts)
+    np.testing.assert_array_equal(ra[0], rb[0])
+    assert rb[4]["events"] == a.last_events() == b.last_events()
+    for key in ("pushed", "picked", "pushed_box", "picked_item", "push_count", "pickup_count"):
+        np.testing.assert_array_equal(ra[4][key], rb[4][key])
+    with pytest.raises(ValueError, match="info_events"):
+        vec(info_events="list")

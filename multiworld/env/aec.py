@@ -31,6 +31,10 @@ class MultiWorldAECEnv(parallel_to_aec_wrapper):
     def render(self):
         return self.env.render()
 
+    def last_events(self) -> list[dict]:
+        """The event dicts of the world's last step (see ``MultiWorldParallelEnv.last_events``)."""
+        return self.env.last_events()
+
     def close(self) -> None:
         self.env.close()
 

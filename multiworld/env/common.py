@@ -10,6 +10,11 @@ Observation formats (``obs_type``), per agent:
   arena: 22.6 cells, 0.089 cells per level; ``env.unwrapped.depth_scale`` gives cells per
   level). One dtype and one Box keep it CNN- and SuperSuit-friendly, at 1/4 the bytes of float32.
 - ``"dict"``: ``{"rgb": uint8 (H, W, 3), "pose": float32 (3,)}`` with pose ``(x, y, heading)``.
+
+Events in infos (``info_events``): by default (``"numeric"``) this step's pushes and pickups are
+reported as fixed-shape integers (:data:`EVENT_FIELDS`), so every training stack can batch the
+infos; ``"dicts"`` adds the event dicts (``events``, ``world_events``) as well. The dicts of the
+last step are always available from the env's ``last_events()``.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ import itertools
 import math
 import os
 import pathlib
+import sys
 import tempfile
 
 import numpy as np
@@ -32,6 +38,19 @@ from multiworld.world.scenarios import Scenario
 from multiworld.world.state import NUM_ACTIONS
 
 OBS_TYPES = ("rgb", "rgbd", "dict")
+INFO_EVENTS = ("numeric", "dicts")
+# The numeric event fields of the infos: per agent, then per world (all int64, -1 = none).
+AGENT_EVENT_FIELDS = {
+    "pushed": "pushes this agent made this step (0 or 1)",
+    "picked": "items this agent picked up this step (0 or 1)",
+    "pushed_box": "index of the box this agent pushed this step, -1 if none",
+    "picked_item": "index of the item this agent picked up this step, -1 if none",
+}
+WORLD_EVENT_FIELDS = {
+    "push_count": "pushes in the whole world this step",
+    "pickup_count": "pickups in the whole world this step",
+}
+EVENT_FIELDS = {**AGENT_EVENT_FIELDS, **WORLD_EVENT_FIELDS}
 RENDER_MODES = ("human", "rgb_array")
 TOPDOWN_CELL_PX = 8  # pixels per cell of multiworld.world.topdown.top_down's default map
 MAX_SEED = 2**31 - 1
@@ -41,6 +60,38 @@ def check_obs_type(obs_type: str) -> str:
     if obs_type not in OBS_TYPES:
         raise ValueError(f"unknown obs_type {obs_type!r}; valid: {list(OBS_TYPES)}")
     return obs_type
+
+
+def check_info_events(info_events: str) -> str:
+    if info_events not in INFO_EVENTS:
+        raise ValueError(f"unknown info_events {info_events!r}; valid: {list(INFO_EVENTS)}")
+    return info_events
+
+
+def event_arrays(events: list[list[dict]], agent_names: list[str]) -> dict[str, np.ndarray]:
+    """The numeric event fields of a batch of worlds' event dicts: ``(B, N)`` int64 per-agent fields
+    (``pushed``, ``picked``, ``pushed_box``, ``picked_item``) and ``(B,)`` world counts
+    (``push_count``, ``pickup_count``)."""
+    b, n = len(events), len(agent_names)
+    out = {
+        "pushed": np.zeros((b, n), np.int64),
+        "picked": np.zeros((b, n), np.int64),
+        "pushed_box": np.full((b, n), -1, np.int64),
+        "picked_item": np.full((b, n), -1, np.int64),
+    }
+    index = {a: i for i, a in enumerate(agent_names)}
+    for w, world in enumerate(events):
+        for event in world:
+            i = index[event["agent"]]
+            if event["type"] == "push":
+                out["pushed"][w, i] += 1
+                out["pushed_box"][w, i] = int(event["box"])
+            elif event["type"] == "pickup":
+                out["picked"][w, i] += 1
+                out["picked_item"][w, i] = int(event["item"])
+    out["push_count"] = out["pushed"].sum(axis=1)
+    out["pickup_count"] = out["picked"].sum(axis=1)
+    return out
 
 
 def check_render_mode(render_mode: str | None) -> str | None:
@@ -106,28 +157,50 @@ def check_action(agent, action) -> int:
     """One agent's action as an int in [0, NUM_ACTIONS), or ValueError.
 
     Accepted: Python ints (and IntEnum members such as ``Action.FORWARD``), numpy integer
-    scalars and 0-d integer arrays. Rejected: bools, floats (even whole ones like ``3.0``, as
-    ``Discrete.contains`` does), NaN, strings, arrays of other shapes, out-of-range values.
+    scalars, 0-d integer numpy arrays and 0-d integer torch tensors (as TorchRL-based stacks
+    send). Rejected: bools, floats (even whole ones like ``3.0``, as ``Discrete.contains`` does),
+    NaN, strings, arrays or tensors of other shapes or dtypes, out-of-range values.
     """
     if isinstance(action, (int, np.integer)) and not isinstance(action, (bool, np.bool_)):
         value = int(action)
     elif isinstance(action, np.ndarray) and action.ndim == 0 and action.dtype.kind in "iu":
         value = int(action)
+    elif _is_int_scalar_tensor(action):
+        value = int(action.item())
     else:
         kind = f"{type(action).__name__} {action!r}"
         if isinstance(action, np.ndarray):
             kind = f"array of dtype {action.dtype} and shape {action.shape}"
+        elif _is_tensor(action):
+            kind = f"tensor of dtype {action.dtype} and shape {tuple(action.shape)}"
         raise ValueError(
             f"action for {agent!r} must be an integer in [0, {NUM_ACTIONS}), got {kind} "
-            "(ints, numpy integer scalars and 0-d integer arrays are accepted; floats and bools are not)"
+            "(ints, numpy integer scalars, 0-d integer arrays and 0-d integer tensors are accepted; "
+            "floats and bools are not)"
         )
     if not 0 <= value < NUM_ACTIONS:
         raise ValueError(f"action {value} for {agent!r} is out of range: actions must be in [0, {NUM_ACTIONS})")
     return value
 
 
+def _is_tensor(x) -> bool:
+    torch = sys.modules.get("torch")  # a torch tensor can only exist if torch was imported
+    return torch is not None and isinstance(x, torch.Tensor)
+
+
+def _is_int_scalar_tensor(x) -> bool:
+    if not _is_tensor(x) or x.ndim != 0:
+        return False
+    import torch
+
+    return not x.is_floating_point() and not x.is_complex() and x.dtype != torch.bool
+
+
 def check_action_array(actions, shape: tuple[int, int]) -> np.ndarray:
-    """A batch of joint actions ``shape = (E, N)`` as int64, or ValueError (same rules as ``check_action``)."""
+    """A batch of joint actions ``shape = (E, N)`` as int64, or ValueError (same rules as ``check_action``;
+    numpy arrays, nested lists and CPU torch tensors are accepted)."""
+    if _is_tensor(actions):
+        actions = actions.detach().cpu().numpy()
     a = np.asarray(actions)
     if a.dtype.kind not in "iu":
         raise ValueError(f"actions must be an integer array in [0, {NUM_ACTIONS}), got dtype {a.dtype}")

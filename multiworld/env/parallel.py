@@ -17,10 +17,14 @@ Rules (also in the project README):
   out-of-range action, a non-dict. Python ints, ``Action`` members, numpy integer scalars and
   0-d integer arrays are accepted. ``step`` before ``reset`` or after the episode ended raises
   RuntimeError.
-- **Infos** per agent: ``pose`` float32 (x, y, heading); ``version`` the state version (steps
-  since reset) the observation was rendered from; ``events`` the push/pickup events this agent
-  caused this step; ``world_events`` every event of the world this step, this agent's included
-  (one list shared by all agents: do not mutate it).
+- **Infos** per agent hold only fixed-shape numbers, the same keys at reset and at every step,
+  so TorchRL, BenchMARL, RLlib and SuperSuit can batch them: ``pose`` float32 (x, y, heading);
+  ``version`` the state version (steps since reset) the observation was rendered from; this
+  step's events as ints: ``pushed`` and ``picked`` (0 or 1, this agent), ``pushed_box`` and
+  ``picked_item`` (the index, -1 if none), ``push_count`` and ``pickup_count`` (the whole
+  world). The event dicts: ``last_events()`` (every event of the last reset or step), or
+  ``info_events="dicts"``, which adds ``events`` (this agent's) and ``world_events`` (the
+  world's, one list shared by all agents: do not mutate it) to the infos.
 - **State** ``state()`` is the top-down map of the world, uint8 ``(8 S, 8 S, 3)``.
 - **Render.** ``"rgb_array"``: ``render()`` returns one uint8 image of every agent's view tiled
   beside the map. ``"human"``: reset, step and ``render()`` write that image as a PNG to
@@ -33,6 +37,7 @@ Rules (also in the project README):
 
 from __future__ import annotations
 
+import copy
 import pathlib
 from typing import ClassVar
 
@@ -45,11 +50,13 @@ from multiworld.env.common import (
     batch_images,
     build_simulator,
     check_action,
+    check_info_events,
     check_obs_type,
     check_render_mode,
     check_seed,
     default_render_path,
     draw_seeds,
+    event_arrays,
     max_depth,
     new_rng,
     observation_space,
@@ -95,6 +102,7 @@ class MultiWorldParallelEnv(ParallelEnv):
         fov_degrees: float = 90.0,
         device: str = "cpu",
         render_path: str | pathlib.Path | None = None,
+        info_events: str = "numeric",
         **options,
     ) -> None:
         self._init_kwargs = dict(
@@ -110,9 +118,11 @@ class MultiWorldParallelEnv(ParallelEnv):
             fov_degrees=fov_degrees,
             device=device,
             render_path=render_path,
+            info_events=info_events,
             **options,
         )
         self.obs_type = check_obs_type(obs_type)
+        self.info_events = check_info_events(info_events)
         self.render_mode = check_render_mode(render_mode)
         check_names(backend, runtime)
         self.scenario = get_scenario(scenario)
@@ -268,15 +278,40 @@ class MultiWorldParallelEnv(ParallelEnv):
     def _infos(self, obs: Observation, agents: list[str]) -> dict:
         version = int(obs.version[0])
         world_events = obs.events[0]
-        own: dict[str, list] = {}
-        for event in world_events:
-            own.setdefault(event["agent"], []).append(event)
+        arrays = event_arrays([world_events], self.possible_agents)
+        pushed, picked = arrays["pushed"][0].tolist(), arrays["picked"][0].tolist()
+        box, item = arrays["pushed_box"][0].tolist(), arrays["picked_item"][0].tolist()
+        push_count, pickup_count = int(arrays["push_count"][0]), int(arrays["pickup_count"][0])
         poses = obs.poses[0]
         index = self._agent_index
-        return {
-            a: {"pose": poses[index[a]], "version": version, "events": own.get(a, []), "world_events": world_events}
-            for a in agents
-        }
+        infos = {}
+        for a in agents:
+            i = index[a]
+            infos[a] = {
+                "pose": poses[i],
+                "version": version,
+                "pushed": pushed[i],
+                "picked": picked[i],
+                "pushed_box": box[i],
+                "picked_item": item[i],
+                "push_count": push_count,
+                "pickup_count": pickup_count,
+            }
+        if self.info_events == "dicts":
+            own: dict[str, list] = {}
+            for event in world_events:
+                own.setdefault(event["agent"], []).append(event)
+            for a in agents:
+                infos[a]["events"] = own.get(a, [])
+                infos[a]["world_events"] = world_events
+        return infos
+
+    def last_events(self) -> list[dict]:
+        """Every push/pickup event of the last reset or step, as dicts (``{"type": "push", "agent",
+        "box", "from", "to"}``, ``{"type": "pickup", "agent", "item"}``); a fresh list per call."""
+        if self._last is None:
+            raise RuntimeError("call reset() first")
+        return copy.deepcopy(self._last.events[0])
 
     # --- global views
     def world_state(self) -> WorldState:
@@ -329,6 +364,8 @@ def parallel_env(scenario: str = "forage-v0", **kwargs) -> MultiWorldParallelEnv
     obs_type:     ``"rgb"`` (uint8 H x W x 3), ``"rgbd"`` (uint8 H x W x 4, depth scaled, see
                   ``multiworld.env.common``) or ``"dict"`` ({"rgb", "pose"})
     height, width, fov_degrees: the egocentric camera; device: torch device of the renderer
+    info_events:  ``"numeric"`` (default: events as fixed-shape ints in the infos) or ``"dicts"``
+                  (also the event dicts, ``events`` and ``world_events``)
     **options:    ArenaConfig overrides (``size=12``, ``num_items=4``...) and backend/runtime
                   options (``ray_options=...``), passed to ``make_simulator``
     """

@@ -18,13 +18,17 @@ reward 0, terminations and truncations False, and ``infos["reset"][e]`` True; th
 step normally in the same call. With ``autoreset=False``, stepping after any world ended raises
 RuntimeError: call ``reset()``.
 
-infos: ``pose`` (E, N, 3) float32, ``version`` (E,) state version of each world's views,
-``episode_step`` (E,) steps since that world's reset, ``seed`` (E,) world seeds, ``reset`` (E,)
-bool, ``events`` list (per world) of event-dict lists.
+infos, all fixed-shape arrays: ``pose`` (E, N, 3) float32, ``version`` (E,) state version of each
+world's views, ``episode_step`` (E,) steps since that world's reset, ``seed`` (E,) world seeds,
+``reset`` (E,) bool, and this step's events as int64 arrays: ``pushed``, ``picked`` (E, N) (0 or
+1), ``pushed_box``, ``picked_item`` (E, N) (the index, -1 if none), ``push_count``,
+``pickup_count`` (E,). The event dicts: ``last_events()`` (per world, a list of dicts), or
+``info_events="dicts"``, which adds ``infos["events"]`` (the same per-world lists).
 """
 
 from __future__ import annotations
 
+import copy
 from typing import ClassVar
 
 import numpy as np
@@ -35,9 +39,11 @@ from multiworld.env.common import (
     batch_images,
     build_simulator,
     check_action_array,
+    check_info_events,
     check_obs_type,
     check_seed,
     draw_seeds,
+    event_arrays,
     max_depth,
     new_rng,
     observation_space,
@@ -72,9 +78,11 @@ class MultiWorldVectorEnv:
         width: int = 64,
         fov_degrees: float = 90.0,
         device: str = "cpu",
+        info_events: str = "numeric",
         **options,
     ) -> None:
         self.obs_type = check_obs_type(obs_type)
+        self.info_events = check_info_events(info_events)
         check_names(backend, runtime)
         self.scenario = get_scenario(scenario)
         self.num_envs = positive_int("num_envs", num_envs)
@@ -146,14 +154,14 @@ class MultiWorldVectorEnv:
             seeds = draw_seeds(self._rng, self.num_envs)
             obs = self.sim.reset(seeds)
             self._seeds[:] = seeds
-            rewards, terminated, events = zeros, np.zeros(self.num_envs, bool), obs.events
+            rewards, terminated = zeros, np.zeros(self.num_envs, bool)
         elif done.any():
             fresh = self._fresh_worlds(done)
             obs = self.sim.step_and_restart(joint, done, fresh, self._seeds.tolist())
-            rewards, terminated, events = obs.rewards, obs.terminated, obs.events
+            rewards, terminated = obs.rewards, obs.terminated
         else:
             obs = self.sim.step(joint)
-            rewards, terminated, events = obs.rewards, obs.terminated, obs.events
+            rewards, terminated = obs.rewards, obs.terminated
         self._cycles += 1
         self._cycles[done] = 0
         truncated = (self._cycles >= self.max_cycles) & ~done
@@ -163,7 +171,6 @@ class MultiWorldVectorEnv:
         self._last = obs
         n = self.num_agents
         infos = self._infos(obs, reset_mask)
-        infos["events"] = events
         return (
             self._observations(obs),
             np.asarray(rewards, np.float32),
@@ -186,14 +193,23 @@ class MultiWorldVectorEnv:
         return images
 
     def _infos(self, obs: Observation, reset_mask: np.ndarray) -> dict:
-        return {
+        infos = {
             "pose": obs.poses,
             "version": obs.version,
             "episode_step": self._cycles.copy(),
             "seed": self._seeds.copy(),
             "reset": reset_mask,
-            "events": obs.events,
+            **event_arrays(obs.events, self.agent_names),
         }
+        if self.info_events == "dicts":
+            infos["events"] = obs.events
+        return infos
+
+    def last_events(self) -> list[list[dict]]:
+        """Per world, the push/pickup event dicts of the last reset or step (a fresh copy)."""
+        if self._last is None:
+            raise RuntimeError("call reset() first")
+        return copy.deepcopy(self._last.events)
 
     def world_state(self) -> WorldState:
         if self._last is None:
