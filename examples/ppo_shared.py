@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import pathlib
 import time
 
@@ -245,6 +246,7 @@ def main(argv=None) -> dict:
             "episodes": len(finished),
             "mean_return_per_agent": float(np.mean(finished)) if finished else None,
             "collect_seconds": round(collect_seconds, 2),
+            "load_1min": round(os.getloadavg()[0], 2),
             "entropy": float(ent),
             "value_loss": float(vl),
         }
@@ -288,7 +290,7 @@ def main(argv=None) -> dict:
     )
     result = {
         "config": vars(args),
-        "machine": {"torch_threads": args.threads, "note": "2-core CPU"},
+        "machine": {"cpus": os.cpu_count(), "torch_threads": args.threads, "load_average_at_end": os.getloadavg()},
         "baselines": baselines,
         "curve": curve,
         "train_seconds": round(train_seconds, 1),
