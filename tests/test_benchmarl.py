@@ -42,6 +42,12 @@ def test_task_env_specs_and_scaled_images(obs_type):
     assert image.shape == (25, 3, 16, 16, 3)
 
 
+def test_each_env_of_a_task_plays_its_own_worlds():
+    make = multiworld_task("forage-v0", num_agents=2, height=8, width=8).get_env_fun(2, False, 7, "cpu")
+    a, b = make(), make()
+    assert (a._env.world_seed, b._env.world_seed) == (7, 8)
+
+
 @pytest.mark.parametrize(
     "extra",
     [

@@ -8,7 +8,8 @@ Each env is TorchRL's ``PettingZooWrapper`` over ``multiworld.parallel_env`` (di
 categorical actions; one group ``"agent"`` holding every agent), with the uint8 images rescaled
 to float32 in [0, 1] by :class:`ScaleImages` so BenchMARL's CNN sees normalized inputs
 (``obs_type="dict"`` works too: its ``pose`` goes to the CNN model's MLP part). BenchMARL
-batches ``num_envs`` of them in a ``SerialEnv``. The infos (fixed-shape numbers, the env's
+batches ``num_envs`` of them in a ``SerialEnv``; the k-th env made gets world seed ``seed + k``,
+so each copy plays its own sequence of worlds. The infos (fixed-shape numbers, the env's
 default) are the task's ``info_spec``, which BenchMARL logs (``collection/agent/info/picked``...).
 
 Needs ``benchmarl`` (and its ``torchrl``); imported only when this module is.
@@ -17,6 +18,7 @@ Needs ``benchmarl`` (and its ``torchrl``); imported only when this module is.
 from __future__ import annotations
 
 import copy
+import itertools
 import math
 from collections.abc import Callable
 
@@ -60,10 +62,14 @@ class MultiworldTaskClass(TaskClass):
 
     def get_env_fun(self, num_envs: int, continuous_actions: bool, seed: int | None, device) -> Callable[[], EnvBase]:
         config = copy.deepcopy(self.config)
+        made = itertools.count()  # BenchMARL calls this once per env of its SerialEnv: seeds seed, seed+1, ...
 
         def make() -> EnvBase:
             env = multiworld.parallel_env(**config)
-            return PettingZooWrapper(env=env, categorical_actions=True, seed=seed, device=device)
+            k = next(made)
+            return PettingZooWrapper(
+                env=env, categorical_actions=True, seed=None if seed is None else seed + k, device=device
+            )
 
         return make
 
