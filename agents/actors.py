@@ -97,26 +97,29 @@ class OracleRenderer:
 
 class ModelRenderer:
     """Renderer replica of the learned model (deterministic render); payload ``{"version", "tokens"
-    (B, S, S, D) float32, "poses" (B, N, 3), "colors" (B, N)}``. Each replica loads the checkpoint."""
+    (B, S*S + N, D) the packed latent state, "size" S}``. Each replica loads the checkpoint."""
 
-    def __init__(self, checkpoint=None, device: str = "cpu") -> None:
+    def __init__(self, checkpoint=None, device: str = "cpu", render: RenderConfig | None = None) -> None:
         from multiworld.models.checkpoint import load_checkpoint
+        from multiworld.models.geometry import Camera
         from multiworld.runtime.model import resolve_device
 
         self.model = load_checkpoint(checkpoint, resolve_device(device))
+        r = render or RenderConfig()
+        self.cam = Camera(r.height, r.width, r.fov_degrees, r.eye_height)
 
     def render(self, payload: dict, agents: np.ndarray, depth: bool) -> tuple[np.ndarray, np.ndarray | None]:
         import torch
 
+        from multiworld.models.world_model import LatentState
+
         dev = self.model.device
-        tokens = torch.as_tensor(np.array(payload["tokens"]), device=dev)
-        poses = torch.as_tensor(np.array(payload["poses"]), device=dev)
-        colors = torch.as_tensor(np.asarray(payload["colors"]).astype(np.int64), device=dev)
-        views = torch.as_tensor(np.broadcast_to(agents, (tokens.shape[0], len(agents))).copy(), device=dev)
+        state = LatentState.unpack(np.array(payload["tokens"]), int(payload["size"]), dev)
+        views = torch.as_tensor(np.asarray(agents, np.int64), device=dev)
         with torch.no_grad():
-            rgb, dep = self.model.render_tokens(tokens, poses, colors, views)
+            rgb, dep = self.model.renderer(state.scene, state.agents, views=views, cam=self.cam)
         rgb = (rgb.clamp(0, 1) * 255).round().to(torch.uint8).cpu().numpy()
-        return rgb, dep.cpu().numpy().astype(np.float32) if depth else None
+        return rgb, dep.float().cpu().numpy().astype(np.float32) if depth else None
 
 
 def _oracle_renderer(spec: dict) -> RendererReplica:
@@ -124,7 +127,7 @@ def _oracle_renderer(spec: dict) -> RendererReplica:
 
 
 def _model_renderer(spec: dict) -> RendererReplica:
-    return ModelRenderer(spec.get("checkpoint"), device=spec.get("device", "cpu"))
+    return ModelRenderer(spec.get("checkpoint"), device=spec.get("device", "cpu"), render=spec.get("render"))
 
 
 # backend name -> builder(spec) of its renderer replica.

@@ -3,8 +3,9 @@
     python benchmarks/model_speed.py [--checkpoint DIR] [--agents 4] [--steps 200]
 
 One world of N agents at 64x64; every step renders all agents' views in one batched pass.
-Components: state update (model.step: dynamics heads, event application, token refresh), render
-(all views), decode (tokens -> symbolic scene), and the whole Simulator.step (what an env sees).
+Components: state update (the learned state-update model), render (all views, the video model),
+readout (decoder heads -> the symbolic scene, for infos, ``state()`` and probes), and the whole
+Simulator.step (what an env sees); reset (encoding the observations) is timed apart.
 Writes benchmarks/results/model_speed.json and model_speed.md.
 """
 
@@ -17,30 +18,37 @@ import time
 import numpy as np
 import torch
 from common import markdown_table, write_results
+from tqdm import tqdm
 
 from multiworld.runtime.model import ModelSimulator
 
 
 def measure(checkpoint, agents: int, steps: int, threads: int, sampler_steps: int = 0) -> dict:
+    from multiworld.runtime.model import decode_state
+
     torch.set_num_threads(threads)
     sim = ModelSimulator("forage-v0", agents, checkpoint=checkpoint, sampler_steps=sampler_steps)
     model = sim.model
     rng = np.random.default_rng(0)
-    sim.reset([2_000_000])
+    t0 = time.perf_counter()
+    for k in range(5):
+        sim.reset([2_000_000 + k])
+    t_reset = (time.perf_counter() - t0) / 5
     for _ in range(10):  # warm-up
         sim.step(rng.integers(0, 8, (1, agents)))
     t_update = t_render = t_decode = 0.0
-    rs = sim.rs
-    for _ in range(steps):
-        a = rng.integers(0, 8, (1, agents))
-        t0 = time.perf_counter()
-        rs, _ = model.step(rs, a)
-        t1 = time.perf_counter()
-        model.render(rs, sampler_steps=sampler_steps)
-        t2 = time.perf_counter()
-        model.decode_state(rs.tokens, rs.symbolic)
-        t3 = time.perf_counter()
-        t_update, t_render, t_decode = t_update + t1 - t0, t_render + t2 - t1, t_decode + t3 - t2
+    latent, scen, ref = sim.latent, sim._scen, sim.readout
+    with torch.no_grad():
+        for _ in range(steps):
+            a = torch.as_tensor(rng.integers(0, 8, (1, agents)))
+            t0 = time.perf_counter()
+            latent, _ = model.step(latent, a, scen)
+            t1 = time.perf_counter()
+            model.render(latent)
+            t2 = time.perf_counter()
+            ref = decode_state(model, latent, ref)
+            t3 = time.perf_counter()
+            t_update, t_render, t_decode = t_update + t1 - t0, t_render + t2 - t1, t_decode + t3 - t2
     sim.reset([2_000_001])
     t0 = time.perf_counter()
     for _ in range(steps):
@@ -56,7 +64,8 @@ def measure(checkpoint, agents: int, steps: int, threads: int, sampler_steps: in
         "ms_per_step": ms(total),
         "ms_state_update": ms(t_update),
         "ms_render": ms(t_render),
-        "ms_decode": ms(t_decode),
+        "ms_readout": ms(t_decode),
+        "ms_reset": round(1000 * t_reset, 2),
     }
 
 
@@ -66,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--steps", type=int, default=200)
     args = p.parse_args(argv)
     rows = []
-    for agents, threads, smp in ((4, 1, 0), (4, 2, 0), (8, 1, 0), (4, 1, 4)):
+    for agents, threads, smp in tqdm(((4, 1, 0), (4, 2, 0), (8, 1, 0), (4, 1, 4)), desc="model speed"):
         r = measure(args.checkpoint, agents, args.steps, threads, smp)
         print(r, file=sys.stderr)
         rows.append(r)

@@ -94,7 +94,11 @@ def test_autoreset_next_step_all_worlds():
     assert infos["episode_step"].tolist() == [1, 1] and not infos["reset"].any()
 
 
-@pytest.mark.parametrize("backend", ["oracle", "model"])
+# The oracle only: the setup makes world 1 end by an exact rule (its last item is under agent_0);
+# the learned model decides endings itself. The model's one-world restart path, which this env
+# uses, is tested below (test_step_and_restart_...) and its whole-batch autoreset in
+# test_model_vector_env_autoresets_after_truncation.
+@pytest.mark.parametrize("backend", ["oracle"])
 def test_autoreset_one_world_while_others_continue(backend):
     v = vec(num_envs=3, scenario="forage-v0", num_agents=2, backend=backend)
     start = generate(v.arena, [0, 1, 2])
@@ -235,7 +239,14 @@ def test_step_and_restart_restarts_one_world_and_leaves_the_others_alone(backend
         keep = [0, 2]
         for field in ("rgb", "poses", "rewards", "terminated", "version"):
             np.testing.assert_array_equal(getattr(a, field)[keep], getattr(ref, field)[keep], err_msg=field)
-            if one is not None:
+            if one is None:
+                continue
+            if backend == "model" and field in ("rgb", "poses", "rewards"):
+                # A world in a batch of 3 against a batch of 1: the learned model's batched matrix
+                # products may round differently with the batch size (last float bit).
+                mine, theirs = getattr(a, field)[1:2].astype(np.float64), getattr(one, field).astype(np.float64)
+                np.testing.assert_allclose(mine, theirs, atol=1.0 if field == "rgb" else 1e-4, err_msg=field)
+            else:
                 np.testing.assert_array_equal(getattr(a, field)[1:2], getattr(one, field), err_msg=field)
         assert [a.events[0], a.events[2]] == [ref.events[0], ref.events[2]]
         if backend == "private-oracle":  # copy (b, i) is inner world 3 b + i
@@ -275,3 +286,19 @@ def test_torch_actions_and_event_dicts_opt_in():
         np.testing.assert_array_equal(ra[4][key], rb[4][key])
     with pytest.raises(ValueError, match="info_events"):
         vec(info_events="list")
+
+
+def test_model_vector_env_autoresets_after_truncation():
+    """The learned backend under the vector env: every world truncates at max_cycles, and the next
+    step restarts them all (episode_step 0, their new seeds) with the first views of a fresh reset."""
+    v = vec(num_envs=2, scenario="roam-v0", num_agents=2, backend="model", max_cycles=2)
+    v.reset(seed=3)
+    zeros = np.zeros((2, 2), np.int64)
+    v.step(zeros)
+    _, _, term, trunc, _ = v.step(zeros)
+    assert trunc.all() and not term.any()
+    obs, rew, term, trunc, infos = v.step(zeros)
+    assert infos["reset"].all() and infos["episode_step"].tolist() == [0, 0] and not rew.any()
+    fresh = vec(num_envs=2, scenario="roam-v0", num_agents=2, backend="model", max_cycles=2)
+    first, _ = fresh.reset(seed=0, options={"start_state": generate(v.arena, infos["seed"].tolist())})
+    np.testing.assert_array_equal(obs, first)

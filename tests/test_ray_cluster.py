@@ -128,7 +128,7 @@ def test_bench_on_the_cluster_matches_the_local_run(cluster, tmp_path):
                 sys.executable, "-m", "multiworld.cli", "bench", "events", "--quick", "--threads", "1",
                 "--out", str(tmp_path / where), "--no-progress", *extra,
             ],
-            **{**RUN, "timeout": 300},
+            **{**RUN, "timeout": 600},
         )  # fmt: skip
         assert bench.returncode == 0, bench.stderr[-3000:]
         results[where] = json.loads((tmp_path / where / "events.json").read_text())

@@ -183,20 +183,10 @@ def test_more_gpus_than_the_cluster_has_is_rejected_before_actors_start():
 
 @pytest.fixture(scope="module")
 def tiny_checkpoint(tmp_path_factory):
-    """A tiny, untrained world model with fitted kinematics (enough to run the model backend)."""
-    import torch
+    """A tiny, untrained world model (enough to run the model backend)."""
+    from model_fixtures import save_tiny_checkpoint
 
-    from multiworld.models.checkpoint import save_checkpoint
-    from multiworld.models.data import BatchMaker, random_transitions
-    from multiworld.models.presets import get_preset
-    from multiworld.models.world_model import WorldModel
-
-    torch.manual_seed(0)
-    model = WorldModel(get_preset("tiny").model)
-    model.dynamics.fit_kinematics(*BatchMaker([random_transitions("roam-v0", 2, 2, 6, seed=0)], 2).kinematics_sample())
-    path = tmp_path_factory.mktemp("ck") / "tiny"
-    save_checkpoint(model.eval(), path)
-    return str(path)
+    return str(save_tiny_checkpoint(tmp_path_factory.mktemp("ck") / "tiny"))
 
 
 def test_model_backend_matches_local_and_resumes_from_its_tokens(tiny_checkpoint, tmp_path):

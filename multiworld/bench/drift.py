@@ -40,9 +40,13 @@ class DriftTask:
 
 
 def _decoded(sim, num_agents: int):
-    """The simulator's decoded state(s) and how many times to repeat the oracle's worlds."""
+    """The simulator's decoded state(s) (every cell as read out at this step, for the model) and
+    how many times to repeat the oracle's worlds."""
     copies = getattr(sim, "copies", None)
-    return (copies(), num_agents) if copies is not None else (sim.world_state(), 1)
+    if copies is not None:
+        inner = getattr(sim, "inner", None)
+        return (inner.decoded_state() if hasattr(inner, "decoded_state") else copies()), num_agents
+    return (sim.decoded_state() if hasattr(sim, "decoded_state") else sim.world_state()), 1
 
 
 def run_drift_task(task: DriftTask) -> dict:

@@ -1,11 +1,14 @@
 """Fidelity of the learned world model against the oracle, free-running, same actions to both.
 
-Both backends start from the oracle scene of each held-out seed; a policy acting on the *oracle's*
-state picks the joint actions, which are fed to both. The model runs with no oracle in the loop.
+Both start from the same world of each held-out seed: the oracle from its scene, the model from
+its observations at reset (``init="map"``: every agent's view and pose plus the top-down map;
+``init="views"``: the views and poses only). A policy acting on the *oracle's* state picks the
+joint actions, which are fed to both. The model runs with no oracle in the loop.
 
 Metrics:
-- ``psnr[h]``: mean over worlds and agents of the per-frame PSNR (dB, 8-bit RGB) between the model's
-  view and the oracle's view after ``h`` steps; for the deterministic render and the flow sampler.
+- ``psnr[h]`` / ``ssim[h]``: mean over worlds and agents of the per-frame PSNR (dB, 8-bit RGB) and
+  SSIM between the model's view and the oracle's view after ``h`` steps; for the deterministic
+  render and the flow sampler (the generative head, ``sampler_k``: k Euler steps).
 - ``accuracy[h]`` (decoded symbolic-state accuracy): the fraction of correct entries among all
   S x S cells and all N agents of every world. A cell is correct when its decoded class tuple
   (wall material or floor, floor pattern, goal, box present, item present) equals the oracle's;
@@ -21,7 +24,8 @@ import time
 import numpy as np
 import torch
 
-from multiworld.models.scene import cell_maps
+from multiworld.bench.metrics import ssim
+from multiworld.models.heads import cell_maps
 from multiworld.world.arena import generate
 from multiworld.world.dynamics import step as world_step
 from multiworld.world.render import Raycaster, RenderConfig
@@ -66,43 +70,47 @@ def evaluate_fidelity(
     accuracy_horizons: tuple[int, ...] = (1, 10, 100, 1000),
     sampler_steps: tuple[int, ...] = (),
     policy: str = "scripted",
-    refresh: bool = True,
-    constrained: bool = True,
+    init: str = "map",
     policy_seed: int = 0,
 ) -> dict:
-    """Run model and oracle side by side on ``seeds`` (one world each); see the module docstring."""
+    """Run model and oracle side by side on ``seeds`` (one world each); see the module docstring.
+
+    ``model``: a loaded world model or a checkpoint path."""
     from multiworld.agents.policies import make_policy
+    from multiworld.runtime.model import ModelSimulator
 
     sc = get_scenario(scenario)
     arena = sc.arena_config(num_agents=num_agents)
     oracle = generate(arena, seeds)
     raycaster = Raycaster(RenderConfig())
-    rs = model.reset(oracle)
+    loaded = not isinstance(model, (str, type(None))) and hasattr(model, "renderer")
+    kw = {"model": model} if loaded else {"checkpoint": model}
+    sims = {"deterministic": ModelSimulator(scenario, num_agents, len(seeds), init=init, **kw)}
+    for k in sampler_steps:
+        sims[f"sampler_{k}"] = ModelSimulator(scenario, num_agents, len(seeds), init=init, sampler_steps=k, **kw)
+    frames = {name: sim.reset(list(seeds)).rgb for name, sim in sims.items()}
     pol = make_policy(policy, seed=policy_seed)
     last = max(max(horizons, default=0), max(accuracy_horizons, default=0))
-    out: dict = {"scenario": scenario, "agents": num_agents, "worlds": len(seeds), "policy": policy}
-    out.update(refresh=refresh, constrained=constrained)
-    out["psnr"] = {"deterministic": {}, **{f"sampler_{k}": {} for k in sampler_steps}}
+    out: dict = {"scenario": scenario, "agents": num_agents, "worlds": len(seeds), "policy": policy, "init": init}
+    out["psnr"] = {name: {} for name in sims}
+    out["ssim"] = {name: {} for name in sims}
     out["accuracy"], out["cell_accuracy"], out["agent_accuracy"] = {}, {}, {}
-    gen = torch.Generator().manual_seed(0)
-    prev = rs
     t0 = time.perf_counter()
     for t in range(1, last + 1):
         actions = pol.act(oracle)
         oracle, _ = world_step(oracle, actions, arena)
-        prev = rs
-        rs, _ = model.step(rs, actions, refresh=refresh, constrained=constrained)
-        if t in horizons:
+        render = t in horizons
+        for name, sim in sims.items():
+            if name != "deterministic" and not render and t > max(horizons, default=0):
+                continue
+            frames[name] = sim.step(actions).rgb
+        if render:
             truth = raycaster.render(oracle).rgb.numpy()
-            det = model.render(rs).numpy() * 255
-            out["psnr"]["deterministic"][str(t)] = round(psnr(det, truth), 3)
-            for k in sampler_steps:
-                prev_rgb = model.render(prev)  # the agent's own previous frame
-                rs.prev_rgb = prev_rgb
-                smp = model.render(rs, sampler_steps=k, generator=gen).numpy() * 255
-                out["psnr"][f"sampler_{k}"][str(t)] = round(psnr(smp, truth), 3)
+            for name in sims:
+                out["psnr"][name][str(t)] = round(psnr(frames[name], truth), 3)
+                out["ssim"][name][str(t)] = round(float(np.mean(ssim(frames[name], truth))), 4)
         if t in accuracy_horizons:
-            acc = symbolic_accuracy(rs.symbolic, oracle)
+            acc = symbolic_accuracy(sims["deterministic"].decoded_state(), oracle)
             for k, v in acc.items():
                 out[k][str(t)] = round(v, 5)
     out["seconds"] = round(time.perf_counter() - t0, 1)

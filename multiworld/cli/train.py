@@ -37,11 +37,13 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from multiworld.models.checkpoint import load_checkpoint, save_checkpoint
-    from multiworld.models.data import BatchMaker, load_transitions, random_transitions
+    from multiworld.models.data import SequenceBatcher, load_sequences, make_sequences
     from multiworld.models.presets import get_preset
     from multiworld.models.trainer import Trainer
     from multiworld.models.world_model import WorldModel
 
+    if args.threads < 1:
+        raise ValueError(f"--threads must be >= 1, got {args.threads}")
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     preset = get_preset(args.preset)
@@ -55,25 +57,24 @@ def run(args: argparse.Namespace) -> int:
     if out.exists() and (out / "last").exists() and not args.resume:
         raise FileExistsError(f"{out} already holds a run; pass --resume to continue it or choose another --out")
 
-    sets = load_transitions(args.data)
+    sets = load_sequences(args.data)
     private = args.private_state
-    sampler = BatchMaker(
-        sets, tcfg.batch_size, seed=args.seed, dynamics_batch=tcfg.dynamics_batch, private_state=private
-    )
+    sampler = SequenceBatcher(sets, tcfg.batch_size, tcfg.horizon, seed=args.seed, private_state=private)
     model = WorldModel(preset.model)
     # Held-out worlds (seeds far from the data's) for validation, made on the fly by the oracle.
     val_sets = [
-        random_transitions(s.arena_name, s.arena.num_agents, 4, 12, seed=1_000_000 + i)
-        for i, s in enumerate(_named(sets))
+        make_sequences(s.scenario, s.arena.num_agents, 4, tcfg.horizon + 4, seed=1_000_000 + 1000 * i)
+        for i, s in enumerate(sets)
     ]
-    val = BatchMaker(val_sets, 8, seed=12345, dynamics_batch=32, private_state=private)
+    val = SequenceBatcher(val_sets, 4, tcfg.horizon, seed=12345, private_state=private)
     val_batches = [val.sample() for _ in range(2)]
     info = {
         "command": "multiworld " + " ".join(sys.argv[1:]) if sys.argv and "multiworld" in sys.argv[0] else None,
         "preset": args.preset,
         "private_state": private,
         "data": [str(p) for p in args.data],
-        "transitions": sum(len(s) for s in sets),
+        "episodes": int(sum(len(s.lengths) for s in sets)),
+        "transitions": int(sum(int((s.lengths - 1).sum()) for s in sets)),
         "train": dataclasses.asdict(tcfg),
         "machine": {"platform": platform.platform(), "python": platform.python_version(), "torch": torch.__version__},
     }
@@ -85,18 +86,19 @@ def run(args: argparse.Namespace) -> int:
         m.load_state_dict(load_checkpoint(path).state_dict())
 
     def evaluate(m) -> dict:
+        state = torch.get_rng_state()
+        torch.manual_seed(0)
         logs = [m(b)[1] for b in val_batches]
-        keys = ("render_psnr", "move_acc", "push_acc", "pick_acc", "cell_acc", "latent_cell_acc", "depth_l1")
+        torch.set_rng_state(state)
+        keys = ("render_psnr", "roll_psnr", "pose_err", "move_ok", "push_acc", "pick_acc", "cell_acc", "roll_cell_acc")
         out_ = {k: round(sum(x[k] for x in logs) / len(logs), 5) for k in keys}
-        dyn = (out_["move_acc"] + out_["push_acc"] + out_["pick_acc"] + out_["cell_acc"]) / 4
-        out_["score"] = round(out_["render_psnr"] - 100 * (1 - dyn), 4)
+        out_["score"] = round((out_["render_psnr"] + out_["roll_psnr"]) / 2 - 20 * out_["pose_err"], 4)
         return out_
 
     trainer = Trainer(model, sampler.sample, tcfg, out, save, evaluate, progress=not args.no_progress)
     if args.resume and trainer.load_state(load_weights):
         print(f"resumed {out} at step {trainer.step} ({trainer.elapsed / 60:.1f} min)")
     else:
-        model.dynamics.fit_kinematics(*sampler.kinematics_sample())
         (out / "run.json").write_text(json.dumps(info, indent=2))
     summary = trainer.run()
     # The run's shippable checkpoint is the best one by validation score, copied to the run's root.
@@ -107,14 +109,3 @@ def run(args: argparse.Namespace) -> int:
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     print(f"trained {summary['step']} steps in {summary['elapsed_seconds'] / 60:.1f} min; checkpoint in {out}")
     return 0
-
-
-def _named(sets):
-    """The transition sets with their scenario name attached (for making validation data)."""
-    from multiworld.world.scenarios import SCENARIOS
-
-    for s in sets:
-        s.arena_name = next(
-            n for n, sc in SCENARIOS.items() if sc.arena_config(num_agents=s.arena.num_agents) == s.arena
-        )
-    return sets

@@ -17,7 +17,7 @@ from safetensors.torch import load_file, save_file
 from multiworld.models.world_model import WorldModel, WorldModelConfig
 
 FORMAT = "multiworld-world-model"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: the learned latent world model (encoder, state update, ray renderer)
 SHIPPED = pathlib.Path(__file__).resolve().parent.parent / "checkpoints"
 DEFAULT_CHECKPOINT = SHIPPED / "default"
 # The private-state baseline: the same preset, data and budget, trained with `--private-state`.

@@ -1,9 +1,10 @@
-"""Training data: oracle rollouts recorded in the world-state store, and teacher-forcing batches.
+"""Training data: oracle rollouts recorded in the world-state store, and sequence batches.
 
 Recording: batches of worlds run by the oracle with a mix of random and scripted policies; each
 world is one store world (row t = state after t steps). Frames are optional in the store: the
-trainer re-renders every target view (plus depth) from the stored states with the oracle renderer,
-which is exact and faster than reading frames back.
+trainer re-renders every target view (plus depth) and top-down map from the stored states with
+the oracle, which is exact and faster than reading frames back. This is data preparation: the
+oracle is the teacher here and never part of the model at run time.
 """
 
 from __future__ import annotations
@@ -15,12 +16,14 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from multiworld.models.scene import cell_maps
+from multiworld.models.heads import cell_maps
+from multiworld.models.world_model import scenario_id
 from multiworld.world.arena import ArenaConfig, generate
 from multiworld.world.dynamics import step as world_step
 from multiworld.world.render import Raycaster, RenderConfig
 from multiworld.world.scenarios import get_scenario
-from multiworld.world.state import NUM_ACTIONS, Action, WorldState
+from multiworld.world.state import Action, WorldState
+from multiworld.world.topdown import top_down
 
 
 class PolicyMix:
@@ -114,19 +117,42 @@ def record_rollouts(
 
 
 @dataclasses.dataclass
-class TransitionSet:
-    """All transitions of one store group with the same arena: states (B=rows) and the actions after them."""
+class SequenceSet:
+    """Recorded episodes of one scenario and agent count: ``states`` row ``offsets[e] + t`` is
+    episode e after t steps, ``actions`` the same row is the joint action taken from it."""
 
+    scenario: str
     arena: ArenaConfig
-    states: WorldState  # every row that has a successor
-    actions: np.ndarray  # (rows, N) the actions applied to each of those rows
+    states: WorldState
+    actions: np.ndarray  # (rows, N); the last row of each episode is unused
+    offsets: np.ndarray  # (E,) first row of each episode
+    lengths: np.ndarray  # (E,) rows of each episode
 
-    def __len__(self) -> int:
-        return len(self.actions)
+    def starts(self, horizon: int) -> np.ndarray:
+        """Every row from which ``horizon`` steps stay inside its episode."""
+        return np.concatenate([o + np.arange(max(0, n - horizon)) for o, n in zip(self.offsets, self.lengths)])
 
 
-def load_transitions(paths: list[str | pathlib.Path], max_worlds: int | None = None) -> list[TransitionSet]:
-    """Transitions of every world in the stores at ``paths``, grouped by (scenario, number of agents)."""
+def _group(parts: dict[tuple, list]) -> list[SequenceSet]:
+    out = []
+    for (scenario, n), eps in sorted(parts.items()):
+        lengths = np.array([e[0].num_worlds for e in eps])
+        offsets = np.concatenate([[0], np.cumsum(lengths)[:-1]])
+        out.append(
+            SequenceSet(
+                scenario,
+                get_scenario(scenario).arena_config(num_agents=n),
+                WorldState.concat([e[0] for e in eps]),
+                np.concatenate([e[1] for e in eps]),
+                offsets,
+                lengths,
+            )
+        )
+    return out
+
+
+def load_sequences(paths: list[str | pathlib.Path], max_worlds: int | None = None) -> list[SequenceSet]:
+    """Episodes of every world in the stores at ``paths``, grouped by (scenario, number of agents)."""
     from multiworld.state import WorldStore
 
     groups: dict[tuple, list] = {}
@@ -139,129 +165,109 @@ def load_transitions(paths: list[str | pathlib.Path], max_worlds: int | None = N
                 if r.steps < 2:
                     continue
                 states = r.states(0, r.steps)
-                key = (r.scenario, states.num_agents)
-                groups.setdefault(key, []).append(
-                    (states.select(slice(0, r.steps - 1)), np.asarray(r.actions(1, r.steps)))
-                )
-    out = []
-    for (scenario, n), parts in sorted(groups.items()):
-        arena = get_scenario(scenario).arena_config(num_agents=n)
-        out.append(
-            TransitionSet(arena, WorldState.concat([p[0] for p in parts]), np.concatenate([p[1] for p in parts]))
-        )
-    if not out:
-        raise ValueError(f"no transitions found in {[str(p) for p in paths]}")
-    return out
+                acts = np.zeros((r.steps, states.num_agents), np.int64)
+                acts[:-1] = np.asarray(r.actions(1, r.steps))
+                scenario_id(r.scenario)  # a scenario the model cannot be conditioned on is an error now
+                groups.setdefault((r.scenario, states.num_agents), []).append((states, acts))
+    if not groups:
+        raise ValueError(f"no episodes found in {[str(p) for p in paths]}")
+    return _group(groups)
 
 
-def random_transitions(scenario: str, num_agents: int, worlds: int, steps: int, seed: int) -> TransitionSet:
-    """Transitions made on the fly (no store): for tests and quick experiments."""
-    from multiworld.agents.policies import make_policy
-
+def make_sequences(scenario: str, num_agents: int, worlds: int, steps: int, seed: int) -> SequenceSet:
+    """Episodes made on the fly by the oracle with the scripted policy (no store): validation and tests."""
     arena = get_scenario(scenario).arena_config(num_agents=num_agents)
     state = generate(arena, list(range(seed, seed + worlds)))
-    policy = make_policy("scripted", seed=seed)
-    states, actions = [], []
+    policy = PolicyMix(worlds, 0.5, seed=seed)
+    states, actions = [state], []
     for _ in range(steps):
         a = policy.act(state)
-        states.append(state)
         actions.append(a)
         state, _ = world_step(state, a, arena)
-    return TransitionSet(arena, WorldState.concat(states), np.concatenate(actions))
+        states.append(state)
+    actions.append(np.zeros_like(actions[-1]))
+    eps = [
+        (WorldState.concat([s.select(w) for s in states]), np.stack([a[w] for a in actions]).astype(np.int64))
+        for w in range(worlds)
+    ]
+    return _group({(scenario, num_agents): eps})[0]
 
 
 def private_inputs(actions: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """The actions a private-state model is given: per transition one random owner keeps its own
-    action and every other agent reads NOOP (a private model cannot know them). ``(B, N) -> (B, N)``."""
+    """The actions a private-state model is given: per sequence one random owner keeps its own
+    actions and every other agent reads NOOP (a private model cannot know them).
+    ``(B, T, N) -> (B, T, N)`` (or ``(B, N) -> (B, N)``)."""
     actions = np.asarray(actions, np.int64)
-    owner = rng.integers(0, actions.shape[1], size=actions.shape[0])
-    own = np.arange(actions.shape[1])[None, :] == owner[:, None]
+    owner = rng.integers(0, actions.shape[-1], size=actions.shape[0])
+    own = np.arange(actions.shape[-1]) == owner.reshape((-1,) + (1,) * (actions.ndim - 1))
     return np.where(own, actions, int(Action.NOOP))
 
 
-class BatchMaker:
-    """Teacher-forcing batches: sampled rows, the oracle's next state and events, and target views.
+class SequenceBatcher:
+    """Batches of ``horizon``-step windows of recorded episodes with everything the losses need:
+    the oracle's views, depth and top-down map at every step (re-rendered from the stored states),
+    poses, cell maps, joint actions, events, rewards and endings.
 
-    ``private_state``: train the private-state baseline. Targets stay the true next state and
-    events (the world moves on with everyone's actions), but the model's action input keeps only
-    one random owner agent's action per transition (:func:`private_inputs`), as a single-agent
-    world model trained on the same rollouts would see them."""
+    ``private_state``: train the private-state baseline. Targets stay the true next states (the
+    world moves on with everyone's actions), but the model's action input keeps only one random
+    owner agent's actions per sequence (:func:`private_inputs`), as a single-agent world model
+    trained on the same rollouts would see them."""
 
     def __init__(
         self,
-        sets: list[TransitionSet],
+        sets: list[SequenceSet],
         batch_size: int,
+        horizon: int,
         seed: int = 0,
         device: str = "cpu",
-        dynamics_batch: int = 0,
         private_state: bool = False,
     ) -> None:
-        self.sets, self.batch_size, self.device, self.dynamics_batch = sets, batch_size, device, dynamics_batch
+        self.sets, self.batch_size, self.horizon, self.device = sets, batch_size, horizon, device
         self.private_state = private_state
         self.rng = np.random.Generator(np.random.PCG64(seed))
         self.renderer = Raycaster(RenderConfig(), device=device)
-        sizes = np.array([len(s) for s in sets], float)
+        self.starts = [s.starts(horizon) for s in sets]
+        sizes = np.array([len(s) for s in self.starts], float)
+        if not sizes.sum():
+            raise ValueError(f"no episode is longer than the training horizon of {horizon} steps")
         self.weights = sizes / sizes.sum()
 
     def sample(self) -> dict:
-        ts = self.sets[int(self.rng.choice(len(self.sets), p=self.weights))]
-        idx = self.rng.integers(0, len(ts), size=self.batch_size)
-        batch = self._batch(ts, idx, self.renderer)
-        if self.dynamics_batch:
-            idx = self.rng.integers(0, len(ts), size=self.dynamics_batch)
-            batch["dynamics"] = self._batch(ts, idx, None)
-        return batch
+        k = int(self.rng.choice(len(self.sets), p=self.weights))
+        rows = self.rng.choice(self.starts[k], size=self.batch_size)
+        return self.batch(self.sets[k], rows)
 
-    def _batch(self, ts: TransitionSet, idx: np.ndarray, renderer: Raycaster | None) -> dict:
-        state = WorldState(**{k: v[idx] for k, v in ts.states.arrays().items()})
-        actions = ts.actions[idx]
-        given = private_inputs(actions, self.rng) if self.private_state else None
-        return make_batch(state, actions, ts.arena, renderer, self.device, input_actions=given)
-
-    def kinematics_sample(self, rows: int = 20000) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(poses, next poses, actions) of many transitions, for fitting the kinematics table."""
-        ps, nps, acts = [], [], []
-        for ts in self.sets:
-            idx = self.rng.integers(0, len(ts), size=min(rows, len(ts)))
-            state = WorldState(**{k: v[idx] for k, v in ts.states.arrays().items()})
-            nxt, _ = world_step(state, ts.actions[idx], ts.arena)
-            ps.append(torch.as_tensor(state.poses).reshape(-1, 3))
-            nps.append(torch.as_tensor(nxt.poses).reshape(-1, 3))
-            acts.append(torch.as_tensor(ts.actions[idx]).reshape(-1))
-        return torch.cat(ps), torch.cat(nps), torch.cat(acts)
-
-
-def make_batch(
-    state: WorldState,
-    actions: np.ndarray,
-    arena: ArenaConfig,
-    renderer: Raycaster | None,
-    device="cpu",
-    input_actions: np.ndarray | None = None,
-) -> dict:
-    """Everything the world model's losses need for the transitions ``state --actions-->`` (views if ``renderer``).
-
-    ``input_actions``: the actions the model is given, when they differ from the ones that made
-    the targets (the private-state baseline); default ``actions``."""
-    actions = np.asarray(actions, np.int64)
-    assert actions.min() >= 0 and actions.max() < NUM_ACTIONS
-    given = actions if input_actions is None else np.asarray(input_actions, np.int64)
-    assert given.shape == actions.shape and given.min() >= 0 and given.max() < NUM_ACTIONS
-    nxt, events = world_step(state, actions, arena)
-    t = lambda x: torch.as_tensor(np.ascontiguousarray(x), device=device)  # noqa: E731
-    batch = {
-        "maps": cell_maps(state, device),
-        "next_maps": cell_maps(nxt, device),
-        "poses": t(state.poses),
-        "next_poses": t(nxt.poses),
-        "actions": t(given),
-        "colors": t(state.colors.astype(np.int64)),
-        "push": t(events.pushed >= 0),
-        "pick": t(events.picked >= 0),
-    }
-    if renderer is not None:  # target views of the next state, and the previous frames
-        views = renderer.render(nxt, buffers=True)
-        batch["rgb"] = views.rgb.float().div_(255)
-        batch["depth"] = views.depth
-        batch["prev_rgb"] = renderer.render(state).rgb.float().div_(255)
-    return batch
+    def batch(self, ss: SequenceSet, rows: np.ndarray) -> dict:
+        bsz, t1 = len(rows), self.horizon + 1
+        idx = (rows[:, None] + np.arange(t1)).reshape(-1)  # (B * T1,) world-major
+        states = WorldState(**{k: v[idx] for k, v in ss.states.arrays().items()})
+        acts = ss.actions[(rows[:, None] + np.arange(self.horizon)).reshape(-1)]
+        before_idx = (rows[:, None] + np.arange(self.horizon)).reshape(-1)
+        before = WorldState(**{k: v[before_idx] for k, v in ss.states.arrays().items()})
+        after, events = world_step(before, acts, ss.arena)
+        sc = get_scenario(ss.scenario)
+        rewards = sc.reward(before, after, events)
+        done = sc.terminated(after)
+        views = self.renderer.render(states, buffers=True)
+        maps = top_down(states)
+        n = states.num_agents
+        dev = self.device
+        t = lambda x: torch.as_tensor(np.ascontiguousarray(x), device=dev)  # noqa: E731
+        given = acts.reshape(bsz, self.horizon, n)
+        if self.private_state:
+            given = private_inputs(given, self.rng)
+        cells = {k: v.reshape(bsz, t1, *v.shape[1:]) for k, v in cell_maps(states, dev).items()}
+        return {
+            "views": views.rgb.reshape(bsz, t1, n, *views.rgb.shape[2:]).float().div_(255),
+            "depth": views.depth.reshape(bsz, t1, n, *views.depth.shape[2:]),
+            "maps": t(maps).reshape(bsz, t1, *maps.shape[1:]).float().div_(255),
+            "poses": t(states.poses).reshape(bsz, t1, n, 3),
+            "cells": cells,
+            "colors": t(states.colors[::t1].astype(np.int64)),
+            "actions": t(given),
+            "push": t((events.pushed >= 0).reshape(bsz, self.horizon, n)).float(),
+            "pick": t((events.picked >= 0).reshape(bsz, self.horizon, n)).float(),
+            "reward": t(rewards.reshape(bsz, self.horizon, n)).float(),
+            "done": t(done.reshape(bsz, self.horizon)).float(),
+            "scenario": torch.full((bsz,), scenario_id(ss.scenario), dtype=torch.long, device=dev),
+        }

@@ -5,9 +5,10 @@ from __future__ import annotations
 import dataclasses
 
 from multiworld.models.dynamics import StateUpdateConfig
+from multiworld.models.encoder import EncoderConfig
+from multiworld.models.heads import HeadsConfig
 from multiworld.models.refiner import RefinerConfig
 from multiworld.models.renderer import RendererConfig
-from multiworld.models.scene import SceneCodecConfig
 from multiworld.models.trainer import TrainConfig
 from multiworld.models.world_model import WorldModelConfig
 
@@ -18,18 +19,23 @@ class Preset:
     train: TrainConfig
 
 
-def _tiny() -> Preset:
-    model = WorldModelConfig(
-        codec=SceneCodecConfig(dim=16, hidden=32),
-        dynamics=StateUpdateConfig(dim=16, hidden=32),
-        renderer=RendererConfig(dim=16, wall_banks=6, floor_banks=6),
-        refiner=RefinerConfig(channels=8, layers=3, train_views=4),
+def _model(dim: int, hidden: int, render_hidden: int, refiner_channels: int, **kw) -> WorldModelConfig:
+    return WorldModelConfig(
+        encoder=EncoderConfig(dim=dim, hidden=hidden, image_channels=hidden // 2),
+        dynamics=StateUpdateConfig(dim=dim, hidden=2 * hidden, message=dim),
+        renderer=RendererConfig(dim=dim, hidden=render_hidden, floor_hidden=hidden),
+        heads=HeadsConfig(dim=dim, hidden=hidden),
+        refiner=RefinerConfig(channels=refiner_channels, layers=3),
+        **kw,
     )
+
+
+def _tiny() -> Preset:
     return Preset(
-        model,
+        _model(16, 32, 32, 8, columns_first=8, columns_rollout=4),
         TrainConfig(
-            batch_size=4,
-            dynamics_batch=8,
+            batch_size=2,
+            horizon=3,
             lr=3e-3,
             warmup_steps=5,
             max_steps=40,
@@ -42,17 +48,9 @@ def _tiny() -> Preset:
 
 
 def _default() -> Preset:
-    model = WorldModelConfig(
-        codec=SceneCodecConfig(dim=32, hidden=64),
-        dynamics=StateUpdateConfig(dim=32, hidden=96),
-        renderer=RendererConfig(dim=32),
-        refiner=RefinerConfig(channels=16, layers=4, train_views=8),
-    )
     return Preset(
-        model,
-        TrainConfig(
-            batch_size=6, dynamics_batch=96, lr=2e-3, max_steps=1_000_000, minutes=50.0, log_every=25, eval_every=250
-        ),
+        _model(32, 64, 96, 16),
+        TrainConfig(batch_size=8, horizon=8, lr=2e-3, max_steps=1_000_000, minutes=75.0, log_every=25, eval_every=200),
     )
 
 

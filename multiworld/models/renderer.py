@@ -1,269 +1,235 @@
-"""The renderer (video model): scene tokens + camera pose -> egocentric frame, all views in one pass.
+"""The video model: one agent's view rendered from the shared latent state and its camera.
 
-Geometry is explicit and analytic, appearance is learned:
-- every image column is a ray from the camera (pose known, grid world-aligned); the ray is
-  marched through the token grid by intersecting it with all grid lines at once, and a learned
-  occupancy read from each crossed cell's token (the codec's wall/box heads) picks the first
-  solid cell: hit distance, face side and texture coordinate u follow analytically;
-- a wall pixel's colour is a learned texture: material weights read from the hit token
-  (softmax over ``wall_banks`` learned texel banks) at the texel (side, v, u) of the pixel;
-- floor pixels read the token of the cell under them (analytic floor point), with learned
-  floor banks; the ceiling is a learned per-row colour;
-- agents and items are sprites with analytic projection, depth-tested against the walls and
-  composited far to near; their appearance (albedo, shading, visor, item shape) is learned.
+The camera enters explicitly and is the only geometry given: every image column is a ray from
+the agent's camera; the ray is cut where it crosses grid lines (``geometry.ray_segments``), and
+each piece reads the token of the cell it lies in, together with where it enters and leaves
+that cell. A network turns each piece into an opacity, a height profile (solid below a learned
+top), where inside the piece it is hit, and colour coefficients over the height of the pixel;
+other agents' tokens become pieces too, at the depth of the agent, read with the ray's lateral
+offset from it. Pieces are composited front to back per pixel (learned visibility and
+occlusion), over a ground plane whose colour is read from the token under the floor point.
+Nothing says what a wall, a box, an item or an agent looks like, how tall it is, or which cells
+are solid: the tokens and the networks learn it from the views.
 
-Inputs per view come from the shared state only: tokens of the world, agent states (pose,
-colour id), so every agent's view of a step is rendered from the same state version.
+All views of a step are rendered from one state version in one batched pass; training renders
+a random subset of columns (rays are independent), which is what makes it affordable on a CPU.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import math
+import itertools
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from multiworld.models.dynamics import gather_cells
-from multiworld.world.state import MAX_AGENTS
-
-TEXELS = 8
+from multiworld.models.geometry import Camera, column_rays, fourier, frames, gather_cells, ray_segments
 
 
 @dataclasses.dataclass
 class RendererConfig:
-    dim: int = 32  # scene token channels (must match the codec)
-    height: int = 64
-    width: int = 64
-    fov_degrees: float = 90.0
-    eye_height: float = 0.5
-    agent_height: float = 0.8
-    agent_half_width: float = 0.2
-    item_height: float = 0.3
-    item_half_width: float = 0.15
-    near: float = 0.05
-    wall_banks: int = 8
-    floor_banks: int = 8
-    sprite_bins: int = 40
-    max_items: int = 16  # item sprites per world (cells with the highest item probability)
-
-    @property
-    def focal(self) -> float:
-        return (self.width / 2) / math.tan(math.radians(self.fov_degrees) / 2)
+    dim: int = 32  # token width D (scene and agent tokens)
+    hidden: int = 96
+    floor_hidden: int = 64
+    segments: int = 28  # cell pieces per ray (a 16x16 grid's rays end at its border within ~28)
+    visible: int = 10  # pieces per ray composited per pixel: the nearest ones not nearly transparent
+    z_bins: int = 16  # colour coefficients over the pixel's height
+    bands: int = 4  # Fourier bands of in-cell positions
+    depth_weight: float = 0.1
 
 
-def _take(x: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
-    """x (..., L) at indices k (...) of the last axis."""
-    return x.gather(-1, k[..., None])[..., 0]
+def mlp(sizes: list[int]) -> nn.Sequential:
+    """Linear layers with ReLU between them (ReLU: the renderer runs these per ray piece and per
+    floor pixel, where GELU's cost showed in profiles)."""
+    layers: list[nn.Module] = []
+    for a, b in itertools.pairwise(sizes):
+        layers += [nn.Linear(a, b), nn.ReLU()]
+    return nn.Sequential(*layers[:-1])
 
 
-class ColumnRenderer(nn.Module):
-    def __init__(self, cfg: RendererConfig) -> None:
+class RayRenderer(nn.Module):
+    def __init__(self, cfg: RendererConfig, cam: Camera | None = None) -> None:
         super().__init__()
-        self.cfg = cfg
-        t2, nb = TEXELS * TEXELS, cfg.sprite_bins
-        self.wall_mix = nn.Linear(cfg.dim, cfg.wall_banks)
-        self.floor_mix = nn.Linear(cfg.dim, cfg.floor_banks)
-        # Diverse initial banks break the symmetry between materials (near-equal banks let two
-        # materials share one bank for a long time).
-        self.wall_bank = nn.Parameter(torch.rand(cfg.wall_banks, 1, 3).expand(-1, 2 * t2, -1) * 0.8 + 0.1)
-        self.floor_bank = nn.Parameter(torch.rand(cfg.floor_banks, 1, 3).expand(-1, t2, -1) * 0.8 + 0.1)
-        self.ceiling = nn.Parameter(torch.full((cfg.height // 2, 3), 0.3))
-        self.agent_albedo = nn.Parameter(torch.full((MAX_AGENTS, 3), 0.5))
-        self.agent_shade = nn.Parameter(torch.ones(nb))
-        self.visor = nn.Parameter(torch.full((2, nb, nb), -4.0))  # (facing, height bin, u bin) logits
-        self.visor_rgb = nn.Parameter(torch.full((3,), 0.9))
-        self.item_rgb = nn.Parameter(torch.full((3,), 0.7))
-        self.item_shade = nn.Parameter(torch.ones(nb))
-        self.item_alpha = nn.Parameter(torch.zeros(nb, nb))
-
-    def camera(self, image: tuple[int, int, float] | None, device) -> tuple:
-        """Per-column and per-row ray tables for an image (height, width, fov_degrees); default: the
-        trained size. Geometry is analytic, so any size works; the ceiling gradient is resampled."""
-        cfg = self.cfg
-        h, w, fov = image or (cfg.height, cfg.width, cfg.fov_degrees)
-        f = (w / 2) / math.tan(math.radians(fov) / 2)
-        cols = torch.arange(w, dtype=torch.float32, device=device)
-        cam_x = (cols + 0.5 - w / 2) / f
-        row_tan = (h / 2 - torch.arange(h, dtype=torch.float32, device=device) - 0.5) / f
-        if h == cfg.height:
-            ceiling = self.ceiling
-        else:  # linear resampling of the learned per-row ceiling colours
-            pos = ((torch.arange(h // 2, device=device) + 0.5) * (cfg.height / h) - 0.5).clamp(0, cfg.height // 2 - 1)
-            lo = pos.floor().long()
-            hi = (lo + 1).clamp(max=cfg.height // 2 - 1)
-            a = (pos - lo)[:, None]
-            ceiling = self.ceiling[lo] * (1 - a) + self.ceiling[hi] * a
-        return h, w, f, cols, cam_x, row_tan, ceiling
-
-    # ----- walls ------------------------------------------------------------------------------
-    def _cast(self, solid: torch.Tensor, cx, cy, dx, dy):
-        """First solid cell along every ray. solid (B, S, S) bool; cx.. (B, N, 1|W). -> t, row, col, side, u."""
-        s = solid.shape[1]
-        lines = torch.arange(s + 1, device=solid.device, dtype=torch.float32)
-        best = None
-        for axis in (0, 1):
-            o, do, p, dp = (cx, dx, cy, dy) if axis == 0 else (cy, dy, cx, dx)
-            safe = torch.where(do.abs() < 1e-9, torch.full_like(do, 1e-9), do)
-            t = (lines - o[..., None]) / safe[..., None]  # (B, N, W, S+1)
-            entered = torch.where(safe[..., None] > 0, lines, lines - 1).long()
-            along = p[..., None] + t * dp[..., None]
-            cross = along.floor().long()
-            inside = (t > 1e-6) & (entered >= 0) & (entered < s) & (cross >= 0) & (cross < s)
-            row, col = (cross, entered) if axis == 0 else (entered, cross)
-            hit = inside & gather_cells(solid[..., None], row, col)[..., 0]
-            t = torch.where(hit, t, torch.full_like(t, 1e3))
-            tmin, k = t.min(-1)
-            a = _take(along, k)
-            cand = (tmin, _take(row, k), _take(col, k), torch.full_like(tmin, float(axis)), a - a.floor())
-            if best is None:
-                best = cand
-            else:
-                closer = cand[0] < best[0]
-                best = tuple(torch.where(closer, c, b) for c, b in zip(cand, best))
-        return best
+        self.cfg, self.cam = cfg, cam or Camera()
+        d, h, z = cfg.dim, cfg.hidden, cfg.z_bins
+        seg_in = d + 2 * 2 * 2 * cfg.bands + 4 + 4
+        self.out = 3 + 3 * z  # opacity, top, hit fraction, colour coefficients
+        self.segment = mlp([seg_in, h, h, self.out])
+        agent_in = (d - 3) + 1 + 2 * 3 + 1 + 2
+        self.agent = mlp([agent_in, h, h, self.out])
+        self.floor = mlp([d + 2 * 2 * cfg.bands + 1, cfg.floor_hidden, cfg.floor_hidden, 3])
+        self.ceiling = mlp([1, 16, 3])
+        self.occupancy = mlp([d, 32, 1])
+        self.edge = nn.Parameter(torch.zeros(()))  # log sharpness of height edges, in pixel rows
+        with torch.no_grad():  # start with tall, opaque, front-facing pieces
+            for head in (self.segment[-1], self.agent[-1]):
+                head.bias[1] = 1.6  # top = 1.2 * sigmoid(1.6) ~ 1
+                head.bias[2] = -2.0  # hit near where the ray enters
+            self.occupancy[-1].bias.fill_(1.0)
 
     def forward(
         self,
-        tokens: torch.Tensor,
-        solid: torch.Tensor,
-        item_logits: torch.Tensor,
-        poses: torch.Tensor,
-        colors: torch.Tensor,
+        scene: torch.Tensor,
+        agents: torch.Tensor,
+        columns: torch.Tensor | None = None,
         views: torch.Tensor | None = None,
-        image: tuple[int, int, float] | None = None,
+        cam: Camera | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Render views of agents. tokens (B, S, S, D); solid (B, S, S) bool; item_logits (B, S, S);
-        poses (B, N, 3); colors (B, N) long; views (B, V) long agent indices to render (default all).
-        Returns rgb (B, V, H, W, 3) float in [0, 1] and depth (B, V, H, W)."""
-        cfg = self.cfg
-        cam_tables = self.camera(image, tokens.device)
-        h, w, _, _, cam_x, row_tan, ceiling = cam_tables
-        h2 = h // 2
-        bsz = tokens.shape[0]
-        cam = poses if views is None else torch.gather(poses, 1, views[..., None].expand(-1, -1, 3))
-        v = cam.shape[1]
-        cx, cy, hd = cam[..., 0:1], cam[..., 1:2], cam[..., 2:3]
-        fx, fy = torch.cos(hd), torch.sin(hd)
-        rx, ry = -fy, fx
-        dx, dy = fx + rx * cam_x, fy + ry * cam_x  # (B, V, W)
-        d, row, col, side, u = self._cast(solid, cx, cy, dx, dy)
+        """Views ``(B, V, H, C, 3)`` in [0, 1] and depth ``(B, V, H, C)``.
 
-        z = cfg.eye_height + row_tan[:, None] * d[..., None, :]  # (B, V, H, W)
-        is_wall = (z >= 0) & (z < 1)
-        tv = ((1 - z).clamp(0, 0.999) * TEXELS).long()
-        tu = (u * TEXELS).long().clamp(0, TEXELS - 1)
-        widx = side.long()[..., None, :] * TEXELS * TEXELS + tv * TEXELS + tu[..., None, :]  # (B, V, H, W)
-        wall_rgb = self._textured(self.wall_mix, self.wall_bank, tokens, row[..., None, :], col[..., None, :], widx)
+        scene (B, S, S, D) and agents (B, N, D) (pose x, y, heading, then latent) are one state
+        version; ``views`` (V,) which agents' cameras (default all); ``columns`` (C,) which image
+        columns (default all); ``cam`` another image size or field of view."""
+        cam = cam or self.cam
+        cfg, dev = self.cfg, scene.device
+        bsz, s = scene.shape[0], scene.shape[1]
+        n = agents.shape[1]
+        views = torch.arange(n, device=dev) if views is None else views
+        cam_poses = agents[:, views, :3]  # (B, V, 3)
+        cam_x = cam.cam_x(dev)
+        if columns is not None:
+            cam_x = cam_x[columns]
+        row_tan = cam.row_tan(dev)
+        origin, d = column_rays(cam_poses, cam_x)  # (B, V, 1, 2), (B, V, C, 2)
+        v, c = d.shape[1], d.shape[2]
 
-        fdist = cfg.eye_height / -row_tan[h2:]  # (H/2,)
-        px = cx[..., None] + dx[..., None, :] * fdist[:, None]  # (B, V, H/2, W)
-        py = cy[..., None] + dy[..., None, :] * fdist[:, None]
-        ix, iy = px.floor(), py.floor()
-        fu = ((px - ix) * TEXELS).long().clamp(0, TEXELS - 1)
-        fv = ((py - iy) * TEXELS).long().clamp(0, TEXELS - 1)
-        floor_rgb = self._textured(self.floor_mix, self.floor_bank, tokens, iy.long(), ix.long(), fv * TEXELS + fu)
-        ceil_rgb = ceiling[:, None, :].expand(bsz, v, h2, w, 3)
-        rgb = torch.where(is_wall[..., None], wall_rgb, torch.cat([ceil_rgb, floor_rgb], 2))
-        tan = row_tan[:, None]
-        bg = torch.where(tan > 0, (1 - cfg.eye_height) / tan, cfg.eye_height / -tan).expand(h, w)
-        depth = torch.where(is_wall, d[..., None, :].expand(-1, -1, h, -1), bg)
-        camera = (cx, cy, fx, fy, rx, ry)
-        return self._sprites(rgb, depth, d, tokens, item_logits, poses, colors, views, camera, cam_tables)
+        # Cell pieces of every ray. A per-cell occupancy (one small network over the grid) says
+        # which pieces can be skipped as empty; only the nearest ``visible`` others go through
+        # the piece network: a learned, data-dependent sparsity that keeps rendering cheap.
+        seg = ray_segments(origin, d, s, cfg.segments)  # (B, V, C, K)
+        occ_grid = self.occupancy(scene)
+        occ = gather_cells(occ_grid, seg.cell[..., 0].reshape(bsz, -1), seg.cell[..., 1].reshape(bsz, -1))
+        occ = occ.reshape(seg.t_in.shape) - 20.0 * (~seg.inside).float()
+        key = torch.where(occ < -4.0, seg.t_in + 1e4, seg.t_in)
+        pick = key.argsort(-1)[..., : cfg.visible]
+        k = pick.shape[-1]
+        skipped = key.gather(-1, pick) >= 1e4
+        t_in, t_out = seg.t_in.gather(-1, pick), seg.t_out.gather(-1, pick)
+        occ = occ.gather(-1, pick)
+        p_in = seg.p_in.gather(-2, pick[..., None].expand(-1, -1, -1, -1, 2))
+        p_out = seg.p_out.gather(-2, pick[..., None].expand(-1, -1, -1, -1, 2))
+        cell = seg.cell.gather(-2, pick[..., None].expand(-1, -1, -1, -1, 2))
+        tok = gather_cells(scene, cell[..., 0].reshape(bsz, -1), cell[..., 1].reshape(bsz, -1))
+        tok = tok.reshape(bsz, v, c, k, -1)
+        length = t_out - t_in
+        dn = d / d.norm(dim=-1, keepdim=True)
+        feats = torch.cat(
+            [
+                tok,
+                fourier(p_in, cfg.bands),
+                fourier(p_out, cfg.bands),
+                p_in,
+                p_out,
+                length.clamp(max=2)[..., None],
+                torch.log(t_in + cam.near)[..., None],
+                dn[..., None, :].expand(-1, -1, -1, k, -1),
+            ],
+            -1,
+        )
+        so = self.segment(feats)
+        so_alpha = occ + so[..., 0] - 20.0 * skipped.float()
+        t_seg = t_in + torch.sigmoid(so[..., 2]) * length.clamp(max=2)
 
-    @staticmethod
-    def _textured(mix: nn.Linear, bank: torch.Tensor, tokens: torch.Tensor, rows, cols, texel) -> torch.Tensor:
-        """Colour of pixels that see cell (rows, cols) at ``texel``: the cell's texture is its token's
-        softmax mixture of the learned banks, made once per cell (not per pixel). -> (..., 3)"""
-        bsz, s = tokens.shape[0], tokens.shape[1]
-        tex = torch.einsum("bijm,mtc->bijtc", torch.softmax(mix(tokens), -1), bank)  # (B, S, S, T, 3)
-        t = bank.shape[1]
-        cell = rows.clamp(0, s - 1) * s + cols.clamp(0, s - 1)
-        b = torch.arange(bsz, device=tokens.device).reshape(bsz, *([1] * (texel.dim() - 1)))
-        return tex.reshape(-1, 3)[((b * s * s + cell) * t + texel).reshape(-1)].reshape(*texel.shape, 3)
+        # Other agents as pieces at their depth, read with the ray's lateral offset from them.
+        o, fwd, right = frames(cam_poses)
+        rel = agents[:, None, :, :2] - o[:, :, None, :]  # (B, V, N, 2)
+        t_ag = (rel * fwd[:, :, None]).sum(-1)
+        lat = (rel * right[:, :, None]).sum(-1)
+        off = cam_x[None, None, :, None] * t_ag[:, :, None, :] - lat[:, :, None, :]  # (B, V, C, N)
+        rel_head = agents[:, None, :, 2] - cam_poses[..., 2:3]  # (B, V, N)
+        lat_feat = agents[:, None, None, :, 3:].expand(-1, v, c, -1, -1)
+        afeats = torch.cat(
+            [
+                lat_feat,
+                off[..., None].clamp(-2, 2),
+                fourier(off[..., None].clamp(-2, 2), 3),
+                torch.log(t_ag.clamp(min=cam.near))[:, :, None, :, None].expand(-1, -1, c, -1, -1),
+                torch.stack([rel_head.sin(), rel_head.cos()], -1)[:, :, None].expand(-1, -1, c, -1, -1),
+            ],
+            -1,
+        )
+        ao = self.agent(afeats)
+        own = views[:, None] == torch.arange(n, device=dev)[None, :]  # (V, N): a camera never sees itself
+        hidden = own[None, :, None, :] | (t_ag[:, :, None, :] < cam.near) | (off.abs() > 1.5)
+        ao_alpha = ao[..., 0] - 20.0 * hidden.float()
+        t_agent = t_ag[:, :, None, :].expand(-1, -1, c, -1).clamp(min=cam.near)
 
-    # ----- sprites ----------------------------------------------------------------------------
-    def _sprites(self, rgb, depth, wall_depth, tokens, item_logits, poses, colors, views, camera, cam_tables):
-        cfg, dev = self.cfg, tokens.device
-        bsz, s, n = tokens.shape[0], tokens.shape[1], poses.shape[1]
-        h, w, f, cols = cam_tables[:4]
-        nb = cfg.sprite_bins
-        cx, cy, fx, fy, rx, ry = camera
-        v = cx.shape[1]
-        k = min(cfg.max_items, s * s)
-        top_logit, top_idx = item_logits.reshape(bsz, -1).topk(k, dim=-1)
-        item_xy = torch.stack([(top_idx % s).float() + 0.5, (top_idx // s).float() + 0.5], -1)
-        pos = torch.cat([poses[..., :2], item_xy], 1)  # (B, P, 2)
-        p = pos.shape[1]
-        is_agent = torch.arange(p, device=dev) < n
-        strength = torch.cat([torch.ones(bsz, n, device=dev), torch.sigmoid(top_logit)], 1)  # (B, P)
-        view_idx = torch.arange(n, device=dev).expand(bsz, n) if views is None else views
-        not_self = torch.arange(p, device=dev)[None, None, :] != view_idx[..., None]  # (B, V, P)
-        relx, rely = pos[:, None, :, 0] - cx, pos[:, None, :, 1] - cy
-        sdepth = relx * fx + rely * fy  # (B, V, P)
-        lateral = relx * rx + rely * ry
-        half = torch.where(is_agent, cfg.agent_half_width, cfg.item_half_width)
-        top = torch.where(is_agent, cfg.agent_height, cfg.item_height)
-        ok = not_self & (sdepth > cfg.near) & (strength[:, None] > 0.05)
-        safe = torch.where(ok, sdepth, torch.ones_like(sdepth))
-        centre = w / 2 + f * lateral / safe
-        half_px = f * half / safe
-        row_top = h / 2 - f * (top - cfg.eye_height) / safe
-        row_bot = h / 2 + f * cfg.eye_height / safe
-        heading = torch.cat([poses[..., 2], torch.zeros(bsz, p - n, device=dev)], 1)
-        facing = (torch.cos(heading)[:, None] * fx + torch.sin(heading)[:, None] * fy) < 0  # (B, V, P)
-        color_ids = torch.cat([colors.long(), torch.zeros(bsz, p - n, dtype=torch.long, device=dev)], 1)
-        albedo = self.agent_albedo[color_ids]  # (B, P, 3)
+        # All pieces, nearest first.
+        t_hit = torch.cat([t_seg, t_agent], -1)  # (B, V, C, L)
+        out = torch.cat(
+            [torch.cat([so_alpha[..., None], so[..., 1:]], -1), torch.cat([ao_alpha[..., None], ao[..., 1:]], -1)], -2
+        )
+        # Only the nearest ``visible`` pieces that are not (nearly) transparent reach the pixel
+        # stage: a learned, data-dependent sparsity that keeps the per-pixel work small.
+        key = torch.where(out[..., 0] < -4.0, t_hit + 1e4, t_hit)  # agents out of the ray's way drop out
+        order = key.argsort(-1)[..., : cfg.visible]
+        t_hit = t_hit.gather(-1, order)
+        k2 = t_hit.shape[-1]
+        out = out.gather(-2, order[..., None].expand(-1, -1, -1, -1, self.out))
+        opacity = torch.sigmoid(out[..., 0])
+        top = 1.2 * torch.sigmoid(out[..., 1])
+        coef = out[..., 3:].unflatten(-1, (cfg.z_bins, 3))  # (B, V, C, L, Z, 3)
 
-        # Sparse compositing: only the (view, sprite, pixel) triples a sprite covers in front of the
-        # wall are touched; per pixel the nearest sprite wins (depth key packed with the entry).
-        colc = cols + 0.5
-        rowc = torch.arange(h, device=dev, dtype=torch.float32) + 0.5
-        covered = ((colc - centre[..., None]).abs() < half_px[..., None]) & ok[..., None]  # (B, V, P, W)
-        covered &= safe[..., None] < wall_depth[:, :, None, :]
-        b_i, v_i, p_i, w_i = covered.nonzero(as_tuple=True)
-        if b_i.numel() == 0:
-            return rgb, depth
-        in_rows = (rowc >= row_top[b_i, v_i, p_i, None]) & (rowc < row_bot[b_i, v_i, p_i, None])  # (C, H)
-        c_i, r_i = in_rows.nonzero(as_tuple=True)
-        b_i, v_i, p_i, w_i = b_i[c_i], v_i[c_i], p_i[c_i], w_i[c_i]
-        sd = safe[b_i, v_i, p_i]
-        su = (colc[w_i] - centre[b_i, v_i, p_i]) / half_px[b_i, v_i, p_i]
-        hgt = (rowc[r_i] - row_top[b_i, v_i, p_i]) / (row_bot[b_i, v_i, p_i] - row_top[b_i, v_i, p_i])
-        ub = ((su + 1) / 2 * nb).long().clamp(0, nb - 1)
-        hb = (hgt * nb).long().clamp(0, nb - 1)
-        agent = is_agent[p_i]
-        agent_rgb = albedo[b_i, p_i] * self.agent_shade[ub][:, None]
-        vis = torch.sigmoid(self.visor[facing[b_i, v_i, p_i].long(), hb, ub])[:, None]
-        agent_rgb = agent_rgb * (1 - vis) + self.visor_rgb * vis
-        item_rgb = self.item_rgb * self.item_shade[ub][:, None]
-        item_a = torch.sigmoid(self.item_alpha[hb, ub]) * strength[b_i, p_i]
-        sp_rgb = torch.where(agent[:, None], agent_rgb, item_rgb)
-        alpha = torch.where(agent, torch.ones_like(item_a), item_a)
-        # Nearest sprite per pixel among those that are opaque enough there.
-        pix = ((b_i * v + v_i) * h + r_i) * w + w_i
-        entry = torch.arange(pix.numel(), device=dev)
-        key = (sd.detach() * (1 << 20)).long() * (1 << 32) + entry
-        key = torch.where(alpha.detach() > 0.5, key, torch.iinfo(torch.long).max)
-        best = torch.full((bsz * v * h * w,), torch.iinfo(torch.long).max, dtype=torch.long, device=dev)
-        best.scatter_reduce_(0, pix, key, reduce="amin")
-        best_entry = best[pix] & ((1 << 32) - 1)
-        # A pixel no sprite covers opaquely still gets the (soft) nearest-covering entry for training.
-        near = torch.full((bsz * v * h * w,), torch.iinfo(torch.long).max, dtype=torch.long, device=dev)
-        near.scatter_reduce_(0, pix, (sd.detach() * (1 << 20)).long() * (1 << 32) + entry, reduce="amin")
-        none_opaque = best[pix] == torch.iinfo(torch.long).max
-        won = torch.where(none_opaque, (near[pix] & ((1 << 32) - 1)) == entry, best_entry == entry)
-        pix, a, c, d_w = pix[won], alpha[won, None], sp_rgb[won], sd[won]
-        flat = rgb.reshape(-1, 3)
-        flat = flat.index_put((pix,), flat[pix] * (1 - a) + c * a)
-        dflat = depth.reshape(-1).index_put((pix,), torch.where(a[:, 0] > 0.5, d_w, depth.reshape(-1)[pix]))
-        return flat.reshape(rgb.shape), dflat.reshape(depth.shape)
+        # Per pixel: the height each piece is seen at, its coverage and colour.
+        z = cam.eye_height + row_tan[:, None] * t_hit[..., None, :]  # (B, V, C, H, L)
+        px = cam.focal / t_hit[..., None, :]  # pixel rows per unit of height
+        cover = torch.sigmoid((top[..., None, :] - z) * px * self.edge.exp()) * torch.sigmoid(z * px * self.edge.exp())
+        below = row_tan < 0
+        t_floor = torch.where(below, cam.eye_height / (-row_tan).clamp(min=1e-6), torch.full_like(row_tan, 1e4))
+        in_front = t_hit[..., None, :] < t_floor[:, None]
+        alpha = opacity[..., None, :] * cover * in_front
+        zi = z.clamp(0, 1) * (cfg.z_bins - 1)
+        i0 = zi.floor().clamp(max=cfg.z_bins - 2).long()
+        w = (zi - i0)[..., None]
+        # Each pixel reads the coefficients of the two height bins around it: one row lookup in
+        # the flattened (bin, bin + 1) pairs of every piece (faster on a CPU than a strided gather).
+        zb = cfg.z_bins - 1
+        pairs = torch.cat([coef[..., :-1, :], coef[..., 1:, :]], -1).reshape(-1, 6)  # (B*V*C*L*(Z-1), 6)
+        lead = torch.arange(bsz * v * c, device=dev).view(bsz, v, c, 1, 1) * k2
+        rows = (lead + torch.arange(k2, device=dev)) * zb + i0  # (B, V, C, H, L)
+        c01 = pairs.index_select(0, rows.reshape(-1)).view(*rows.shape, 6)
+        colour = torch.sigmoid(torch.lerp(c01[..., :3], c01[..., 3:], w))  # (B, V, C, H, L, 3)
+        trans = torch.cumprod(torch.cat([torch.ones_like(alpha[..., :1]), 1 - alpha + 1e-6], -1), -1)
+        weight = alpha * trans[..., :-1]
+        rest = trans[..., -1]  # (B, V, C, H)
 
-    def loss(self, rgb: torch.Tensor, target: torch.Tensor, depth=None, target_depth=None) -> tuple[torch.Tensor, dict]:
-        mse = F.mse_loss(rgb, target)
-        logs = {"render_mse": mse.item(), "render_psnr": (10 * torch.log10(1 / mse.clamp_min(1e-10))).item()}
-        loss = mse + 0.05 * F.l1_loss(rgb, target)
-        if depth is not None and target_depth is not None:
-            logs["depth_l1"] = F.l1_loss(depth.clamp(0, 20), target_depth.clamp(0, 20)).item()
+        # Ground plane and sky behind all pieces. The floor network runs only where the floor
+        # shows through (pieces in front leave more than 0.1% of the pixel).
+        rows_below = torch.nonzero(below)[:, 0]
+        tf = t_floor[rows_below]  # (Hb,)
+        ground = origin[:, :, :, None, :] + d[:, :, :, None, :] * tf[:, None]  # (B, V, C, Hb, 2)
+        shows = rest[..., rows_below] > 1e-3  # (B, V, C, Hb)
+        world = torch.arange(bsz, device=dev).view(bsz, 1, 1, 1).expand_as(shows)[shows]
+        pts = ground[shows]  # (P, 2)
+        cell = pts.floor().clamp(0, s - 1)
+        gtok = scene[world, cell[:, 1].long(), cell[:, 0].long()]  # (P, D)
+        dist = torch.log(tf).expand(shows.shape)[shows][:, None]
+        gfeat = torch.cat([gtok, fourier((pts - cell).clamp(0, 1), cfg.bands), dist], -1)
+        floor_rgb = scene.new_zeros(*shows.shape, 3)
+        floor_rgb[shows] = torch.sigmoid(self.floor(gfeat)).to(floor_rgb.dtype)  # (B, V, C, Hb, 3)
+        sky = torch.sigmoid(self.ceiling(row_tan[~below][:, None]))  # (Ha, 3)
+        bg = torch.cat([sky.expand(bsz, v, c, -1, -1), floor_rgb], 3)
+        t_bg = torch.where(below, t_floor, torch.zeros_like(t_floor))
+
+        rgb = (weight[..., None] * colour).sum(-2) + rest[..., None] * bg
+        depth = (weight * t_hit[..., None, :]).sum(-1) + rest * t_bg
+        return rgb.transpose(2, 3), depth.transpose(2, 3)
+
+    def occupancy_loss(self, scene: torch.Tensor, occupied: torch.Tensor) -> torch.Tensor:
+        """BCE of the per-cell occupancy (which pieces the renderer may skip as empty) against
+        ``occupied`` (B, S, S): the oracle's cells that hold something visible (a training target;
+        at run time the occupancy is read from the tokens alone)."""
+        logit = self.occupancy(scene)[..., 0]
+        return nn.functional.binary_cross_entropy_with_logits(logit, occupied.float())
+
+    def loss(self, rgb, target, depth=None, target_depth=None) -> tuple[torch.Tensor, dict]:
+        """MSE on colours (+ L1 on depth where the target has depth), and PSNR for the logs."""
+        mse = (rgb - target).pow(2).mean()
+        loss = mse
+        logs = {"render_psnr": float(-10 * torch.log10(mse.detach().clamp(min=1e-10)))}
+        if target_depth is not None and depth is not None:
+            valid = target_depth < 1e3
+            dl = ((depth - target_depth).abs() * valid).sum() / valid.sum().clamp(min=1)
+            loss = loss + self.cfg.depth_weight * dl
+            logs["depth_l1"] = float(dl.detach())
         return loss, logs

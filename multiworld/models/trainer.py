@@ -23,8 +23,8 @@ from tqdm import tqdm
 
 @dataclasses.dataclass
 class TrainConfig:
-    batch_size: int = 8
-    dynamics_batch: int = 0  # extra transitions per step for the codec and dynamics (0: share the batch)
+    batch_size: int = 8  # sequences (worlds) per step
+    horizon: int = 8  # free-running steps per training sequence
     lr: float = 2e-3
     weight_decay: float = 0.0
     warmup_steps: int = 50
@@ -136,7 +136,7 @@ class Trainer:
                 record.update({k: round(float(np.mean(v)), 5) for k, v in acc.items()})
                 acc.clear()
                 self.log(record)
-                bar.set_postfix({k: record[k] for k in ("loss", "render_psnr", "move_acc") if k in record})
+                bar.set_postfix({k: record[k] for k in ("loss", "render_psnr", "roll_psnr", "move_ok") if k in record})
             if self.evaluate is not None and (self.step % cfg.eval_every == 0):
                 last_eval = self._eval()
             if time.perf_counter() - last_save > cfg.save_minutes * 60:

@@ -1,40 +1,71 @@
-"""The learned world model: scene codec + state-update model + renderer (+ flow refiner).
+"""The learned world model: encoder + state-update model + renderer (+ decoder heads, flow sampler).
 
-``WorldModel.forward(batch)`` returns ``(loss, logs)`` for the generic trainer (teacher forced:
-every component learns from oracle transitions). ``reset``/``step``/``render`` run it free:
-the rollout state is the scene tokens plus the agents' states, and a decoded symbolic copy.
+The rollout state is :class:`LatentState`: scene tokens ``(B, S, S, D)`` and agent tokens
+``(B, N, D)`` (pose, then latent), tensors only. ``encode`` builds it from observations (the
+agents' views and poses, optionally the top-down map), ``step`` advances it from joint actions,
+``render`` draws every agent's view from it. No symbolic state is kept, and nothing decoded is
+fed back: the heads read the scene out for measurement only.
 
-Token refresh (default on): after each step, the events the model predicted are applied to the
-decoded symbolic scene and the scene is re-encoded, so the tokens always encode a valid scene
-(a projection of the latent onto valid scenes, like a quantizer). With ``refresh=False`` the
-tokens advance in latent space (``tokens + delta``) and the symbolic state is decoded from them.
+``forward(batch)`` is the training objective for the generic trainer: encode the first step of
+a recorded sequence, then run the state-update model free for the sequence's T steps (its own
+predictions fed back, noise on the state), with losses on poses, events, rewards and endings,
+the decoder heads, latent targets (the encoder's reading of the true observations at each step,
+not differentiated) and pixels through the renderer (a random subset of columns of every view).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import math
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 
-from multiworld.models.dynamics import CARDINAL, StateUpdateConfig, StateUpdateModel, gather_cells
+from multiworld.models.dynamics import StateUpdateConfig, StateUpdateModel
+from multiworld.models.encoder import EncoderConfig, SceneEncoder
+from multiworld.models.geometry import Camera, wrap_angle
+from multiworld.models.heads import DecoderHeads, HeadsConfig
 from multiworld.models.refiner import FlowRefiner, RefinerConfig
-from multiworld.models.renderer import ColumnRenderer, RendererConfig
-from multiworld.models.scene import SceneCodec, SceneCodecConfig, cell_maps
-from multiworld.world.dynamics import StepEvents
-from multiworld.world.state import Action, WorldState
+from multiworld.models.renderer import RayRenderer, RendererConfig
+
+# Scenario conditioning: the state-update model learns rewards and endings per scenario.
+SCENARIO_IDS = {"roam-v0": 0, "forage-v0": 1, "push-v0": 2}
+
+
+def scenario_id(name: str) -> int:
+    try:
+        return SCENARIO_IDS[name]
+    except KeyError:
+        raise ValueError(
+            f"the world model was not trained on scenario {name!r}; it knows {sorted(SCENARIO_IDS)}"
+        ) from None
 
 
 @dataclasses.dataclass
 class WorldModelConfig:
-    codec: SceneCodecConfig = dataclasses.field(default_factory=SceneCodecConfig)
+    encoder: EncoderConfig = dataclasses.field(default_factory=EncoderConfig)
     dynamics: StateUpdateConfig = dataclasses.field(default_factory=StateUpdateConfig)
     renderer: RendererConfig = dataclasses.field(default_factory=RendererConfig)
+    heads: HeadsConfig = dataclasses.field(default_factory=HeadsConfig)
     refiner: RefinerConfig = dataclasses.field(default_factory=RefinerConfig)
+    map_fraction: float = 0.75  # training resets that see the map (the rest: views only)
+    state_noise: float = 0.1  # max std of the noise put on the scene tokens before each step
+    pose_noise: float = 0.01
+    columns_first: int = 24  # image columns rendered per view at the encoded step
+    columns_rollout: int = 8  # ... and at every rollout step
+    latent_every: int = 2  # latent targets at every k-th rollout step
+    pose_weight: float = 20.0
+    event_weight: float = 1.0
+    heads_weight: float = 0.5
+    latent_weight: float = 1.0
     render_weight: float = 1.0
-    refiner_weight: float = 1.0
+    occupancy_weight: float = 1.0
+    refiner_views: int = 2
+
+    @property
+    def dim(self) -> int:
+        return self.encoder.dim
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -42,9 +73,10 @@ class WorldModelConfig:
     @classmethod
     def from_dict(cls, d: dict) -> WorldModelConfig:
         subs = {
-            "codec": SceneCodecConfig,
+            "encoder": EncoderConfig,
             "dynamics": StateUpdateConfig,
             "renderer": RendererConfig,
+            "heads": HeadsConfig,
             "refiner": RefinerConfig,
         }
         known = {f.name for f in dataclasses.fields(cls)}
@@ -57,228 +89,180 @@ class WorldModelConfig:
                 sub_known = {f.name for f in dataclasses.fields(subs[k])}
                 if set(v) - sub_known:
                     raise ValueError(f"unknown {k} config keys: {sorted(set(v) - sub_known)}")
-                kwargs[k] = subs[k](**v)
+                kwargs[k] = subs[k](**{a: tuple(b) if isinstance(b, list) else b for a, b in v.items()})
             else:
                 kwargs[k] = v
-        return cls(**kwargs)
+        cfg = cls(**kwargs)
+        dims = {cfg.encoder.dim, cfg.dynamics.dim, cfg.renderer.dim, cfg.heads.dim}
+        if len(dims) != 1:
+            raise ValueError(f"encoder, dynamics, renderer and heads must share one token width, got {sorted(dims)}")
+        return cfg
 
 
 @dataclasses.dataclass
-class RolloutState:
-    """The model's state of B worlds: tokens (B, S, S, D), and the decoded symbolic state."""
+class LatentState:
+    """The shared state of B worlds: scene tokens (B, S, S, D) and agent tokens (B, N, D).
 
-    tokens: torch.Tensor
-    symbolic: WorldState
-    prev_rgb: torch.Tensor | None = None  # (B, N, H, W, 3) last frames (for the refiner)
+    An agent token is (x, y, heading, latent...). Tensors only; ``pack``/``unpack`` give the
+    single ``(B, S*S + N, D)`` array the store records per step."""
+
+    scene: torch.Tensor
+    agents: torch.Tensor
+
+    @property
+    def poses(self) -> torch.Tensor:
+        return self.agents[..., :3]
+
+    def pack(self) -> np.ndarray:
+        b, s, _, d = self.scene.shape
+        return torch.cat([self.scene.reshape(b, s * s, d), self.agents], 1).float().cpu().numpy()
+
+    @staticmethod
+    def unpack(tokens: np.ndarray | torch.Tensor, size: int, device="cpu") -> LatentState:
+        t = torch.as_tensor(np.asarray(tokens, np.float32), device=device)
+        if t.dim() != 3 or t.shape[1] <= size * size:
+            raise ValueError(f"packed tokens must have shape (B, {size}*{size} + N, D), got {tuple(t.shape)}")
+        b, _, d = t.shape
+        return LatentState(t[:, : size * size].reshape(b, size, size, d).contiguous(), t[:, size * size :].contiguous())
+
+    def select(self, mask: torch.Tensor) -> LatentState:
+        return LatentState(self.scene[mask], self.agents[mask])
+
+    def replace(self, mask: np.ndarray, other: LatentState) -> LatentState:
+        idx = torch.as_tensor(np.flatnonzero(mask), device=self.scene.device)
+        scene, agents = self.scene.clone(), self.agents.clone()
+        scene[idx], agents[idx] = other.scene, other.agents
+        return LatentState(scene, agents)
 
 
 class WorldModel(nn.Module):
     def __init__(self, cfg: WorldModelConfig) -> None:
         super().__init__()
         self.cfg = cfg
-        self.codec = SceneCodec(cfg.codec)
+        cam = Camera()
+        self.encoder = SceneEncoder(cfg.encoder, cam)
         self.dynamics = StateUpdateModel(cfg.dynamics)
-        self.renderer = ColumnRenderer(cfg.renderer)
+        self.renderer = RayRenderer(cfg.renderer, cam)
+        self.heads = DecoderHeads(cfg.heads)
         self.refiner = FlowRefiner(cfg.refiner)
 
-    # ----- training ---------------------------------------------------------------------------
-    def forward(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
-        # Codec and dynamics may learn from a larger batch of transitions (``batch["dynamics"]``,
-        # no views needed) than the renderer, which is the expensive part.
-        dyn = batch.get("dynamics", batch)
-        maps, nxt = dyn["maps"], dyn["next_maps"]
-        tok, tok1 = self.codec.encode(maps), self.codec.encode(nxt)
-        loss_c0, logs = self.codec.loss(tok, maps)
-        loss_c1, _ = self.codec.loss(tok1, nxt)
-        loss_d, logs_d = self.dynamics(dyn, tok, tok1, self.codec)
-        logs.update(logs_d)
-        if "dynamics" in batch:
-            tok1 = self.codec.encode(batch["next_maps"])
-        rgb, depth = self.render_tokens(tok1, batch["next_poses"], batch["colors"])
-        loss_r, logs_r = self.renderer.loss(rgb, batch["rgb"], depth, batch.get("depth"))
-        logs.update(logs_r)
-        v = min(self.cfg.refiner.train_views, rgb.shape[0] * rgb.shape[1])
-        loss_f, logs_f = self.refiner(
-            rgb.flatten(0, 1)[:v], batch["prev_rgb"].flatten(0, 1)[:v], batch["rgb"].flatten(0, 1)[:v]
-        )
-        logs.update(logs_f)
-        loss = loss_c0 + loss_c1 + loss_d + self.cfg.render_weight * loss_r + self.cfg.refiner_weight * loss_f
-        logs["loss"] = loss.item()
-        return loss, logs
-
-    def render_tokens(self, tokens: torch.Tensor, poses: torch.Tensor, colors: torch.Tensor, views=None, image=None):
-        """Deterministic views (B, V, H, W, 3) in [0, 1] and depth, read from the tokens and agent states.
-        ``image``: (height, width, fov_degrees), default the trained size."""
-        lg = self.codec.logits(tokens)
-        solid = (lg["wall"].argmax(-1) != 0) | (lg["box"] > 0)
-        return self.renderer(tokens, solid, lg["item"], poses, colors.long(), views, image)
-
-    # ----- free-running -----------------------------------------------------------------------
     @property
     def device(self) -> torch.device:
         return next(self.parameters()).device
 
-    @torch.no_grad()
-    def encode_state(self, state: WorldState) -> torch.Tensor:
-        return self.codec.encode(cell_maps(state, self.device))
+    # ----- the model at run time ---------------------------------------------------------------
+    def encode(
+        self, views: torch.Tensor, poses: torch.Tensor, size: int, map_image: torch.Tensor | None = None
+    ) -> LatentState:
+        """The state from observations: views (B, N, H, W, 3) uint8 or float in [0, 1], poses (B, N, 3),
+        the top-down map (B, h, w, 3) or None (``init="views"``)."""
+        views = _unit(views)
+        scene, agents = self.encoder(views, poses.float(), size, None if map_image is None else _unit(map_image))
+        return LatentState(scene, agents)
 
-    @torch.no_grad()
-    def reset(self, state: WorldState, tokens: torch.Tensor | None = None) -> RolloutState:
-        """Start from an oracle/stored symbolic state (encoded) or from stored tokens (decoded)."""
-        if tokens is None:
-            tokens = self.encode_state(state)
-        sym = self.decode_state(tokens, state)
-        if self.dynamics.turn_table.abs().sum() == 0:
-            raise ValueError("this world model has no fitted kinematics (untrained checkpoint?)")
-        return RolloutState(tokens=tokens, symbolic=sym)
-
-    @torch.no_grad()
-    def restart(self, rs: RolloutState, mask: np.ndarray, start: WorldState, image=None) -> RolloutState:
-        """``rs`` with the worlds where ``mask`` (B,) is True started over from ``start`` (one world
-        per True, in order) exactly as :meth:`reset` starts them; the other worlds are untouched.
-        ``image``: the render size, when the refiner keeps previous frames."""
-        fresh = self.reset(start)
-        idx = torch.as_tensor(np.flatnonzero(mask), device=self.device)
-        tokens = rs.tokens.clone()
-        tokens[idx] = fresh.tokens
-        prev = rs.prev_rgb
-        if prev is not None:  # a fresh world's first "previous frame" is its own first render
-            prev = prev.clone()
-            prev[idx] = self.render(fresh, image=image)
-        return RolloutState(tokens=tokens, symbolic=rs.symbolic.replace_worlds(mask, fresh.symbolic), prev_rgb=prev)
-
-    @torch.no_grad()
-    def decode_state(self, tokens: torch.Tensor, ref: WorldState) -> WorldState:
-        """Symbolic state decoded from tokens; agents and object identities (list order) from ``ref``.
-
-        Boxes that are no longer on a decoded box cell move to the nearest decoded box cell
-        no other box holds; items are alive where an item is decoded on their cell."""
-        dec = {k: v.cpu().numpy() for k, v in self.codec.decode(tokens).items()}
-        out = ref.copy()
-        out.walls = dec["wall"].astype(np.uint8)
-        out.floor = dec["floor"].astype(np.uint8)
-        out.goals = dec["goal"].astype(bool)
-        b = np.arange(ref.num_worlds)[:, None]
-        if ref.items.shape[1]:
-            out.items_alive = dec["item"][b, ref.items[..., 0], ref.items[..., 1]].astype(bool)
-        for w in range(ref.num_worlds):
-            cells = {tuple(c) for c in np.argwhere(dec["box"][w])}
-            keep = [tuple(c) in cells for c in ref.boxes[w]]
-            free = cells - {tuple(c) for c, k in zip(ref.boxes[w], keep) if k}
-            for m in np.flatnonzero(~np.array(keep, bool)):
-                if not free:
-                    break
-                c = min(free, key=lambda x, m=m: abs(x[0] - ref.boxes[w, m, 0]) + abs(x[1] - ref.boxes[w, m, 1]))
-                out.boxes[w, m] = c
-                free.discard(c)
-        return out
-
-    @torch.no_grad()
     def step(
-        self, rs: RolloutState, actions: np.ndarray, refresh: bool = True, constrained: bool = True
-    ) -> tuple[RolloutState, StepEvents]:
-        """One free-running step of joint actions (B, N). No oracle involved.
+        self, state: LatentState, actions: torch.Tensor, scenario: torch.Tensor
+    ) -> tuple[LatentState, dict[str, torch.Tensor]]:
+        scene, agents, out = self.dynamics(state.scene, state.agents, actions, scenario)
+        return LatentState(scene, agents), out
 
-        ``constrained``: decode the move outcomes under validity constraints (see :meth:`_decode_moves`)."""
-        dev = self.device
-        sym = rs.symbolic
-        poses = torch.as_tensor(sym.poses, device=dev)
-        act = torch.as_tensor(np.asarray(actions, np.int64), device=dev)
-        dyn = self.dynamics
-        q = dyn.probe(rs.tokens)
-        logits = dyn.move_logits(q, poses, act)
-        heading, d = dyn.nominal(poses, act)
-        cands = dyn.move_candidates(poses[..., :2], d)
-        move = self._decode_moves(logits, cands, poses[..., :2], rs.tokens) if constrained else logits.argmax(-1)
-        xy = torch.gather(cands, 2, move[..., None, None].expand(-1, -1, 1, 2))[:, :, 0]
-        new_poses = torch.cat([xy, heading[..., None]], -1)
-        push_lg, pick_lg, ev = dyn.event_outputs(q, new_poses, act)
-        push = (push_lg > 0) & (act == Action.INTERACT)
-        pick = pick_lg > 0
+    def render(self, state: LatentState, cam: Camera | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Every agent's view (B, N, H, W, 3) in [0, 1] and depth (B, N, H, W), one batched pass."""
+        return self.renderer(state.scene, state.agents, cam=cam)
 
-        new = sym.copy()
-        new.poses = new_poses.cpu().numpy().astype(np.float32)
-        new.step = sym.step + 1
-        events = self._apply_events(new, push.cpu().numpy(), pick.cpu().numpy())
-        if refresh:
-            tokens = self.encode_state(new)
-        else:
-            tokens = dyn.latent_update(rs.tokens, new_poses, ev, push.float(), pick.float())
-            new = self.decode_state(tokens, new)
-        return RolloutState(tokens=tokens, symbolic=new, prev_rgb=rs.prev_rgb), events
+    # ----- training -------------------------------------------------------------------------
+    def _perturb(self, scene: torch.Tensor, agents: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Training noise on the state before each free-running step: Gaussian, with a std drawn
+        per world up to ``state_noise`` on the tokens and agent latents, ``pose_noise`` cells on
+        positions, none on headings."""
+        cfg, bsz, dev = self.cfg, scene.shape[0], scene.device
+        sigma = torch.rand(bsz, 1, 1, 1, device=dev) * cfg.state_noise
+        scene = scene + sigma * torch.randn_like(scene)
+        scale = torch.full((agents.shape[-1],), cfg.state_noise, device=dev)
+        scale[:2], scale[2] = cfg.pose_noise, 0.0
+        return scene, agents + torch.randn_like(agents) * scale * torch.rand(bsz, 1, 1, device=dev)
 
-    def _decode_moves(self, logits, cands, xy, tokens) -> torch.Tensor:
-        """Most likely move outcome per agent such that the joint result is a valid scene.
+    def forward(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
+        cfg = self.cfg
+        views, depth, maps, poses = batch["views"], batch["depth"], batch["maps"], batch["poses"]
+        cells, colors, actions, scenario = batch["cells"], batch["colors"], batch["actions"], batch["scenario"]
+        bsz, t1, n = views.shape[:3]
+        size = cells["wall"].shape[-1]
+        width = views.shape[-2]
+        dev = views.device
+        use_map = torch.rand(bsz, device=dev) < cfg.map_fraction
+        scene, agents = self.encoder(views[:, 0], poses[:, 0], size, maps[:, 0], use_map)
+        logs: dict[str, float] = {}
 
-        Valid: no agent's square (half-size ``probe_radius``) overlaps a cell the codec decodes as
-        solid, and no two agents' squares overlap (the oracle never produces either). An agent
-        whose chosen outcome moves it into an invalid place falls back to its next most likely
-        outcome; agents that stay put are never moved by this. Like the token refresh, this is a
-        projection of the model's prediction onto valid states; measured with and without."""
-        r = self.dynamics.cfg.probe_radius
-        dec = self.codec.decode(tokens)
-        solid = ((dec["wall"] != 0) | (dec["box"] > 0))[..., None].float()
-        order = logits.argsort(-1, descending=True)  # (B, N, 4)
-        rank = torch.zeros(logits.shape[:2], dtype=torch.long, device=logits.device)
-        corners = torch.tensor([[-r, -r], [-r, r], [r, -r], [r, r]], device=xy.device)
-        n = xy.shape[1]
-        off_diag = ~torch.eye(n, dtype=torch.bool, device=xy.device)
-        for _ in range(4):
-            move = order.gather(-1, rank[..., None])[..., 0]
-            pos = cands.gather(2, move[..., None, None].expand(-1, -1, 1, 2))[:, :, 0]
-            moved = (pos != xy).any(-1)
-            pts = pos[:, :, None] + corners
-            in_wall = gather_cells(solid, pts[..., 1].floor().long(), pts[..., 0].floor().long())[..., 0].amax(-1) > 0
-            gap = (pos[:, None] - pos[:, :, None]).abs().amax(-1)
-            clash = ((gap < 2 * r) & off_diag).any(-1)
-            bad = moved & (in_wall | clash) & (rank < 3)
-            if not bad.any():
-                break
-            rank = rank + bad.long()
-        return order.gather(-1, rank[..., None])[..., 0]
+        def render_loss(scene, agents, t, k):
+            cols = torch.randperm(width, device=dev)[:k]
+            cam_agents = torch.cat([agents[..., :3].detach(), agents[..., 3:]], -1)
+            rgb, dep = self.renderer(scene, cam_agents, columns=cols)
+            return self.renderer.loss(rgb, views[:, t][:, :, :, cols], dep, depth[:, t][:, :, :, cols])
 
-    @staticmethod
-    def _apply_events(state: WorldState, push: np.ndarray, pick: np.ndarray) -> StepEvents:
-        """Apply predicted pushes and pickups to ``state`` (in place) and return them as events."""
-        bsz, n = push.shape
-        ev = StepEvents(
-            pushed=np.full((bsz, n), -1, np.int16),
-            push_from=np.full((bsz, n, 2), -1, np.int16),
-            push_to=np.full((bsz, n, 2), -1, np.int16),
-            picked=np.full((bsz, n), -1, np.int16),
-        )
-        quad = np.mod(np.round(state.poses[..., 2] / (math.pi / 2)).astype(np.int64), 4)
-        card = np.array(CARDINAL, np.int64)[quad]
-        cell = np.stack([np.floor(state.poses[..., 1]), np.floor(state.poses[..., 0])], -1).astype(np.int64)
-        s = state.size
-        for b, i in zip(*np.nonzero(push)):
-            front, dest = cell[b, i] + card[b, i], cell[b, i] + 2 * card[b, i]
-            hit = np.flatnonzero(np.all(state.boxes[b] == front, axis=-1))
-            if len(hit) == 0 or not (0 <= dest[0] < s and 0 <= dest[1] < s) or (ev.pushed[b] == hit[0]).any():
-                continue
-            ev.pushed[b, i], ev.push_from[b, i], ev.push_to[b, i] = hit[0], front, dest
-            state.boxes[b, hit[0]] = dest
-        for b, i in zip(*np.nonzero(pick)):
-            here = np.flatnonzero(np.all(state.items[b] == cell[b, i], axis=-1) & state.items_alive[b])
-            if len(here):
-                ev.picked[b, i] = here[0]
-                state.items_alive[b, here[0]] = False
-        return ev
+        l_r, lg = render_loss(scene, agents, 0, cfg.columns_first)
+        logs["render_psnr"] = lg["render_psnr"]
+        logs["depth_l1"] = lg.get("depth_l1", 0.0)
+        l_h, lg = self.heads.loss(scene, agents, {k: v[:, 0] for k, v in cells.items()}, colors)
+        logs["cell_acc"] = lg["cell_acc"]
+        occupied = (cells["wall"] > 0) | (cells["box"] > 0) | (cells["item"] > 0)  # (B, T1, S, S)
+        l_o = self.renderer.occupancy_loss(scene, occupied[:, 0])
+        loss = cfg.render_weight * l_r + cfg.heads_weight * l_h + cfg.occupancy_weight * l_o
 
-    @torch.no_grad()
-    def render(self, rs: RolloutState, sampler_steps: int = 0, generator=None, with_depth: bool = False, image=None):
-        """All agents' views (B, N, H, W, 3) float in [0, 1] from one state version, in one batched pass
-        (and their depth (B, N, H, W) if ``with_depth``).
+        with torch.no_grad():  # latent targets: the encoder's reading of the true observations
+            steps = list(range(cfg.latent_every, t1, cfg.latent_every))
+            if steps:
+                ts = torch.tensor(steps, device=dev)
+                tv = views[:, ts].flatten(0, 1)
+                tgt_scene, tgt_agents = self.encoder(
+                    tv, poses[:, ts].flatten(0, 1), size, maps[:, ts].flatten(0, 1), None
+                )
+                tgt_scene = tgt_scene.unflatten(0, (bsz, len(steps)))
+                tgt_agents = tgt_agents.unflatten(0, (bsz, len(steps)))
 
-        ``sampler_steps`` 0 is the deterministic render; 1..8 runs the flow refiner on top."""
-        sym = rs.symbolic
-        poses = torch.as_tensor(sym.poses, device=self.device)
-        colors = torch.as_tensor(sym.colors.astype(np.int64), device=self.device)
-        rgb, depth = self.render_tokens(rs.tokens, poses, colors, image=image)
-        rgb = rgb.clamp(0, 1)
-        if sampler_steps > 0:
-            prev = rgb if rs.prev_rgb is None else rs.prev_rgb
-            flat = self.refiner.sample(rgb.flatten(0, 1), prev.flatten(0, 1), sampler_steps, generator)
-            rgb = flat.reshape(rgb.shape)
-        rs.prev_rgb = rgb
-        return (rgb, depth) if with_depth else rgb
+        roll = {k: [] for k in ("pose_err", "move_ok", "push_acc", "pick_acc", "roll_psnr", "roll_cell_acc")}
+        for t in range(1, t1):
+            if self.training:
+                scene, agents = self._perturb(scene, agents)
+            scene, agents, out = self.dynamics(scene, agents, actions[:, t - 1], scenario)
+            p = poses[:, t]
+            err_xy = (agents[..., :2] - p[..., :2]).abs()
+            err_h = wrap_angle(agents[..., 2] - p[..., 2]).abs()
+            loss = loss + cfg.pose_weight * (err_xy.mean() + err_h.mean()) / (t1 - 1)
+            push, pick = batch["push"][:, t - 1], batch["pick"][:, t - 1]
+            l_e = F.binary_cross_entropy_with_logits(out["push"], push, pos_weight=torch.tensor(5.0, device=dev))
+            l_e = l_e + F.binary_cross_entropy_with_logits(out["pick"], pick, pos_weight=torch.tensor(5.0, device=dev))
+            l_e = l_e + F.mse_loss(out["reward"], batch["reward"][:, t - 1])
+            l_e = l_e + F.binary_cross_entropy_with_logits(out["done"], batch["done"][:, t - 1])
+            loss = loss + cfg.event_weight * l_e / (t1 - 1)
+            l_h, lg = self.heads.loss(scene, agents, {k: v[:, t] for k, v in cells.items()}, colors)
+            l_o = self.renderer.occupancy_loss(scene, occupied[:, t])
+            loss = loss + (cfg.heads_weight * l_h + cfg.occupancy_weight * l_o) / (t1 - 1)
+            if t in steps:
+                i = steps.index(t)
+                l_l = F.mse_loss(scene, tgt_scene[:, i]) + F.mse_loss(agents[..., 3:], tgt_agents[:, i, :, 3:])
+                loss = loss + cfg.latent_weight * l_l / len(steps)
+            l_r, lr_ = render_loss(scene, agents, t, cfg.columns_rollout)
+            loss = loss + cfg.render_weight * l_r / (t1 - 1)
+            with torch.no_grad():
+                roll["pose_err"].append(float(err_xy.mean() + err_h.mean()))
+                roll["move_ok"].append(float(((err_xy.amax(-1) < 0.02) & (err_h < 0.02)).float().mean()))
+                roll["push_acc"].append(float(((out["push"] > 0).float() == push).float().mean()))
+                roll["pick_acc"].append(float(((out["pick"] > 0).float() == pick).float().mean()))
+                roll["roll_psnr"].append(lr_["render_psnr"])
+                roll["roll_cell_acc"].append(lg["cell_acc"])
+        logs.update({k: float(np.mean(v)) for k, v in roll.items() if v})
+
+        if cfg.refiner_views:  # the generative head learns the residual of full deterministic renders
+            with torch.no_grad():
+                v = min(cfg.refiner_views, n)
+                full, _ = self.renderer(scene.detach()[:1], agents.detach()[:1], views=torch.arange(v, device=dev))
+            l_f, lg = self.refiner(full[0], views[0, t1 - 2, :v], views[0, t1 - 1, :v])
+            loss = loss + l_f
+            logs.update(lg)
+        logs["loss"] = float(loss.detach())
+        return loss, logs
+
+
+def _unit(x: torch.Tensor) -> torch.Tensor:
+    return x.float() / 255 if x.dtype == torch.uint8 else x.float()

@@ -42,6 +42,7 @@ import numpy as np
 from multiworld.agents.actors import AgentActor, RenderedViews, StateHandle
 from multiworld.runtime.base import Observation, Simulator, initial_state
 from multiworld.world.dynamics import step as world_step
+from multiworld.world.dynamics import validate_actions
 from multiworld.world.state import WorldState
 
 
@@ -212,63 +213,40 @@ class OracleWorld:
 
 
 class ModelWorld:
-    """The learned state-update model in the world actor; renderers get tokens, poses and colours.
+    """The learned model's state and state-update model in the world actor (a :class:`ModelSimulator`
+    that never renders); renderer replicas get the packed latent state of each version.
 
     Only the deterministic renderer is supported (``sampler_steps=0``): the flow sampler draws
     one noise stream for all agents of a world, which a split over agent actors cannot reproduce.
     """
 
-    def __init__(
-        self,
-        scenario,
-        num_agents: int,
-        num_worlds: int = 1,
-        device: str = "cpu",
-        checkpoint=None,
-        refresh: bool = True,
-        sampler_steps: int = 0,
-        **kwargs,
-    ) -> None:
-        from multiworld.models.checkpoint import load_checkpoint
-        from multiworld.runtime.model import resolve_device
+    def __init__(self, scenario, num_agents: int, num_worlds: int = 1, sampler_steps: int = 0, **kwargs) -> None:
+        from multiworld.runtime.model import ModelSimulator
 
         if sampler_steps:
             raise ValueError("the ray runtime renders the model deterministically: sampler_steps must be 0")
-        arena = {k: v for k, v in kwargs.items() if k not in ("render", "depth", "seed")}
-        self.scenario, self.refresh = scenario, refresh
-        self.arena = scenario.arena_config(num_agents=num_agents, **arena)
-        self.num_worlds, self.num_agents = num_worlds, num_agents
-        self.agent_names = [f"agent_{i}" for i in range(num_agents)]
-        self.model = load_checkpoint(checkpoint, resolve_device(device))
-        self.rs = None
+        kwargs = {k: v for k, v in kwargs.items() if k not in ("depth", "seed")}
+        self.sim = ModelSimulator(scenario, num_agents, num_worlds, **kwargs)
+        self.num_worlds, self.num_agents, self.agent_names = num_worlds, num_agents, self.sim.agent_names
 
     @property
     def state(self) -> WorldState | None:
-        return None if self.rs is None else self.rs.symbolic
+        return self.sim.readout
 
     def reset(self, seeds: list[int], start: WorldState | None = None) -> None:
-        self.rs = self.model.reset(initial_state(self.arena, seeds, start, self.num_worlds, self.num_agents))
+        self.sim.reset_state(seeds, start)
 
     def step(self, actions: np.ndarray):
-        before = self.rs.symbolic
-        self.rs, events = self.model.step(self.rs, actions, refresh=self.refresh)
-        after = self.rs.symbolic
-        rewards = self.scenario.reward(before, after, events).astype(np.float32)
-        per_world = [events.as_dicts(b, self.agent_names) for b in range(self.num_worlds)]
-        return rewards, np.asarray(self.scenario.terminated(after), bool), per_world
+        return self.sim._advance(validate_actions(actions, self.num_worlds, self.num_agents))
 
     def tokens(self) -> np.ndarray:
-        return self.rs.tokens.float().cpu().numpy()
+        return self.sim.tokens()
 
     def payload(self) -> dict:
-        sym = self.rs.symbolic
-        return {"version": sym.step.copy(), "tokens": self.tokens(), "poses": sym.poses, "colors": sym.colors}
+        return self.sim.payload()
 
     def restore(self, state: WorldState, tokens: np.ndarray | None) -> None:
-        import torch
-
-        tok = None if tokens is None else torch.as_tensor(tokens, device=self.model.device)
-        self.rs = self.model.reset(state, tok)
+        self.sim.reset_state([0] * self.num_worlds, start=state, tokens=tokens)
 
 
 WORLDS = {"oracle": OracleWorld, "model": ModelWorld}

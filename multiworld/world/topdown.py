@@ -22,28 +22,31 @@ FLOOR_COLOURS = np.stack([_mean_colour(_ATLAS.floor + p * _T2, _T2) for p in ran
 
 
 def top_down(state: WorldState, cell_px: int = 8) -> np.ndarray:
-    """(B, S*cell_px, S*cell_px, 3) uint8 images, north up."""
+    """(B, S*cell_px, S*cell_px, 3) uint8 images, north up (vectorized over worlds)."""
     bsz, s = state.num_worlds, state.size
-    out = np.empty((bsz, s * cell_px, s * cell_px, 3), np.uint8)
-    yy, xx = (np.mgrid[0 : s * cell_px, 0 : s * cell_px] + 0.5) / cell_px  # pixel centres in cell units
-    for b in range(bsz):
-        pattern = np.where(state.goals[b], GOAL_PATTERN, state.floor[b])
-        cells = np.where(state.walls[b, ..., None] > 0, WALL_COLOURS[state.walls[b]], FLOOR_COLOURS[pattern])
-        for r, c in state.boxes[b]:
-            cells[r, c] = WALL_COLOURS[BOX_MATERIAL]
-        img = np.repeat(np.repeat(cells, cell_px, axis=0), cell_px, axis=1)
-        for (r, c), alive in zip(state.items[b], state.items_alive[b]):
-            if alive:
-                img[(np.abs(xx - c - 0.5) + np.abs(yy - r - 0.5)) < 0.3] = (255, 200, 0)
-        for (x, y, h), colour in zip(state.poses[b], state.colors[b]):
-            img[(xx - x) ** 2 + (yy - y) ** 2 < 0.3**2] = AGENT_COLOURS[colour]
-            # heading: a short white line from the body centre
-            t = np.linspace(0.0, 0.55, 4 * cell_px)
-            px = np.clip(((x + t * np.cos(h)) * cell_px).astype(int), 0, s * cell_px - 1)
-            py = np.clip(((y + t * np.sin(h)) * cell_px).astype(int), 0, s * cell_px - 1)
-            img[py, px] = 255
-        out[b] = np.clip(img, 0, 255).astype(np.uint8)
-    return out
+    side = s * cell_px
+    yy, xx = (np.mgrid[0:side, 0:side] + 0.5) / cell_px  # pixel centres in cell units
+    pattern = np.where(state.goals, GOAL_PATTERN, state.floor)
+    cells = np.where(state.walls[..., None] > 0, WALL_COLOURS[state.walls], FLOOR_COLOURS[pattern])
+    if state.boxes.shape[1]:
+        b = np.repeat(np.arange(bsz), state.boxes.shape[1])
+        cells[b, state.boxes[..., 0].ravel(), state.boxes[..., 1].ravel()] = WALL_COLOURS[BOX_MATERIAL]
+    img = np.repeat(np.repeat(cells, cell_px, axis=1), cell_px, axis=2)
+    for k in range(state.items.shape[1]):
+        r, c = state.items[:, k, 0, None, None], state.items[:, k, 1, None, None]
+        mask = ((np.abs(xx - c - 0.5) + np.abs(yy - r - 0.5)) < 0.3) & state.items_alive[:, k, None, None]
+        img[mask] = (255, 200, 0)
+    t = np.linspace(0.0, 0.55, 4 * cell_px)
+    worlds = np.arange(bsz)[:, None]
+    for i in range(state.num_agents):
+        x, y, h = (state.poses[:, i, j].astype(np.float64) for j in range(3))
+        disk = (xx - x[:, None, None]) ** 2 + (yy - y[:, None, None]) ** 2 < 0.3**2
+        img = np.where(disk[..., None], AGENT_COLOURS[state.colors[:, i]][:, None, None, :], img)
+        # heading: a short white line from the body centre
+        px = np.clip(((x[:, None] + t * np.cos(h)[:, None]) * cell_px).astype(int), 0, side - 1)
+        py = np.clip(((y[:, None] + t * np.sin(h)[:, None]) * cell_px).astype(int), 0, side - 1)
+        img[worlds, py, px] = 255
+    return np.clip(img, 0, 255).astype(np.uint8)
 
 
 def mosaic(views: np.ndarray, map_img: np.ndarray, scale: int = 2) -> np.ndarray:

@@ -1,0 +1,146 @@
+"""Camera geometry: the only structure of the world model that is given by hand.
+
+Everything here is where a ray from a camera goes, and where a point lands in a camera; none of
+it knows what the world contains. The world-aligned grid has cell (i, j) covering
+``x in [j, j+1), y in [i, i+1)`` (x east, y south); a camera sits at (x, y, eye height), looks
+along its heading with no pitch or roll, and image column ``w`` looks along
+``forward + right * cam_x[w]`` so that the ray parameter ``t`` is depth along the view axis.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import torch
+
+
+@dataclasses.dataclass(frozen=True)
+class Camera:
+    """Pinhole camera of every agent: image size, horizontal field of view and eye height."""
+
+    height: int = 64
+    width: int = 64
+    fov_degrees: float = 90.0
+    eye_height: float = 0.5
+    near: float = 0.05
+
+    @property
+    def focal(self) -> float:
+        return (self.width / 2) / math.tan(math.radians(self.fov_degrees) / 2)
+
+    def cam_x(self, device=None) -> torch.Tensor:
+        """(W,) lateral slope of each column's ray (right component per unit of depth)."""
+        return (torch.arange(self.width, device=device, dtype=torch.float32) + 0.5 - self.width / 2) / self.focal
+
+    def row_tan(self, device=None) -> torch.Tensor:
+        """(H,) tangent of each pixel row's elevation (positive above the horizon)."""
+        return (self.height / 2 - torch.arange(self.height, device=device, dtype=torch.float32) - 0.5) / self.focal
+
+
+def frames(poses: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Origins (..., 2), forward (..., 2) and right (..., 2) unit vectors of cameras at ``poses (..., 3)``."""
+    c, s = torch.cos(poses[..., 2]), torch.sin(poses[..., 2])
+    return poses[..., :2], torch.stack([c, s], -1), torch.stack([-s, c], -1)
+
+
+def column_rays(poses: torch.Tensor, cam_x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Ray origins (..., 1, 2) and directions (..., C, 2) of columns ``cam_x (C,)``; t is depth."""
+    o, fwd, right = frames(poses)
+    d = fwd[..., None, :] + right[..., None, :] * cam_x[:, None]
+    return o[..., None, :], d
+
+
+@dataclasses.dataclass
+class Segments:
+    """The pieces of rays between consecutive grid-line crossings, nearest first.
+
+    t_in, t_out: (..., K)    depth where the ray enters and leaves the piece
+    cell:        (..., K, 2) (row, col) of the cell the piece lies in, clamped to the grid
+    p_in, p_out: (..., K, 2) entry and exit points as (x, y) relative to that cell's corner
+    inside:      (..., K)    the piece lies inside the grid
+    """
+
+    t_in: torch.Tensor
+    t_out: torch.Tensor
+    cell: torch.Tensor
+    p_in: torch.Tensor
+    p_out: torch.Tensor
+    inside: torch.Tensor
+
+
+def ray_segments(origin: torch.Tensor, d: torch.Tensor, size: int, k: int) -> Segments:
+    """The first ``k`` cell pieces of every ray ``origin + t d`` (t >= 0) through an S x S grid.
+
+    All crossings with the S+1 vertical and S+1 horizontal grid lines are computed at once and
+    sorted (no per-cell loop); the piece between two consecutive crossings lies in one cell.
+    """
+    far = 4.0 * size
+    lines = torch.arange(size + 1, device=d.device, dtype=d.dtype)
+
+    def crossings(o, v):
+        safe = torch.where(v.abs() < 1e-9, torch.full_like(v, 1e-9), v)
+        t = (lines - o[..., None]) / safe[..., None]
+        return torch.where(t > 1e-6, t, torch.full_like(t, far))
+
+    ox, oy = origin[..., 0].expand(d.shape[:-1]), origin[..., 1].expand(d.shape[:-1])
+    t = torch.cat([crossings(ox, d[..., 0]), crossings(oy, d[..., 1])], -1)
+    t = torch.sort(t, -1).values[..., :k]
+    zero = torch.zeros_like(t[..., :1])
+    t_in = torch.cat([zero, t[..., :-1]], -1)
+    t_out = t
+    o = origin[..., None, :] if origin.dim() == d.dim() else origin
+    mid = o + d[..., None, :] * ((t_in + t_out) / 2)[..., None]
+    cell_xy = mid.floor()
+    inside = (cell_xy >= 0).all(-1) & (cell_xy < size).all(-1) & (t_out < far)
+    cell_xy = cell_xy.clamp(0, size - 1)
+    p_in = (o + d[..., None, :] * t_in[..., None] - cell_xy).clamp(0, 1)
+    p_out = (o + d[..., None, :] * t_out.clamp(max=far)[..., None] - cell_xy).clamp(0, 1)
+    cell = torch.stack([cell_xy[..., 1], cell_xy[..., 0]], -1).long()
+    return Segments(t_in, t_out, cell, p_in, p_out, inside)
+
+
+def project(points: torch.Tensor, poses: torch.Tensor, cam: Camera) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Image coordinates of world points ``(..., P, 3)`` in cameras ``(..., 3)``.
+
+    Returns (u, v) normalised to [-1, 1] (grid_sample convention, x right, y down) as
+    ``(..., P, 2)``, the depth ``(..., P)`` and whether the point is in front and in view."""
+    o, fwd, right = frames(poses)
+    rel = points[..., :2] - o[..., None, :]
+    depth = (rel * fwd[..., None, :]).sum(-1)
+    lateral = (rel * right[..., None, :]).sum(-1)
+    safe = depth.clamp(min=cam.near)
+    u = cam.focal * lateral / safe / (cam.width / 2)
+    v = -cam.focal * (points[..., 2] - cam.eye_height) / safe / (cam.height / 2)
+    valid = (depth > cam.near) & (u.abs() < 1) & (v.abs() < 1)
+    return torch.stack([u, v], -1), depth, valid
+
+
+def fourier(x: torch.Tensor, bands: int) -> torch.Tensor:
+    """``(..., C) -> (..., 2 * C * bands)``: sin and cos of ``2 pi 2^b x`` for b < bands."""
+    freqs = 2 * math.pi * (2.0 ** torch.arange(bands, device=x.device, dtype=x.dtype))
+    a = x[..., None] * freqs
+    return torch.cat([a.sin(), a.cos()], -1).flatten(-2)
+
+
+def gather_cells(grid: torch.Tensor, row: torch.Tensor, col: torch.Tensor) -> torch.Tensor:
+    """``grid (B, S, S, C)`` read at integer cells ``row, col (B, ...)`` (clamped) -> ``(B, ..., C)``."""
+    bsz, s, _, c = grid.shape
+    row, col = row.clamp(0, s - 1), col.clamp(0, s - 1)
+    flat = (row * s + col).reshape(bsz, -1)
+    out = torch.gather(grid.reshape(bsz, s * s, c), 1, flat[..., None].expand(-1, -1, c))
+    return out.reshape(*row.shape, c)
+
+
+def bilinear_cells(grid: torch.Tensor, xy: torch.Tensor) -> torch.Tensor:
+    """``grid (B, S, S, C)`` sampled bilinearly at continuous points ``xy (B, P, 2)`` (cell centres at +0.5)."""
+    s = grid.shape[1]
+    g = (xy / s) * 2 - 1  # x -> width axis, y -> height axis
+    out = torch.nn.functional.grid_sample(
+        grid.permute(0, 3, 1, 2), g[:, :, None, :], mode="bilinear", padding_mode="border", align_corners=False
+    )
+    return out[..., 0].permute(0, 2, 1)
+
+
+def wrap_angle(a: torch.Tensor) -> torch.Tensor:
+    return torch.remainder(a + math.pi, 2 * math.pi) - math.pi
