@@ -67,7 +67,7 @@ def test_check_env_specs(backend, scenario, obs_type):
         assert obs.shape == (30, n, 16, 16, 4 if obs_type == "rgbd" else 3) and obs.dtype == torch.uint8
     done, terminated = td["next", "done"][:, 0], td["next", "terminated"][:, 0]
     if backend == "model" and terminated.any():
-        pytest.skip("backend='model' ended the episode by termination within 30 random steps (rewrite in progress)")
+        pytest.skip("backend='model' ended the episode by its learned termination head within 30 random steps")
     assert done[19] and done.sum() == 1 and not terminated.any()  # ended once, truncated at 20, and went on
 
 
@@ -112,8 +112,8 @@ def test_rollout_with_pushes_and_pickups(backend, scenario):
         problems.append("forage rewards differ from its pickups")
     if backend == "model" and problems:
         pytest.skip(
-            f"backend='model': {problems} in 160 scripted steps; these checks need the rewritten model (in "
-            "progress) to emit well-formed push and pickup events (box/item indices) and forage's rewards"
+            f"backend='model': {problems} in 160 scripted steps; the learned model's rewards are regressed "
+            "(not exactly its pickups) and its push head can fire without a decoded box moving (box -1)"
         )
     assert not problems, problems
 
