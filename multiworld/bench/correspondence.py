@@ -39,6 +39,17 @@ class Matches:
         """(B,) matches per world."""
         return np.bincount(self.world, minlength=num_worlds)
 
+    def shuffled(self, rng: np.random.Generator) -> Matches:
+        """The same pixels of agent a paired with the o-side of a random match of the same world:
+        the chance level of agreement (pairs that do *not* see the same point)."""
+        perm = np.arange(len(self))
+        for b in np.unique(self.world):
+            idx = np.flatnonzero(self.world == b)
+            perm[idx] = rng.permutation(idx)
+        return Matches(
+            self.world, self.agent_a, self.row_a, self.col_a, self.agent_o[perm], self.row_o[perm], self.col_o[perm]
+        )
+
 
 def find_matches(state: WorldState, views: Views, cfg: RenderConfig) -> Matches:
     """All matched pixel pairs of ``views`` (rendered with ``buffers=True`` from ``state``)."""

@@ -50,7 +50,11 @@ def _decoded(sim, num_agents: int):
 
 
 def run_drift_task(task: DriftTask) -> dict:
-    """``{variant: {step: {"psnr", "ssim", accuracies...}}}`` with sums over worlds (and a count)."""
+    """``{variant: {step: {"psnr", "ssim", accuracies..., "psnr_worlds"}}}`` with sums over worlds
+        (and a count); ``psnr_worlds`` / ``mse_worlds`` are each world's mean view PSNR / MSE (for the
+    bootstrap intervals).
+        Simulators without a state to read out (``has_state`` False: the stacked-frames baseline,
+        the bounds) get no accuracies."""
     record = set(task.record)
     out = {v: {} for v in task.variants}
 
@@ -64,7 +68,9 @@ def run_drift_task(task: DriftTask) -> dict:
             row["psnr"] = float(psnr(rgb, ref.rgb).mean(axis=1).sum())
             row["mse"] = float(mse(rgb, ref.rgb).mean(axis=1).sum())
             row["ssim"] = float(ssim(rgb, ref.rgb).mean(axis=1).sum())
-            if task.with_state:
+            row["psnr_worlds"] = [round(float(x), 4) for x in psnr(rgb, ref.rgb).mean(axis=1)]
+            row["mse_worlds"] = [float(x) for x in mse(rgb, ref.rgb).mean(axis=1)]
+            if task.with_state and (v == "oracle" or getattr(sims[v], "has_state", True)):
                 if v == "oracle":
                     pred, rep = truth, 1
                 else:
@@ -88,8 +94,11 @@ def summarize_drift(results: list[dict], variants=VARIANTS) -> dict:
         for step in sorted({s for r in results for s in r[v]}, key=int):
             rows = [r[v][step] for r in results if step in r[v]]
             worlds = sum(row["worlds"] for row in rows)
-            keys = [k for k in rows[0] if k != "worlds"]
+            per_world = ("psnr_worlds", "mse_worlds")
+            keys = [k for k in rows[0] if k != "worlds" and k not in per_world]
             by_step[step] = {k: round(sum(row[k] for row in rows) / worlds, 4) for k in keys}
+            for k in per_world:
+                by_step[step][k] = [x for row in rows for x in row.get(k, [])]
             # PSNR of the mean MSE: not dominated by views that are exactly right (capped PSNR).
             mean_mse = sum(row["mse"] for row in rows) / worlds
             by_step[step]["psnr_of_mean_mse"] = round(

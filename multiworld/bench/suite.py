@@ -1,9 +1,12 @@
 """The benchmark suite: each benchmark splits into tasks, runs them, writes JSON, markdown, plots.
 
 ``run_benchmark(name, settings, runner, out)`` is what ``multiworld bench NAME`` calls. Every
-benchmark compares the three :data:`~multiworld.bench.variants.VARIANTS` and writes
-``out/NAME.json`` with the headline numbers at top level per variant (``{"shared": {...},
-"private": {...}, "oracle": {...}}``), the details, and the config, commit and machine.
+benchmark compares the :data:`~multiworld.bench.variants.VARIANTS` (the shared model, the
+private-state and stacked-frames baselines, the persistence and mean bounds, the oracle) plus any
+external simulators, and writes ``out/NAME.json`` with the headline numbers at top level per
+variant (``{"shared": {...}, "private": {...}, ...}``), 95% bootstrap intervals over the probe
+worlds (``ci``) with the paired shared-minus-variant calls (:mod:`multiworld.bench.stats`), the
+details, and the config, commit and machine.
 """
 
 from __future__ import annotations
@@ -14,14 +17,14 @@ import time
 
 import numpy as np
 
-from multiworld.bench import report
-from multiworld.bench.consistency import ConsistencyTask, run_consistency_task, summarize_consistency
+from multiworld.bench import report, stats
+from multiworld.bench.consistency import ConsistencyTask, run_consistency_task, summarize_consistency, world_sums
 from multiworld.bench.drift import DriftTask, run_drift_task, summarize_drift
 from multiworld.bench.events import EventTask, run_event_task, summarize_events
 from multiworld.bench.revisit import RevisitTask, run_revisit_task, summarize_revisit
 from multiworld.bench.runner import Runner
 from multiworld.bench.seeds import check_held_out, probe_seeds
-from multiworld.bench.variants import VARIANTS, SimSpec
+from multiworld.bench.variants import SimSpec
 
 BENCHMARKS = ("consistency", "fidelity", "events", "revisit", "drift", "throughput")
 FIDELITY_HORIZONS = (1, 10, 100)
@@ -45,6 +48,7 @@ class Sizes:
     drift_worlds: int
     drift_steps: int
     fidelity_worlds: int
+    fidelity_agents: tuple[int, ...]  # the headline is at 4 agents
     throughput_agents: tuple[int, ...]
     throughput_steps: int
 
@@ -64,15 +68,16 @@ QUICK = Sizes(
     drift_worlds=2,
     drift_steps=100,
     fidelity_worlds=4,
+    fidelity_agents=(4,),
     throughput_agents=(1, 4),
     throughput_steps=10,
 )
 FULL = Sizes(
-    consistency_agents=(2, 4, 8),
+    consistency_agents=(2, 4, 8, 16),
     consistency_worlds=4,
     consistency_chunks=2,
     consistency_steps=100,
-    event_agents=(2, 4, 8),
+    event_agents=(2, 4, 8, 16),
     event_seeds=24,
     event_chunk=8,
     revisit_agents=4,
@@ -82,6 +87,7 @@ FULL = Sizes(
     drift_worlds=4,
     drift_steps=1000,
     fidelity_worlds=8,
+    fidelity_agents=(2, 4, 8, 16),
     throughput_agents=(1, 2, 4, 8, 16),
     throughput_steps=20,
 )
@@ -89,16 +95,24 @@ FULL = Sizes(
 
 @dataclasses.dataclass(frozen=True)
 class Settings:
-    """What to benchmark and how much: ``sizes`` defaults to :data:`QUICK` or :data:`FULL`."""
+    """What to benchmark and how much: ``sizes`` defaults to :data:`QUICK` or :data:`FULL`,
+    ``variants`` to every variant of ``spec`` (built-in and external; "oracle" is always run)."""
 
     spec: SimSpec
     quick: bool = False
-    variants: tuple[str, ...] = VARIANTS
+    variants: tuple[str, ...] | None = None
     sizes: Sizes | None = None
 
     def __post_init__(self) -> None:
         if self.sizes is None:
             object.__setattr__(self, "sizes", QUICK if self.quick else FULL)
+        variants = self.spec.variants if self.variants is None else tuple(self.variants)
+        unknown = [v for v in variants if v not in self.spec.variants]
+        if unknown:
+            raise ValueError(f"unknown variants {unknown}; valid: {list(self.spec.variants)}")
+        if "oracle" not in variants:
+            variants = (*variants, "oracle")  # every metric is measured against it
+        object.__setattr__(self, "variants", variants)
 
     def config(self) -> dict:
         return {
@@ -149,12 +163,22 @@ def bench_consistency(st: Settings, runner: Runner, out: pathlib.Path) -> dict:
     event_agents = st.sizes.event_agents[:2]
     ev_raw = runner.map(run_event_task, _event_tasks(st, event_agents, st.sizes.event_seeds), desc="event probes")
     events = summarize_events(ev_raw, st.variants)
+    ci = {
+        "consistency_ratio": consistency_ci(raw, st.variants),
+        "contrast": contrast_ci(raw, st.variants),
+        "event_propagation": events_ci([p for r in ev_raw for p in r["probes"]], st.variants),
+    }
+    ci_by_agents = {
+        n: consistency_ci([r for t, r in zip(tasks, raw, strict=True) if t.num_agents == int(n)], st.variants)
+        for n in by_agents
+    }
 
     results = {}
     for v in st.variants:
         results[v] = {
             "consistency_ratio": overall[v]["consistency_ratio"],
             "consistency_ratio_own_state": overall[v].get("consistency_ratio_own_state"),
+            "contrast": overall[v].get("contrast"),
             "disagreement": overall[v]["disagreement"],
             "event_propagation": events[v]["event_propagation"],
             "event_propagation_simple": events[v]["event_propagation_simple"],
@@ -162,18 +186,29 @@ def bench_consistency(st: Settings, runner: Runner, out: pathlib.Path) -> dict:
             "consistency_ratio_by_agents": {n: s[v]["consistency_ratio"] for n, s in by_agents.items()},
             "event_propagation_by_agents": events[v]["by_agents"],
             "consistency_ratio_by_step": overall[v]["ratio_by_step"],
+            "consistency_ratio_ci_by_agents": {n: c["ci"][v] for n, c in ci_by_agents.items()},
         }
+    results["ci"] = ci
     results["details"] = {"matched_pairs": overall["matched_pairs"], "event_probes": events["num_probes"]}
     config = {**st.config(), "agents": list(st.sizes.consistency_agents), "steps": st.sizes.consistency_steps}
     report.write_json(out, "consistency", results, config)
 
-    rows = _headline_rows(
-        results,
-        [("consistency_ratio", "consistency ratio (1 = oracle)"), ("event_propagation", "event propagation")],
-        st.variants,
-    )
+    rows = [
+        ci_row("consistency ratio (1 = oracle)", results, ci["consistency_ratio"], "consistency_ratio", st.variants),
+        ci_row(
+            "contrast (0 = chance, oracle = ceiling; higher is better)",
+            results,
+            ci["contrast"],
+            "contrast",
+            st.variants,
+        ),
+        ci_row("event propagation", results, ci["event_propagation"], "event_propagation", st.variants),
+    ]
     agent_rows = [
-        {"agents": n, **{f"{v} ratio": results[v]["consistency_ratio_by_agents"][n] for v in st.variants}}
+        {
+            "agents": n,
+            **{v: with_ci(results[v]["consistency_ratio_by_agents"][n], ci_by_agents[n]["ci"][v]) for v in st.variants},
+        }
         for n in by_agents
     ]
     report.write_markdown(
@@ -181,7 +216,8 @@ def bench_consistency(st: Settings, runner: Runner, out: pathlib.Path) -> dict:
         "consistency",
         "Cross-view consistency and event propagation",
         [
-            ("Headline", report.markdown_table(rows)),
+            ("Headline (mean [95% bootstrap interval over worlds])", report.markdown_table(rows)),
+            ("Shared minus each variant (paired bootstrap)", calls_table(ci, st.variants)),
             ("Consistency ratio by number of agents", report.markdown_table(agent_rows)),
         ],
         config,
@@ -213,8 +249,13 @@ def bench_consistency(st: Settings, runner: Runner, out: pathlib.Path) -> dict:
 def bench_events(st: Settings, runner: Runner, out: pathlib.Path) -> dict:
     raw = runner.map(run_event_task, _event_tasks(st, st.sizes.event_agents, st.sizes.event_seeds), desc="event probes")
     s = summarize_events(raw, st.variants)
+    probes = [p for r in raw for p in r["probes"]]
     results = {v: s[v] for v in st.variants}
-    results["details"] = {"num_probes": s["num_probes"], "probes": [p for r in raw for p in r["probes"]]}
+    results["ci"] = {"event_propagation": events_ci(probes, st.variants)}
+    by_n = {n: events_ci([p for p in probes if p["agents"] == n], st.variants) for n in st.sizes.event_agents}
+    for v in st.variants:
+        results[v]["event_propagation_ci_by_agents"] = {str(n): c["ci"][v] for n, c in by_n.items()}
+    results["details"] = {"num_probes": s["num_probes"], "probes": probes}
     config = {**st.config(), "agents": list(st.sizes.event_agents), "seeds_per_agent_count": st.sizes.event_seeds}
     report.write_json(out, "events", results, config)
     rows = [
@@ -225,11 +266,21 @@ def bench_events(st: Settings, runner: Runner, out: pathlib.Path) -> dict:
         for kind in ("all", "push", "pickup")
     ]
     rows.append({"probes": "all, simple criterion", **{v: s[v]["event_propagation_simple"] for v in st.variants}})
+    rows[0] = ci_row("all", results, results["ci"]["event_propagation"], "event_propagation", st.variants)
+    rows[0] = {"probes": rows[0].pop("metric"), **rows[0]}
+    agent_rows = [
+        {"agents": n, **{v: with_ci(s[v]["by_agents"].get(str(n)), by_n[n]["ci"][v]) for v in st.variants}}
+        for n in st.sizes.event_agents
+    ]
     report.write_markdown(
         out,
         "events",
         "Event propagation",
-        [(f"Rate over {s['num_probes']} probes", report.markdown_table(rows))],
+        [
+            (f"Rate over {s['num_probes']} probes [95% bootstrap interval over worlds]", report.markdown_table(rows)),
+            ("Shared minus each variant (paired bootstrap)", calls_table(results["ci"], st.variants)),
+            ("By number of agents", report.markdown_table(agent_rows)),
+        ],
         config,
     )
     ns = sorted(int(n) for n in s[st.variants[0]]["by_agents"])
@@ -279,28 +330,72 @@ def run_model_card_task(task: ModelCardTask) -> dict:
 
 def bench_fidelity(st: Settings, runner: Runner, out: pathlib.Path) -> dict:
     """PSNR and SSIM of every variant's views against the oracle's, and the model card's decoded-state
-    accuracy (:func:`multiworld.bench.fidelity.symbolic_accuracy`), at horizons 1, 10, 100."""
-    s = _drift_like(st, runner, "fidelity", st.sizes.fidelity_worlds, 4, FIDELITY_HORIZONS, with_state=True)
+    accuracy (:func:`multiworld.bench.fidelity.symbolic_accuracy`), at horizons 1, 10, 100; at every
+    agent count of ``sizes.fidelity_agents`` (the headline at 4 agents)."""
+    z = st.sizes
+    per_n = {
+        n: _drift_like(st, runner, "fidelity", z.fidelity_worlds, n, FIDELITY_HORIZONS, with_state=True)
+        for n in z.fidelity_agents
+    }
+    head_n = 4 if 4 in per_n else z.fidelity_agents[0]
+    s = per_n[head_n]
+    metrics = ("psnr", "psnr_of_mean_mse", "ssim", "accuracy")
     results = {}
     for v in st.variants:
         by = s[v]["by_step"]
-        metrics = ("psnr", "psnr_of_mean_mse", "ssim", "accuracy")
-        results[v] = {f"{m}@{h}": by[str(h)][m] for m in metrics for h in FIDELITY_HORIZONS}
+        results[v] = {f"{m}@{h}": by[str(h)].get(m) for m in metrics for h in FIDELITY_HORIZONS}
+        results[v]["psnr_by_agents"] = {
+            str(n): {str(h): per_n[n][v]["by_step"][str(h)]["psnr"] for h in FIDELITY_HORIZONS} for n in per_n
+        }
+    results["ci"] = {f"psnr@{h}": psnr_ci(s, h, st.variants) for h in FIDELITY_HORIZONS}
+    results["ci"].update({f"psnr_of_mean_mse@{h}": psnr_ci(s, h, st.variants, True) for h in FIDELITY_HORIZONS})
+    ci_by_agents = {n: {h: psnr_ci(per_n[n], h, st.variants) for h in FIDELITY_HORIZONS} for n in per_n}
+    for v in st.variants:
+        results[v]["psnr_ci_by_agents"] = {
+            str(n): {str(h): c[h]["ci"][v] for h in FIDELITY_HORIZONS} for n, c in ci_by_agents.items()
+        }
+    details = {}
     if st.spec.backend == "model":
         # The model card's own report (multiworld.bench.fidelity), on the same held-out worlds.
-        task = ModelCardTask(st.spec, tuple(probe_seeds("fidelity", st.sizes.fidelity_worlds)))
-        results["details"] = {"model_card": runner.map(run_model_card_task, [task], desc="model card fidelity")[0]}
-    config = {**st.config(), "horizons": list(FIDELITY_HORIZONS), "worlds": st.sizes.fidelity_worlds, "agents": 4}
+        task = ModelCardTask(st.spec, tuple(probe_seeds("fidelity", z.fidelity_worlds)))
+        details["model_card"] = runner.map(run_model_card_task, [task], desc="model card fidelity")[0]
+    results["details"] = details
+    config = {
+        **st.config(),
+        "horizons": list(FIDELITY_HORIZONS),
+        "worlds": z.fidelity_worlds,
+        "agents": head_n,
+        "agents_scaling": list(z.fidelity_agents),
+    }
     report.write_json(out, "fidelity", results, config)
-    keys = [(f"psnr@{h}", f"PSNR (dB) at step {h}") for h in FIDELITY_HORIZONS]
-    keys += [(f"psnr_of_mean_mse@{h}", f"PSNR of the mean MSE (dB) at step {h}") for h in FIDELITY_HORIZONS]
-    keys += [(f"ssim@{h}", f"SSIM at step {h}") for h in FIDELITY_HORIZONS]
+    rows = [
+        ci_row(f"PSNR (dB) at step {h}", results, results["ci"][f"psnr@{h}"], f"psnr@{h}", st.variants)
+        for h in FIDELITY_HORIZONS
+    ]
+    rows += [
+        ci_row(f"PSNR of the mean MSE (dB) at step {h}", results, results["ci"][key], key, st.variants)
+        for h in FIDELITY_HORIZONS
+        for key in [f"psnr_of_mean_mse@{h}"]
+    ]
+    keys = [(f"ssim@{h}", f"SSIM at step {h}") for h in FIDELITY_HORIZONS]
     keys += [(f"accuracy@{h}", f"decoded-state accuracy at step {h}") for h in FIDELITY_HORIZONS]
+    rows += _headline_rows(results, keys, st.variants)
+    agent_rows = [
+        {
+            "agents": n,
+            **{v: with_ci(per_n[n][v]["by_step"]["1"]["psnr"], ci_by_agents[n][1]["ci"][v]) for v in st.variants},
+        }
+        for n in per_n
+    ]
     report.write_markdown(
         out,
         "fidelity",
         "View fidelity by horizon",
-        [("Generated vs oracle views", report.markdown_table(_headline_rows(results, keys, st.variants)))],
+        [
+            (f"Generated vs oracle views, {head_n} agents [95% interval over worlds]", report.markdown_table(rows)),
+            ("Shared minus each variant, PSNR (paired bootstrap)", calls_table(results["ci"], st.variants)),
+            ("PSNR at step 1 by number of agents", report.markdown_table(agent_rows)),
+        ],
         config,
     )
     hs = list(FIDELITY_HORIZONS)
@@ -312,7 +407,88 @@ def bench_fidelity(st: Settings, runner: Runner, out: pathlib.Path) -> dict:
         "View fidelity by horizon",
         logx=True,
     )
+    ns = list(per_n)
+    report.plot_lines(
+        out / "fidelity_vs_agents.png",
+        {v: (ns, [per_n[n][v]["by_step"]["1"]["psnr"] for n in ns]) for v in st.variants if v != "oracle"},
+        "agents per world",
+        "PSNR at step 1 (dB)",
+        "View fidelity by number of agents",
+    )
     return results
+
+
+# -- intervals -----------------------------------------------------------------------------------
+
+
+def consistency_ci(raw: list[dict], variants) -> dict:
+    """Intervals of every variant's consistency ratio over the rollouts' worlds (lower is better)."""
+    ws = world_sums(raw, variants)
+    ref = ws["oracle"]
+    return stats.compare({v: stats.ratio_of_sums(ws[v], ref) for v in variants}, len(ref), higher_is_better=False)
+
+
+def contrast_ci(raw: list[dict], variants) -> dict:
+    """Intervals of every variant's consistency contrast ``1 - D / D_shuffled`` (higher is better)."""
+    ws, shuf = world_sums(raw, variants), world_sums(raw, variants, "world_shuffled")
+
+    def contrast(v):
+        ratio = stats.ratio_of_sums(ws[v], shuf[v])
+        return lambda i: 1.0 - ratio(i)
+
+    return stats.compare({v: contrast(v) for v in variants}, len(ws["oracle"]))
+
+
+def events_ci(probes: list[dict], variants) -> dict:
+    """Intervals of every variant's event-propagation rate, resampling the probe worlds (seeds)."""
+    worlds = sorted({(p["agents"], p["seed"]) for p in probes})
+    if not worlds:
+        return {"worlds": 0, "ci": {v: [None, None] for v in variants}, "diff": {}}
+    index = {w: i for i, w in enumerate(worlds)}
+    counts = np.zeros(len(worlds))
+    hits = {v: np.zeros(len(worlds)) for v in variants}
+    for p in probes:
+        i = index[(p["agents"], p["seed"])]
+        counts[i] += 1
+        for v in variants:
+            hits[v][i] += float(p[v]["correct"])
+    return stats.compare({v: stats.rate_of(hits[v], counts) for v in variants}, len(worlds))
+
+
+def psnr_ci(summary: dict, horizon: int, variants, of_mean_mse: bool = False) -> dict:
+    """Intervals of every variant's mean view PSNR (or PSNR of the mean MSE) at ``horizon`` over
+    the rollouts' worlds."""
+    key = "mse_worlds" if of_mean_mse else "psnr_worlds"
+    values = {v: np.asarray(summary[v]["by_step"][str(horizon)][key], np.float64) for v in variants}
+    stat = stats.psnr_of_mean if of_mean_mse else stats.mean_of
+    return stats.compare({v: stat(x) for v, x in values.items()}, len(values["oracle"]))
+
+
+def with_ci(value, ci) -> str:
+    """``"1.23 [1.1, 1.4]"`` for a markdown cell."""
+    if value is None:
+        return "n/a"
+    if not ci or ci[0] is None:
+        return report.fmt(value)
+    return f"{report.fmt(value)} [{report.fmt(ci[0])}, {report.fmt(ci[1])}]"
+
+
+def ci_row(label: str, results: dict, ci: dict, key: str, variants) -> dict:
+    cells = {v: with_ci(results[v].get(key), ci["ci"][v]) for v in variants}
+    return {"metric": f"{label} ({ci['worlds']} worlds)", **cells}
+
+
+def calls_table(cis: dict, variants) -> str:
+    """Per metric, shared minus each other variant: the paired interval and the call it allows."""
+    rows = []
+    for metric, c in cis.items():
+        row = {"metric": metric}
+        for v in variants:
+            if v in c["diff"]:
+                d = c["diff"][v]
+                row[f"vs {v}"] = f"{d['call']} [{report.fmt(d['ci'][0])}, {report.fmt(d['ci'][1])}]"
+        rows.append(row)
+    return report.markdown_table(rows)
 
 
 def bench_drift(st: Settings, runner: Runner, out: pathlib.Path) -> dict:
@@ -321,7 +497,10 @@ def bench_drift(st: Settings, runner: Runner, out: pathlib.Path) -> dict:
     s = _drift_like(st, runner, "drift", z.drift_worlds, z.drift_agents, record, with_state=True)
     last = str(record[-1])
     results = {
-        v: {**{f"{k}@{last}": x for k, x in s[v]["by_step"][last].items() if k != "worlds"}, "by_step": s[v]["by_step"]}
+        v: {
+            **{f"{k}@{last}": x for k, x in s[v]["by_step"][last].items() if k not in ("worlds", "psnr_worlds")},
+            "by_step": s[v]["by_step"],
+        }
         for v in st.variants
     }
     config = {**st.config(), "steps": z.drift_steps, "worlds": z.drift_worlds, "agents": z.drift_agents}
@@ -336,12 +515,14 @@ def bench_drift(st: Settings, runner: Runner, out: pathlib.Path) -> dict:
         "item_recall",
         "agent_cells",
     ]
-    rows = [{"metric": f"{m} @ step {last}", **{v: results[v][f"{m}@{last}"] for v in st.variants}} for m in metrics]
+    rows = [
+        {"metric": f"{m} @ step {last}", **{v: results[v].get(f"{m}@{last}") for v in st.variants}} for m in metrics
+    ]
     step_rows = [
         {
             "step": step,
             **{
-                f"{v} {m}": s[v]["by_step"][str(step)][m]
+                f"{v} {m}": s[v]["by_step"][str(step)].get(m)
                 for v in st.variants
                 for m in ("psnr", "accuracy", "agent_accuracy")
             },
@@ -498,12 +679,14 @@ BENCH_FNS = {
     "throughput": bench_throughput,
 }
 
-# (benchmark, key in its results, label) of the headline table.
+# (benchmark, key in its results, label) of the headline table; a key with an interval in the
+# benchmark's ``ci`` shows it.
 HEADLINE = [
-    ("consistency", "consistency_ratio", "cross-view consistency ratio (1 = as consistent as the oracle)"),
+    ("consistency", "consistency_ratio", "cross-view consistency ratio (1 = the oracle's; lower is better)"),
     ("consistency", "consistency_ratio_own_state", "cross-view consistency ratio in the simulator's own state"),
+    ("consistency", "contrast", "cross-view consistency contrast (0 = chance, oracle = ceiling; higher is better)"),
     ("consistency", "event_propagation", "event propagation (cross-view)"),
-    ("events", "event_propagation", "event propagation (events suite)"),
+    ("events", "event_propagation", "event propagation (events suite, every agent count)"),
     *[
         ("fidelity", f"psnr@{h}", f"view PSNR at step {h} (dB, mean over views, capped at 100)")
         for h in FIDELITY_HORIZONS
@@ -525,11 +708,18 @@ def run_benchmark(name: str, st: Settings, runner: Runner, out: pathlib.Path) ->
 
 
 def run_all(st: Settings, runner: Runner, out: pathlib.Path) -> dict:
-    """Every benchmark, then ``summary.json`` / ``summary.md``: the headline table shared vs private vs oracle."""
+    """Every benchmark, then ``summary.json`` / ``summary.md``: the headline table of every variant,
+    with 95% intervals and the shared model's paired calls against each other variant."""
     results = {name: BENCH_FNS[name](st, runner, out) for name in BENCHMARKS}
-    rows = []
+    rows, cis, calls = [], {}, []
     for bench, key, label in HEADLINE:
-        rows.append({"metric": label, **{v: results[bench][v].get(key) for v in st.variants}})
+        ci = results[bench].get("ci", {}).get(key)
+        if ci is not None:
+            rows.append(ci_row(label, results[bench], ci, key, st.variants))
+            cis[label] = ci
+            calls.append((label, ci))
+        else:
+            rows.append({"metric": label, **{v: results[bench][v].get(key) for v in st.variants}})
     drift = results["drift"]
     for key in [
         k
@@ -540,12 +730,16 @@ def run_all(st: Settings, runner: Runner, out: pathlib.Path) -> dict:
             {"metric": f"drift: {key.replace('@', ' at step ')}", **{v: drift[v].get(key) for v in st.variants}}
         )
     summary = {v: {r["metric"]: r[v] for r in rows} for v in st.variants}
+    summary["ci"] = cis
     report.write_json(out, "summary", summary, st.config())
     report.write_markdown(
         out,
         "summary",
-        "Benchmark summary: shared vs private state vs oracle",
-        [("Headline", report.markdown_table(rows))],
+        "Benchmark summary: every variant, with 95% bootstrap intervals over probe worlds",
+        [
+            ("Headline", report.markdown_table(rows)),
+            ("Shared minus each variant (paired bootstrap over worlds)", calls_table(dict(calls), st.variants)),
+        ],
         st.config(),
     )
     return results

@@ -1,8 +1,10 @@
 """`multiworld bench`: the benchmark suite (cross-view consistency, fidelity, events, revisit, drift, throughput).
 
-Each benchmark compares the backend under test with one shared state, the same backend with a
-private state per agent (the baseline), and the oracle (the upper bound), and writes
-DIR/NAME.json, DIR/NAME.md and DIR/NAME_*.png; `all` also writes DIR/summary.{json,md}.
+Each benchmark compares the backend under test with one shared state, the private-state and
+stacked-frames baselines, the persistence and mean bounds, the oracle (the upper bound) and any
+external simulators (--simulator), and writes DIR/NAME.json, DIR/NAME.md and DIR/NAME_*.png;
+`all` also writes DIR/summary.{json,md}. Headline figures carry 95% bootstrap intervals over
+the probe worlds.
 """
 
 from __future__ import annotations
@@ -34,6 +36,25 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="weights of the private-state baseline (default: the shipped private-state checkpoint, "
         "or --checkpoint's weights run privately when --checkpoint is given)",
     )
+    p.add_argument(
+        "--stacked-checkpoint",
+        default=None,
+        help="weights of the stacked-frames baseline (default: the shipped one; its mean frame is the `mean` bound)",
+    )
+    p.add_argument(
+        "--simulator",
+        action="append",
+        default=[],
+        metavar="[NAME=]MODULE:FACTORY",
+        type=_external,
+        help="also benchmark an external simulator: FACTORY(scenario=, num_agents=, num_worlds=) returns an "
+        "object with the Simulator contract (benchmarks/README.md); MODULE may be a .py file; repeatable",
+    )
+    p.add_argument(
+        "--variants",
+        default=None,
+        help="comma-separated subset of the variants to run (default: all; the oracle always runs)",
+    )
     p.add_argument("--out", type=pathlib.Path, default=pathlib.Path("bench-results"), help="output directory")
     p.add_argument("--quick", action="store_true", help="a small version (a few minutes on a 2-core CPU)")
     p.add_argument("--address", default=None, help="Ray cluster address (e.g. auto); runs tasks on the cluster")
@@ -44,6 +65,17 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--no-progress", action="store_true", help="hide the progress bars")
     p.set_defaults(func=run)
+
+
+def _external(text: str) -> tuple[str, str]:
+    """``NAME=MODULE:FACTORY`` or ``MODULE:FACTORY`` (named after FACTORY) -> (name, target)."""
+    name, _, target = text.partition("=") if "=" in text else ("", "", text)
+    if ":" not in target or target.endswith(":") or target.startswith(":"):
+        raise argparse.ArgumentTypeError(f"expected [NAME=]MODULE:FACTORY, got {text!r}")
+    name = name or target.rsplit(":", 1)[1]
+    if not name.replace("_", "").replace("-", "").isalnum():
+        raise argparse.ArgumentTypeError(f"simulator name {name!r} must be letters, digits, '-' or '_'")
+    return name, target
 
 
 def _positive(text: str) -> int:
@@ -69,7 +101,12 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError("--checkpoint applies to the model backend only")
     if args.private_checkpoint is not None and args.backend != "model":
         raise ValueError("--private-checkpoint applies to the model backend only")
-    for flag, path in (("--checkpoint", args.checkpoint), ("--private-checkpoint", args.private_checkpoint)):
+    paths = (
+        ("--checkpoint", args.checkpoint),
+        ("--private-checkpoint", args.private_checkpoint),
+        ("--stacked-checkpoint", args.stacked_checkpoint),
+    )
+    for flag, path in paths:
         if path is not None and not pathlib.Path(path).exists():
             raise FileNotFoundError(f"{flag} {path} does not exist")
     if args.threads:
@@ -80,16 +117,20 @@ def run(args: argparse.Namespace) -> int:
         scenario=args.scenario,
         device=args.device,
         private_checkpoint=args.private_checkpoint,
+        stacked_checkpoint=args.stacked_checkpoint,
+        external=tuple(args.simulator),
     )
-    for variant in ("shared", "private"):  # a missing or broken checkpoint fails here, before any work
+    variants = None if args.variants is None else tuple(v.strip() for v in args.variants.split(",") if v.strip())
+    settings = Settings(spec=spec, quick=args.quick, variants=variants)
+    for variant in settings.variants:  # a missing or broken checkpoint or factory fails here, before any work
         spec.build(variant, 1, 1).close()
-    settings = Settings(spec=spec, quick=args.quick)
     runner = Runner(args.address, progress=not args.no_progress)
     start = time.perf_counter()
     results = run_benchmark(args.benchmark, settings, runner, args.out)
     print(f"bench {args.benchmark}: wrote {args.out}/ in {time.perf_counter() - start:.0f} s")
     for name, res in [(args.benchmark, results)] if args.benchmark != "all" else results.items():
         heads = {v: {k: x for k, x in res[v].items() if isinstance(x, (int, float))} for v in settings.variants}
+        heads = {v: h for v, h in heads.items() if h}
         for v, h in heads.items():
             print(f"  {name} {v}: " + ", ".join(f"{k}={x:.4g}" for k, x in h.items()))
     return 0

@@ -14,6 +14,8 @@ import pathlib
 import torch
 from safetensors.torch import load_file, save_file
 
+from multiworld.models.stacked import KIND as STACKED_KIND
+from multiworld.models.stacked import StackedFramesConfig, StackedFramesModel
 from multiworld.models.world_model import WorldModel, WorldModelConfig
 
 FORMAT = "multiworld-world-model"
@@ -22,6 +24,8 @@ SHIPPED = pathlib.Path(__file__).resolve().parent.parent / "checkpoints"
 DEFAULT_CHECKPOINT = SHIPPED / "default"
 # The private-state baseline: the same preset, data and budget, trained with `--private-state`.
 PRIVATE_CHECKPOINT = SHIPPED / "private"
+# The stacked-frames baseline (no state): the same data and budget, trained with `--stacked-frames`.
+STACKED_CHECKPOINT = SHIPPED / "stacked"
 
 
 class CheckpointError(ValueError):
@@ -86,8 +90,19 @@ def read_config(path: str | pathlib.Path) -> dict:
     return config
 
 
-def load_checkpoint(path: str | pathlib.Path | None = None, device: str | torch.device = "cpu") -> WorldModel:
-    """The world model stored at ``path`` (default: the checkpoint shipped with the package), in eval mode."""
+def build_model(model_config: dict) -> WorldModel | StackedFramesModel:
+    """The untrained model a checkpoint's ``"model"`` config describes: the latent world model, or
+    the stacked-frames baseline when ``kind`` says so."""
+    if model_config.get("kind") == STACKED_KIND:
+        return StackedFramesModel(StackedFramesConfig.from_dict(model_config))
+    return WorldModel(WorldModelConfig.from_dict(model_config))
+
+
+def load_checkpoint(
+    path: str | pathlib.Path | None = None, device: str | torch.device = "cpu"
+) -> WorldModel | StackedFramesModel:
+    """The model stored at ``path`` (default: the world model shipped with the package), in eval mode.
+    A stacked-frames checkpoint loads as :class:`~multiworld.models.stacked.StackedFramesModel`."""
     path = pathlib.Path(path) if path is not None else DEFAULT_CHECKPOINT
     config = read_config(path)
     digest = sha256_file(path / "model.safetensors")
@@ -98,9 +113,8 @@ def load_checkpoint(path: str | pathlib.Path | None = None, device: str | torch.
             "the weights or the config were replaced or corrupted"
         )
     try:
-        cfg = WorldModelConfig.from_dict(config["model"])
-        model = WorldModel(cfg)
-    except (TypeError, ValueError, KeyError) as e:
+        model = build_model(config["model"])
+    except (TypeError, ValueError, KeyError, AttributeError) as e:
         raise CheckpointError(f"checkpoint {path}: config.json does not describe a valid world model: {e}") from None
     tensors = load_file(str(path / "model.safetensors"), device=str(device))
     try:

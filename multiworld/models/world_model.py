@@ -166,9 +166,12 @@ class WorldModel(nn.Module):
         scene, agents, out = self.dynamics(state.scene, state.agents, actions, scenario)
         return LatentState(scene, agents), out
 
-    def render(self, state: LatentState, cam: Camera | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """Every agent's view (B, N, H, W, 3) in [0, 1] and depth (B, N, H, W), one batched pass."""
-        return self.renderer(state.scene, state.agents, cam=cam)
+    def render(
+        self, state: LatentState, cam: Camera | None = None, views: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Every agent's view (B, N, H, W, 3) in [0, 1] and depth (B, N, H, W), one batched pass
+        (``views`` (V,): only these agents' views, (B, V, ...))."""
+        return self.renderer(state.scene, state.agents, views=views, cam=cam)
 
     # ----- training -------------------------------------------------------------------------
     def _perturb(self, scene: torch.Tensor, agents: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -140,6 +140,13 @@ class ModelSimulator(InProcessSimulator):
         self.device = resolve_device(device)
         # ``model``: an already loaded world model (benchmarks, tests) instead of a checkpoint path.
         self.model = load_checkpoint(checkpoint, self.device) if model is None else model.to(self.device).eval()
+        if not hasattr(self.model, "encode"):
+            from multiworld.models.checkpoint import CheckpointError
+
+            raise CheckpointError(
+                f"checkpoint {checkpoint} is a {type(self.model).__name__}, not a latent world model; "
+                "a stacked-frames checkpoint runs as the benchmarks' `stacked` variant (--stacked-checkpoint)"
+            )
         if init not in INIT_MODES:
             raise ValueError(f"init must be one of {INIT_MODES}, got {init!r}")
         if not 0 <= sampler_steps <= 8:
@@ -161,6 +168,15 @@ class ModelSimulator(InProcessSimulator):
         self.version = np.zeros(num_worlds, np.int64)
         self.prev_rgb: torch.Tensor | None = None
         self._scen = torch.full((num_worlds,), self.scenario_index, dtype=torch.long, device=self.device)
+        self.view_owner: np.ndarray | None = None
+
+    def render_only(self, owner: np.ndarray) -> None:
+        """Render only agent ``owner[b]``'s view of world b (the others read black): what the
+        private-state wrapper uses, which shows agent i only its own copy i."""
+        owner = np.asarray(owner, np.int64)
+        if owner.shape != (self.num_worlds,) or owner.min() < 0 or owner.max() >= self.num_agents:
+            raise ValueError(f"owner must be ({self.num_worlds},) agent indices, got {owner.shape}")
+        self.view_owner = owner
 
     def _autocast(self):
         import contextlib
@@ -268,10 +284,23 @@ class ModelSimulator(InProcessSimulator):
         """The whole latent state, packed: ``(B, S*S + N, D)`` (scene tokens, then agent tokens)."""
         return None if self.latent is None else self.latent.pack()
 
+    def _render(self) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.view_owner is None:
+            return self.model.render(self.latent, self.cam)
+        b, n, h, w = self.num_worlds, self.num_agents, self.cam.height, self.cam.width
+        rgb = torch.zeros(b, n, h, w, 3, device=self.device)
+        depth = torch.zeros(b, n, h, w, device=self.device)
+        for o in np.unique(self.view_owner):  # one pass per owner over the worlds it owns
+            sel = torch.as_tensor(np.flatnonzero(self.view_owner == o), device=self.device)
+            view = torch.tensor([int(o)], device=self.device)
+            r, d = self.model.render(self.latent.select(sel), self.cam, views=view)
+            rgb[sel, int(o)], depth[sel, int(o)] = r[:, 0].float(), d[:, 0].float()
+        return rgb, depth
+
     @torch.no_grad()
     def _observe(self, rewards: np.ndarray, terminated: np.ndarray, events: list[list[dict]]) -> Observation:
         with self._autocast():
-            rgb, depth = self.model.render(self.latent, self.cam)
+            rgb, depth = self._render()
         rgb = rgb.float().clamp(0, 1)
         if self.sampler_steps > 0:
             prev = rgb if self.prev_rgb is None else self.prev_rgb

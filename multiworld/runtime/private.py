@@ -7,7 +7,8 @@ another agent does ever reaches agent i's view, so pushes, pickups and other age
 are missing or stale; the benchmarks measure how much the shared state buys over this.
 
 All B x N copies run batched in one inner simulator of ``B * N`` worlds (copy ``(b, i)`` is
-inner world ``b * N + i``). Its views of the other agents are rendered but not used.
+inner world ``b * N + i``). An inner simulator with ``render_only`` (the model) renders only
+the owner's view of each copy; others render every view and the rest are not used.
 """
 
 from __future__ import annotations
@@ -42,6 +43,10 @@ class PrivateStateSimulator(Simulator):
         b, n = np.meshgrid(np.arange(num_worlds), np.arange(num_agents), indexing="ij")
         self._copy = (b * num_agents + n).ravel()  # inner world of copy (b, i), in (b, i) order
         self._own = n.ravel()  # the agent that owns that copy
+        if callable(getattr(self.inner, "render_only", None)):  # only the owner's view is ever shown
+            owner = np.empty(num_worlds * num_agents, np.int64)
+            owner[self._copy] = self._own
+            self.inner.render_only(owner)
 
     def reset(self, seeds: list[int], start: WorldState | None = None, tokens: np.ndarray | None = None) -> Observation:
         if len(seeds) != self.num_worlds:
