@@ -156,6 +156,7 @@ def test_train_stacked_frames_flag_records_the_mean_frame(tmp_path):
     assert isinstance(model, StackedFramesModel) and json.loads((run / "run.json").read_text())["stacked_frames"]
     assert not torch.allclose(model.mean_frame, torch.full_like(model.mean_frame, 0.5))  # computed from the data
     assert main([*args, "--private-state", "--max-steps", "1", "--no-progress"]) == 2  # two baselines at once
+    assert main([*args, "--lr", "-1", "--resume", "--no-progress"]) == 2
 
 
 # -- the bounds ------------------------------------------------------------------------------------
@@ -262,3 +263,25 @@ def test_default_variants_are_every_design_and_bound():
     assert VARIANTS == ("shared", "private", "stacked", "persistence", "mean", "oracle")
     spec = SimSpec(external=(("mine", "m:f"),))
     assert spec.variants == (*VARIANTS, "mine")
+
+
+def test_private_model_renders_only_each_copys_owner_view_and_the_same_pixels():
+    """The private wrapper asks the model for the owner's view of each copy only; those views are
+    the ones a full render gives (within one intensity level: batch sizes round differently)."""
+    from model_fixtures import tiny_world_model
+
+    from multiworld.runtime.model import ModelSimulator
+    from multiworld.runtime.private import PrivateStateSimulator
+
+    model = tiny_world_model()
+    private = PrivateStateSimulator(lambda w: ModelSimulator("roam-v0", 3, w, model=model), 3, 2)
+    full = PrivateStateSimulator(lambda w: ModelSimulator("roam-v0", 3, w, model=model), 3, 2)
+    full.inner.view_owner = None  # render every view of every copy, keep the owner's
+    a, b = private.reset(SEEDS), full.reset(SEEDS)
+    assert private.inner.view_owner.tolist() == [0, 1, 2] * 2
+    for _ in range(2):
+        acts = np.random.default_rng(0).integers(0, 8, (2, 3))
+        a, b = private.step(acts), full.step(acts)
+    assert np.abs(a.rgb.astype(int) - b.rgb.astype(int)).max() <= 1
+    with pytest.raises(ValueError, match="agent indices"):
+        private.inner.render_only(np.array([0, 5]))

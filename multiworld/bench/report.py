@@ -12,7 +12,14 @@ import subprocess
 
 import numpy as np
 
-VARIANT_LABELS = {"shared": "shared state", "private": "private state (baseline)", "oracle": "oracle (upper bound)"}
+VARIANT_LABELS = {
+    "shared": "shared state",
+    "private": "private state (baseline)",
+    "stacked": "stacked frames (baseline)",
+    "persistence": "persistence (bound)",
+    "mean": "mean frame (bound)",
+    "oracle": "oracle (upper bound)",
+}
 
 
 def machine() -> dict:
@@ -130,6 +137,8 @@ def plot_lines(
         pts = [(x, y) for x, y in zip(xs, ys, strict=True) if y is not None and math.isfinite(y)]
         if pts:
             style = {"linestyle": "--", "zorder": 3} if label == "oracle" else {}
+            if label in ("persistence", "mean"):
+                style = {"linestyle": ":", "alpha": 0.8}
             ax.plot(*zip(*pts, strict=True), marker="o", markersize=3, label=VARIANT_LABELS.get(label, label), **style)
     if hline is not None:
         ax.axhline(hline, color="grey", linestyle=":", linewidth=1)

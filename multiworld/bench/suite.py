@@ -168,10 +168,9 @@ def bench_consistency(st: Settings, runner: Runner, out: pathlib.Path) -> dict:
         "contrast": contrast_ci(raw, st.variants),
         "event_propagation": events_ci([p for r in ev_raw for p in r["probes"]], st.variants),
     }
-    ci_by_agents = {
-        n: consistency_ci([r for t, r in zip(tasks, raw, strict=True) if t.num_agents == int(n)], st.variants)
-        for n in by_agents
-    }
+    raw_by_agents = {n: [r for t, r in zip(tasks, raw, strict=True) if t.num_agents == int(n)] for n in by_agents}
+    ci_by_agents = {n: consistency_ci(r, st.variants) for n, r in raw_by_agents.items()}
+    contrast_by_agents = {n: contrast_ci(r, st.variants) for n, r in raw_by_agents.items()}
 
     results = {}
     for v in st.variants:
@@ -187,6 +186,8 @@ def bench_consistency(st: Settings, runner: Runner, out: pathlib.Path) -> dict:
             "event_propagation_by_agents": events[v]["by_agents"],
             "consistency_ratio_by_step": overall[v]["ratio_by_step"],
             "consistency_ratio_ci_by_agents": {n: c["ci"][v] for n, c in ci_by_agents.items()},
+            "contrast_by_agents": {n: s[v].get("contrast") for n, s in by_agents.items()},
+            "contrast_ci_by_agents": {n: c["ci"][v] for n, c in contrast_by_agents.items()},
         }
     results["ci"] = ci
     results["details"] = {"matched_pairs": overall["matched_pairs"], "event_probes": events["num_probes"]}
@@ -211,6 +212,10 @@ def bench_consistency(st: Settings, runner: Runner, out: pathlib.Path) -> dict:
         }
         for n in by_agents
     ]
+    contrast_rows = [
+        {"agents": n, **{v: with_ci(results[v]["contrast_by_agents"][n], c["ci"][v]) for v in st.variants}}
+        for n, c in contrast_by_agents.items()
+    ]
     report.write_markdown(
         out,
         "consistency",
@@ -219,6 +224,7 @@ def bench_consistency(st: Settings, runner: Runner, out: pathlib.Path) -> dict:
             ("Headline (mean [95% bootstrap interval over worlds])", report.markdown_table(rows)),
             ("Shared minus each variant (paired bootstrap)", calls_table(ci, st.variants)),
             ("Consistency ratio by number of agents", report.markdown_table(agent_rows)),
+            ("Contrast by number of agents", report.markdown_table(contrast_rows)),
         ],
         config,
     )
@@ -239,6 +245,14 @@ def bench_consistency(st: Settings, runner: Runner, out: pathlib.Path) -> dict:
         "consistency ratio",
         "Cross-view consistency by number of agents",
         hline=1.0,
+    )
+    report.plot_lines(
+        out / "contrast_vs_agents.png",
+        {v: (ns, [results[v]["contrast_by_agents"][str(n)] for n in ns]) for v in st.variants},
+        "agents per world",
+        "contrast (1 - D / D_shuffled)",
+        "Cross-view consistency contrast by number of agents",
+        hline=0.0,
     )
     return results
 
@@ -401,18 +415,18 @@ def bench_fidelity(st: Settings, runner: Runner, out: pathlib.Path) -> dict:
     hs = list(FIDELITY_HORIZONS)
     report.plot_lines(
         out / "fidelity_vs_horizon.png",
-        {v: (hs, [results[v][f"psnr@{h}"] for h in hs]) for v in st.variants},
+        {v: (hs, [results[v][f"psnr_of_mean_mse@{h}"] for h in hs]) for v in st.variants if v != "oracle"},
         "horizon (steps)",
-        "PSNR (dB, capped at 100)",
+        "PSNR of the mean MSE (dB; the oracle is exact)",
         "View fidelity by horizon",
         logx=True,
     )
     ns = list(per_n)
     report.plot_lines(
         out / "fidelity_vs_agents.png",
-        {v: (ns, [per_n[n][v]["by_step"]["1"]["psnr"] for n in ns]) for v in st.variants if v != "oracle"},
+        {v: (ns, [per_n[n][v]["by_step"]["1"]["psnr_of_mean_mse"] for n in ns]) for v in st.variants if v != "oracle"},
         "agents per world",
-        "PSNR at step 1 (dB)",
+        "PSNR of the mean MSE at step 1 (dB)",
         "View fidelity by number of agents",
     )
     return results

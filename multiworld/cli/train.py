@@ -20,6 +20,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", type=pathlib.Path, required=True, help="run directory (checkpoints, log.jsonl)")
     p.add_argument("--minutes", type=float, default=None, help="wall-clock budget (default: the preset's)")
     p.add_argument("--max-steps", type=int, default=None, help="stop after this many steps (default: the preset's)")
+    p.add_argument("--lr", type=float, default=None, help="peak learning rate (default: the preset's)")
     p.add_argument(
         "--private-state",
         action="store_true",
@@ -59,6 +60,12 @@ def run(args: argparse.Namespace) -> int:
         tcfg.minutes = args.minutes
     if args.max_steps is not None:
         tcfg.max_steps = args.max_steps
+    if args.stacked_frames and preset.stacked_lr is not None:
+        tcfg.lr = preset.stacked_lr
+    if args.lr is not None:
+        if not args.lr > 0:
+            raise ValueError(f"--lr must be positive, got {args.lr}")
+        tcfg.lr = args.lr
     tcfg.seed = args.seed
     out = args.out
     if out.exists() and (out / "last").exists() and not args.resume:

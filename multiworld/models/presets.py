@@ -22,6 +22,7 @@ class Preset:
     model: WorldModelConfig
     train: TrainConfig
     stacked: StackedFramesConfig = dataclasses.field(default_factory=StackedFramesConfig)
+    stacked_lr: float | None = None  # the baseline's peak learning rate (None: ``train.lr``)
 
 
 def _model(dim: int, hidden: int, render_hidden: int, refiner_channels: int, **kw) -> WorldModelConfig:
@@ -58,7 +59,11 @@ def _default() -> Preset:
         _model(32, 64, 96, 16),
         TrainConfig(batch_size=8, horizon=8, lr=2e-3, max_steps=1_000_000, minutes=75.0, log_every=25, eval_every=200),
         # About as many weights as the world model (578k vs 705k) and ~2.5 s per batch on one core.
-        StackedFramesConfig(channels=(24, 48, 80), cond=64),
+        # Pixel weight 20 and lr 1e-3: with the first settings (1 and 2e-3) the training PSNR stayed
+        # within 0.4 dB of the untrained model's (which repeats the last frame) for 30 minutes;
+        # with these the free rollout was 1.5 dB above it after 10 (model card).
+        StackedFramesConfig(channels=(24, 48, 80), cond=64, pixel_weight=20.0),
+        stacked_lr=1e-3,
     )
 
 

@@ -51,6 +51,7 @@ class StackedFramesConfig:
     scenarios: int = 4
     image: int = 64  # trained view size (height = width)
     frame_noise: float = 0.05  # max std of the noise put on the context frames in training
+    pixel_weight: float = 1.0
     pose_weight: float = 20.0
     event_weight: float = 1.0
     kind: str = KIND
@@ -142,6 +143,7 @@ class StackedFramesModel(nn.Module):
         for emb in (self.turn, self.move):
             nn.init.zeros_(emb.weight)
         self.register_buffer("mean_frame", torch.full((cfg.image, cfg.image, 3), 0.5))
+        self.to(memory_format=torch.channels_last)  # ~15% faster convolutions on CPU
 
     @property
     def device(self) -> torch.device:
@@ -159,7 +161,7 @@ class StackedFramesModel(nn.Module):
         act = self.action(actions)  # (B, N, k)
         cond = self.own(torch.cat([act, self.scenario(scenario)[:, None].expand(-1, n, -1), pose_features(poses)], -1))
         flat_c = cond.flatten(0, 1)
-        x = context.reshape(bsz * n, kk * 3, h, w)
+        x = context.reshape(bsz * n, kk * 3, h, w).contiguous(memory_format=torch.channels_last)
         f1 = F.silu(self.e1(x))
         f2 = F.silu(self.e2(f1))
         f3 = self.mid_in(F.silu(self.e3(f2)), flat_c)
@@ -215,6 +217,7 @@ class StackedFramesModel(nn.Module):
                 sigma = torch.rand(bsz, 1, 1, 1, 1, 1, device=dev) * cfg.frame_noise
                 inp = ctx + sigma * torch.randn_like(ctx)
             frames, pose, out = self.step(inp, pose, actions[:, t - 1], scenario)
+            frames = frames + (ctx[:, :, -1] - inp[:, :, -1])  # the change applies to the clean last frame
             target = views[:, t].permute(0, 1, 4, 2, 3)
             l_px = F.mse_loss(frames, target)
             p = poses[:, t]
@@ -225,7 +228,9 @@ class StackedFramesModel(nn.Module):
             l_e = l_e + F.binary_cross_entropy_with_logits(out["pick"], pick, pos_weight=pw)
             l_e = l_e + F.mse_loss(out["reward"], batch["reward"][:, t - 1])
             l_e = l_e + F.binary_cross_entropy_with_logits(out["done"], batch["done"][:, t - 1])
-            loss = loss + (l_px + cfg.pose_weight * (err_xy.mean() + err_h.mean()) + cfg.event_weight * l_e) / (t1 - 1)
+            l_pose = err_xy.mean() + err_h.mean()
+            step_loss = cfg.pixel_weight * l_px + cfg.pose_weight * l_pose + cfg.event_weight * l_e
+            loss = loss + step_loss / (t1 - 1)
             ctx = torch.cat([ctx[:, :, 1:], frames.clamp(0, 1)[:, :, None]], 2)
             with torch.no_grad():
                 roll["roll_psnr"].append(float(-10 * torch.log10(F.mse_loss(frames.clamp(0, 1), target) + 1e-10)))
