@@ -11,26 +11,26 @@ the RLModule gets explicit ``conv_filters`` for 32x32 inputs.
 The env's infos are fixed-shape numbers (pose, version, push/pickup counts), so they pass through
 to RLlib unchanged; the event dicts, if wanted, come from ``env.unwrapped.last_events()``.
 
-Measured earlier, when this wrapper still dropped the infos (which the training does not read),
-(`--iters 30 --random-episodes 40`, defaults otherwise: forage-v0, 2 agents,
-32x32 views, 100-step episodes, 2 env runners, 1000 env steps per iteration, seed 0; 2 CPU
-cores shared with other jobs, load average ~5.5; 8-29 s per iteration, ~8 min in all). Mean
-episode return (items picked up by both agents; RLlib's ``episode_return_mean`` as reported
-after each iteration, ~10 new episodes each, so single iterations are noisy), averaged over
-blocks of 5 iterations:
+Measured with the numeric infos passing through (`--iters 30 --env-runners 2
+--random-episodes 40`, defaults otherwise: forage-v0, 2 agents, 32x32 views, 100-step episodes,
+1000 env steps per iteration, seed 0; 2 CPU cores, one of them busy with a model training;
+6-10 s per iteration, 3.8 min in all; `benchmarks/results/rllib_ppo.json`). Mean episode return
+(items picked up by both agents; RLlib's ``episode_return_mean`` as reported after each
+iteration, ~10 new episodes each, so single iterations are noisy), averaged over blocks of 5
+iterations:
 
     random policy (40 episodes)   0.45
-    PPO iterations  1-5           0.44
-    PPO iterations  6-10          0.64
-    PPO iterations 11-15          0.90
-    PPO iterations 16-20          0.98
-    PPO iterations 21-25          1.04
-    PPO iterations 26-30          0.68
+    PPO iterations  1-5           0.42
+    PPO iterations  6-10          0.50
+    PPO iterations 11-15          0.72
+    PPO iterations 16-20          0.76
+    PPO iterations 21-25          0.90
+    PPO iterations 26-30          1.02
 
-PPO roughly doubles the random return after ~10 iterations (10k env steps); the dip at the end
-is within the iteration-to-iteration noise (single iterations ranged 0.3-1.8). It is a
-smoke-sized run, not a tuned result: train for hundreds of iterations for a real policy. For a
-policy that clearly learns within 30 minutes on this machine, see ``examples/ppo_shared.py``.
+The return rises steadily, to 2.3x the random policy's in the last block (30k env steps;
+single iterations ranged 0.2-1.6). It is a smoke-sized run, not a tuned result: train for
+hundreds of iterations for a real policy. For a policy that clearly learns within 30 minutes on
+this machine, see ``examples/ppo_shared.py``.
 """
 
 from __future__ import annotations
