@@ -67,7 +67,7 @@ class TurnShift(FrameSimulator):
         rgb = np.empty_like(self.frames)
         for b in range(self.num_worlds):
             for i in range(self.num_agents):
-                rgb[b, i] = np.roll(self.frames[b, i], int(round(self.offset[b, i])), axis=1)
+                rgb[b, i] = np.roll(self.frames[b, i], int(np.rint(self.offset[b, i])), axis=1)
         return self._observation(rgb, rewards, terminated, events)
 
 

@@ -28,7 +28,7 @@ iterations:
     PPO iterations 26-30          1.02
 
 The return rises steadily, to 2.3x the random policy's in the last block (30k env steps;
-single iterations ranged 0.2-1.6). It is a smoke-sized run, not a tuned result: train for
+single iterations ranged 0.1-1.6). It is a smoke-sized run, not a tuned result: train for
 hundreds of iterations for a real policy. For a policy that clearly learns within 30 minutes on
 this machine, see ``examples/ppo_shared.py``.
 """
