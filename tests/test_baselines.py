@@ -285,3 +285,25 @@ def test_private_model_renders_only_each_copys_owner_view_and_the_same_pixels():
     assert np.abs(a.rgb.astype(int) - b.rgb.astype(int)).max() <= 1
     with pytest.raises(ValueError, match="agent indices"):
         private.inner.render_only(np.array([0, 5]))
+
+
+def test_contrast_is_chance_for_the_mean_frame_and_high_for_the_oracle(tmp_path):
+    """The blur-robust consistency measure: a picture that depends only on the pixel position
+    agrees at matched points no better than at shuffled points of the same image rows."""
+    from multiworld.bench.consistency import ConsistencyTask, run_consistency_task, summarize_consistency
+    from multiworld.bench.correspondence import Matches
+
+    model = tiny_stacked()
+    views = Raycaster().render(generate(get_scenario("roam-v0").arena_config(num_agents=4), [7, 8])).rgb
+    model.mean_frame.copy_(views.float().mean((0, 1)) / 255)  # a real mean view: sky, walls, floor bands
+    save_checkpoint(model, tmp_path / "ck")
+    spec = SimSpec(backend="oracle", stacked_checkpoint=str(tmp_path / "ck"))
+    task = ConsistencyTask(spec, 4, tuple(SEEDS), steps=3, variants=("shared", "mean", "persistence", "oracle"))
+    s = summarize_consistency([run_consistency_task(task)], task.variants)
+    assert s["oracle"]["contrast"] == s["shared"]["contrast"] > 0.5
+    assert abs(s["mean"]["contrast"]) < 0.1 < s["oracle"]["contrast"] - s["persistence"]["contrast"]
+    rng = np.random.default_rng(0)
+    m = Matches(*(rng.integers(0, k, 500) for k in (2, 3, 8, 8, 3, 8, 8)))
+    sh = m.shuffled(rng)
+    assert (sh.world == m.world).all() and (sh.agent_o == m.agent_o).all() and (sh.row_o == m.row_o).all()
+    assert sorted(zip(sh.agent_o, sh.row_o, sh.col_o)) == sorted(zip(m.agent_o, m.row_o, m.col_o))  # a permutation

@@ -42,7 +42,7 @@ def test_built_wheel_imports_every_subpackage_in_a_fresh_venv(tmp_path):
     names = zipfile.ZipFile(wheel).namelist()
     assert not any(n.startswith(("state/", "agents/")) for n in names), "nothing installs as top-level state/agents"
     assert "multiworld/state/SCHEMA.md" in names
-    for ckpt in ("default", "private"):  # the model and its private-state baseline
+    for ckpt in ("default", "private", "stacked"):  # the model and its two baselines
         for name in ("model.safetensors", "config.json", "MODEL_CARD.md"):
             assert f"multiworld/checkpoints/{ckpt}/{name}" in names, "the shipped checkpoints are package data"
 

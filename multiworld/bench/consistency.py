@@ -9,14 +9,16 @@ at slightly different places). 1.0 = as consistent as the ground truth; larger i
 
 The ratio rewards blur: a uniformly grey renderer would score 0, and the dataset's mean frame
 (the ``mean`` bound) scores well. The **contrast** corrects for it: with ``D_shuffled`` the same
-difference over shuffled pairs (each a-pixel paired with the o-side of a random other match of
-the same world and step: pixels that do not see the same point),
+difference over shuffled pairs (each a-pixel paired with the o-side of a random match of the same
+world, step, agent o and image row of o: the same place in o's image, another world point;
+:meth:`~multiworld.bench.correspondence.Matches.shuffled`),
 
     contrast = 1 - D / D_shuffled
 
-0 is chance (the two views agree at matched points no better than anywhere), 1 is perfect; the
-oracle's contrast is the ceiling. A blurred but consistent simulator keeps a high contrast; a
-constant or mean-frame one gets about 0.
+0 is chance (the two views agree at matched points no better than at other points of the same
+image rows), 1 is perfect; the oracle's contrast is the ceiling. A blurred but consistent
+simulator keeps a positive contrast; an image that depends only on the pixel position (the mean
+frame) gets about 0.
 """
 
 from __future__ import annotations

@@ -40,12 +40,17 @@ class Matches:
         return np.bincount(self.world, minlength=num_worlds)
 
     def shuffled(self, rng: np.random.Generator) -> Matches:
-        """The same pixels of agent a paired with the o-side of a random match of the same world:
-        the chance level of agreement (pairs that do *not* see the same point)."""
-        perm = np.arange(len(self))
-        for b in np.unique(self.world):
-            idx = np.flatnonzero(self.world == b)
-            perm[idx] = rng.permutation(idx)
+        """The same pixels of agent a, each paired with the o-side of a random match of the same
+        world, the same agent o and the same image row of o: pixels at the same place in o's
+        image that (mostly) show another point. The chance level of agreement, with image position
+        held fixed, so an image that depends only on the pixel position (a mean frame) has no
+        advantage over it."""
+        key = (self.world * (self.agent_o.max(initial=0) + 1) + self.agent_o) * (self.row_o.max(initial=0) + 1)
+        key = key + self.row_o
+        grouped = np.argsort(key, kind="stable")
+        shuffled = np.lexsort((rng.random(len(self)), key))
+        perm = np.empty(len(self), np.int64)
+        perm[grouped] = shuffled  # each match -> a random member of its own group (a permutation)
         return Matches(
             self.world, self.agent_a, self.row_a, self.col_a, self.agent_o[perm], self.row_o[perm], self.col_o[perm]
         )
