@@ -156,3 +156,41 @@ def plot_lines(
     fig.savefig(path)
     plt.close(fig)
     return path
+
+
+def plot_scaling(path: pathlib.Path, panels: list[tuple[str, dict[str, tuple[list, list, list]]]], title: str):
+    """One PNG of side-by-side panels ``(ylabel, {variant: (xs, ys, [[lo, hi], ...])})`` against
+    the number of agents, with the 95% intervals as error bars (None values skipped)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.6), dpi=110, squeeze=False)
+    names = list(dict.fromkeys(v for _, series in panels for v in series))
+    colour = {v: f"C{i}" for i, v in enumerate(names)}  # one colour per variant in every panel
+    for ax, (ylabel, series) in zip(axes[0], panels, strict=True):
+        for label, (xs, ys, cis) in series.items():
+            pts = [(x, y, c) for x, y, c in zip(xs, ys, cis, strict=True) if y is not None and math.isfinite(y)]
+            if not pts:
+                continue
+            x, y, c = zip(*pts, strict=True)
+            lo = [yy - (cc[0] if cc and cc[0] is not None else yy) for yy, cc in zip(y, c, strict=True)]
+            hi = [(cc[1] if cc and cc[1] is not None else yy) - yy for yy, cc in zip(y, c, strict=True)]
+            style = {"linestyle": "--"} if label == "oracle" else {}
+            if label in ("persistence", "mean"):
+                style = {"linestyle": ":", "alpha": 0.8}
+            ax.errorbar(x, y, yerr=[lo, hi], marker="o", markersize=3, capsize=2, color=colour[label],
+                        label=VARIANT_LABELS.get(label, label), **style)  # fmt: skip
+        ax.set_xscale("log", base=2)
+        ax.set_xlabel("agents per world")
+        ax.set_ylabel(ylabel)
+        ax.grid(alpha=0.3)
+    handles, labels = max((ax.get_legend_handles_labels() for ax in axes[0]), key=lambda hl: len(hl[0]))
+    if handles:
+        fig.legend(handles, labels, loc="lower center", ncol=min(len(labels), 7), fontsize=8)
+    fig.suptitle(title)
+    fig.tight_layout(rect=(0, 0.1, 1, 1))
+    fig.savefig(path)
+    plt.close(fig)
+    return path

@@ -364,9 +364,17 @@ def bench_fidelity(st: Settings, runner: Runner, out: pathlib.Path) -> dict:
     results["ci"] = {f"psnr@{h}": psnr_ci(s, h, st.variants) for h in FIDELITY_HORIZONS}
     results["ci"].update({f"psnr_of_mean_mse@{h}": psnr_ci(s, h, st.variants, True) for h in FIDELITY_HORIZONS})
     ci_by_agents = {n: {h: psnr_ci(per_n[n], h, st.variants) for h in FIDELITY_HORIZONS} for n in per_n}
+    mse_ci_by_agents = {n: {h: psnr_ci(per_n[n], h, st.variants, True) for h in FIDELITY_HORIZONS} for n in per_n}
     for v in st.variants:
         results[v]["psnr_ci_by_agents"] = {
             str(n): {str(h): c[h]["ci"][v] for h in FIDELITY_HORIZONS} for n, c in ci_by_agents.items()
+        }
+        results[v]["psnr_of_mean_mse_by_agents"] = {
+            str(n): {str(h): per_n[n][v]["by_step"][str(h)]["psnr_of_mean_mse"] for h in FIDELITY_HORIZONS}
+            for n in per_n
+        }
+        results[v]["psnr_of_mean_mse_ci_by_agents"] = {
+            str(n): {str(h): c[h]["ci"][v] for h in FIDELITY_HORIZONS} for n, c in mse_ci_by_agents.items()
         }
     details = {}
     if st.spec.backend == "model":
@@ -712,6 +720,46 @@ HEADLINE = [
 ]
 
 
+def plot_scaling(path: pathlib.Path, results: dict, variants) -> None:
+    """``scaling.png``: consistency ratio, contrast, event propagation and fidelity at step 1
+    against the number of agents, every variant, with 95% intervals."""
+    con, ev, fid = results["consistency"], results["events"], results["fidelity"]
+
+    def series(bench: dict, value_key: str, ci_key: str, pick=lambda x: x, ci_pick=lambda x: x, skip=()):
+        out = {}
+        for v in variants:
+            if v in skip:
+                continue
+            by = bench[v][value_key]
+            ns = sorted(by, key=int)
+            out[v] = ([int(n) for n in ns], [pick(by[n]) for n in ns], [ci_pick(bench[v][ci_key].get(n)) for n in ns])
+        return out
+
+    report.plot_scaling(
+        path,
+        [
+            (
+                "consistency ratio (lower is better)",
+                series(con, "consistency_ratio_by_agents", "consistency_ratio_ci_by_agents"),
+            ),
+            ("consistency contrast (higher is better)", series(con, "contrast_by_agents", "contrast_ci_by_agents")),
+            ("event propagation", series(ev, "by_agents", "event_propagation_ci_by_agents")),
+            (
+                "PSNR of the mean MSE at step 1 (dB)",
+                series(
+                    fid,
+                    "psnr_of_mean_mse_by_agents",
+                    "psnr_of_mean_mse_ci_by_agents",
+                    lambda x: x["1"],
+                    lambda c: (c or {}).get("1"),
+                    skip=("oracle",),
+                ),
+            ),
+        ],
+        "Scaling with the number of agents (95% intervals over worlds)",
+    )
+
+
 def run_benchmark(name: str, st: Settings, runner: Runner, out: pathlib.Path) -> dict:
     """Run one benchmark (or ``"all"``) and write its files into ``out``; return its results."""
     if name == "all":
@@ -745,6 +793,7 @@ def run_all(st: Settings, runner: Runner, out: pathlib.Path) -> dict:
         )
     summary = {v: {r["metric"]: r[v] for r in rows} for v in st.variants}
     summary["ci"] = cis
+    plot_scaling(out / "scaling.png", results, st.variants)
     report.write_json(out, "summary", summary, st.config())
     report.write_markdown(
         out,
