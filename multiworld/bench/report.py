@@ -175,8 +175,10 @@ def plot_scaling(path: pathlib.Path, panels: list[tuple[str, dict[str, tuple[lis
             if not pts:
                 continue
             x, y, c = zip(*pts, strict=True)
-            lo = [yy - (cc[0] if cc and cc[0] is not None else yy) for yy, cc in zip(y, c, strict=True)]
-            hi = [(cc[1] if cc and cc[1] is not None else yy) - yy for yy, cc in zip(y, c, strict=True)]
+            # A percentile interval need not contain the point estimate (a ratio of sums, a capped
+            # PSNR): the bar then runs from the point to the interval's far end.
+            lo = [max(0.0, yy - (cc[0] if cc and cc[0] is not None else yy)) for yy, cc in zip(y, c, strict=True)]
+            hi = [max(0.0, (cc[1] if cc and cc[1] is not None else yy) - yy) for yy, cc in zip(y, c, strict=True)]
             style = {"linestyle": "--"} if label == "oracle" else {}
             if label in ("persistence", "mean"):
                 style = {"linestyle": ":", "alpha": 0.8}

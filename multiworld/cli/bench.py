@@ -21,7 +21,7 @@ CHOICES = ["consistency", "fidelity", "events", "revisit", "drift", "throughput"
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "bench",
-        help="run the benchmark suite (shared vs private state vs oracle)",
+        help="run the benchmark suite (shared state vs private-state and stacked-frames baselines, bounds, oracle)",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
