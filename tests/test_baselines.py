@@ -11,6 +11,7 @@ import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from test_bench import one_thread  # noqa: F401 - the same module-scoped one-thread fixture
 
 from multiworld.bench import stats
 from multiworld.bench.bounds import MeanFrameSimulator, PersistenceSimulator
@@ -27,14 +28,6 @@ from multiworld.world.scenarios import get_scenario
 
 EXAMPLE = pathlib.Path(__file__).resolve().parent.parent / "examples" / "external_simulator.py"
 SEEDS = probe_seeds("consistency", 2)
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def tiny_stacked(seed: int = 0) -> StackedFramesModel:

@@ -162,10 +162,11 @@ class SimSpec:
 
         out = {}
         for variant in self.variants:
-            if variant in ("oracle", "persistence") or (self.backend != "model" and variant in ("shared", "private")):
-                out[variant] = {"weights": "oracle" if variant == "oracle" else variant}
-                if variant in ("shared", "private"):
-                    out[variant]["weights"] = self.backend
+            if variant in ("oracle", "persistence"):  # no weights at all
+                out[variant] = {"weights": variant}
+                continue
+            if self.backend != "model" and variant in ("shared", "private"):
+                out[variant] = {"weights": self.backend}
                 continue
             if variant not in VARIANTS:
                 out[variant] = {"weights": "external", "factory": dict(self.external)[variant]}
