@@ -19,6 +19,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e ".[dev]"
 	touch $(STAMP)
 
+# `multiworld run` ends by printing the `multiworld view` command that opens its store in a browser.
 run: $(STAMP)
 	$(BIN)/multiworld run --out runs/default $(RUN_ARGS)
 

@@ -99,12 +99,16 @@ class ModelRenderer:
     """Renderer replica of the learned model (deterministic render); payload ``{"version", "tokens"
     (B, S*S + N, D) the packed latent state, "size" S}``. Each replica loads the checkpoint."""
 
-    def __init__(self, checkpoint=None, device: str = "cpu", render: RenderConfig | None = None) -> None:
+    def __init__(
+        self, checkpoint=None, device: str = "cpu", render: RenderConfig | None = None, precision: str | None = None
+    ) -> None:
         from multiworld.models.checkpoint import load_checkpoint
         from multiworld.models.geometry import Camera
-        from multiworld.runtime.model import resolve_device
+        from multiworld.runtime.model import default_precision, resolve_device
 
-        self.model = load_checkpoint(checkpoint, resolve_device(device))
+        dev = resolve_device(device)
+        self.model = load_checkpoint(checkpoint, dev)
+        self.precision = precision or default_precision(dev)  # as the in-process simulator renders
         r = render or RenderConfig()
         self.cam = Camera(r.height, r.width, r.fov_degrees, r.eye_height)
 
@@ -116,9 +120,9 @@ class ModelRenderer:
         dev = self.model.device
         state = LatentState.unpack(np.array(payload["tokens"]), int(payload["size"]), dev)
         views = torch.as_tensor(np.asarray(agents, np.int64), device=dev)
-        with torch.no_grad():
+        with torch.no_grad(), torch.autocast(dev.type, dtype=torch.bfloat16, enabled=self.precision == "bf16"):
             rgb, dep = self.model.renderer(state.scene, state.agents, views=views, cam=self.cam)
-        rgb = (rgb.clamp(0, 1) * 255).round().to(torch.uint8).cpu().numpy()
+        rgb = (rgb.float().clamp(0, 1) * 255).round().to(torch.uint8).cpu().numpy()
         return rgb, dep.float().cpu().numpy().astype(np.float32) if depth else None
 
 
@@ -127,7 +131,12 @@ def _oracle_renderer(spec: dict) -> RendererReplica:
 
 
 def _model_renderer(spec: dict) -> RendererReplica:
-    return ModelRenderer(spec.get("checkpoint"), device=spec.get("device", "cpu"), render=spec.get("render"))
+    return ModelRenderer(
+        spec.get("checkpoint"),
+        device=spec.get("device", "cpu"),
+        render=spec.get("render"),
+        precision=spec.get("precision"),
+    )
 
 
 # backend name -> builder(spec) of its renderer replica.
@@ -190,8 +199,8 @@ class AgentActor:
     def _remember(self, version: np.ndarray, rgb: np.ndarray) -> None:
         if self.recent and np.array_equal(self.recent[-1][0], version):
             self.recent.pop()  # a step rendered again (after a failure elsewhere) replaces its frames
-        elif self.recent and np.any(version < self.recent[-1][0]):
-            self.recent.clear()  # a new episode
+        elif self.recent and np.all(version < self.recent[-1][0]):
+            self.recent.clear()  # a new episode of every world (an autoreset restarts only some)
         self.recent.append((version, rgb))
 
     def recent_frames(self) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -208,21 +217,29 @@ class AgentActor:
             self.recent.append((np.asarray(version, np.int64), rgb))
         return len(self.recent)
 
-    def restore_from_store(self, url: str, world_ids: list[str], last: int, storage_options: dict | None = None) -> int:
-        """Put back the recent frames of rows ``..last`` of ``world_ids`` (one per world) from the store."""
+    def restore_from_store(
+        self, url: str, world_ids: list[str], last: int | list[int], storage_options: dict | None = None
+    ) -> int:
+        """Put back the recent frames of rows ``..last`` of ``world_ids`` (one per world; ``last`` one row,
+        or one per world when an autoreset left them at different versions) from the store."""
         from multiworld.state import WorldStore
 
         store = WorldStore.open(url, "r", storage_options=storage_options)
         try:
             readers = [store.world(w) for w in world_ids]
-            first = max(0, last - (self.recent.maxlen or 1) + 1)
-            frames = [
-                (np.full(len(world_ids), t, np.int64), np.stack([r.frames(t) for r in readers]))
-                for t in range(first, last + 1)
-            ]
+            lasts = np.broadcast_to(np.asarray(last, np.int64), (len(world_ids),))
+            k = int(min(self.recent.maxlen or 1, lasts.min() + 1))
+            rows = [lasts - (k - 1 - j) for j in range(k)]
+            frames = [(v.copy(), np.stack([r.frames(int(t)) for r, t in zip(readers, v)])) for v in rows]
         finally:
             store.close()
         return self.restore(frames)
+
+    def oracle_guard(self, on: bool, fresh: bool = True) -> None:
+        """Test hook: arm (or disarm) :mod:`multiworld.runtime.oracle_guard` in this actor's process."""
+        from multiworld.runtime import oracle_guard
+
+        oracle_guard.arm(fresh) if on else oracle_guard.disarm()
 
     def set_stale(self, lag: int) -> None:
         """Test hook: with ``lag`` > 0 render the previous payload instead of the one handed in."""

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import datetime
+import functools
 import json
 import pathlib
 
 from multiworld.bench.report import commit, machine
+from multiworld.bench.report import markdown_table as _markdown_table
 
 RESULTS = pathlib.Path(__file__).resolve().parent / "results"
 
@@ -22,8 +24,4 @@ def write_results(name: str, payload: dict, table: str) -> pathlib.Path:
     return RESULTS / f"{name}.json"
 
 
-def markdown_table(rows: list[dict]) -> str:
-    cols = list(rows[0])
-    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
-    lines += ["| " + " | ".join(str(r[c]) for c in cols) + " |" for r in rows]
-    return "\n".join(lines)
+markdown_table = functools.partial(_markdown_table, cell=str)  # the scripts round their numbers themselves

@@ -20,8 +20,7 @@ from tqdm import tqdm
 
 from multiworld.bench.fidelity import evaluate_fidelity
 from multiworld.models.checkpoint import DEFAULT_CHECKPOINT, load_checkpoint, read_config
-
-HELD_OUT_SEED = 2_000_000  # training data uses seeds < 100_000, validation 1_000_000+
+from multiworld.seeds import model_evaluation_seeds
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -35,7 +34,7 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     worlds, last = (2, 100) if args.quick else (args.worlds, args.steps)
     model = load_checkpoint(args.checkpoint)
-    seeds = list(range(HELD_OUT_SEED, HELD_OUT_SEED + worlds))
+    seeds = model_evaluation_seeds(worlds)
     acc_h = tuple(h for h in (1, 10, 100, 1000) if h <= last)
     # (scenario, agents, reset mode, policy, sampler steps, run to the longest accuracy horizon)
     runs = [

@@ -21,6 +21,7 @@ from common import markdown_table, write_results
 from tqdm import tqdm
 
 from multiworld.runtime.model import ModelSimulator
+from multiworld.seeds import model_evaluation_seeds
 
 
 def measure(checkpoint, agents: int, steps: int, threads: int, sampler_steps: int = 0) -> dict:
@@ -31,8 +32,8 @@ def measure(checkpoint, agents: int, steps: int, threads: int, sampler_steps: in
     model = sim.model
     rng = np.random.default_rng(0)
     t0 = time.perf_counter()
-    for k in range(5):
-        sim.reset([2_000_000 + k])
+    for seed in model_evaluation_seeds(5):
+        sim.reset([seed])
     t_reset = (time.perf_counter() - t0) / 5
     for _ in range(10):  # warm-up
         sim.step(rng.integers(0, 8, (1, agents)))

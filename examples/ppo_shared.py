@@ -2,6 +2,13 @@
 
     python examples/ppo_shared.py --minutes 30 --threads 2          # the run in benchmarks/results/
     python examples/ppo_shared.py --minutes 0.2 --num-envs 2 --rollout 8 --out /tmp/ppo   # a smoke run
+    python examples/ppo_shared.py --backend model --minutes 29 --threads 2 \
+        --out benchmarks/results/ppo_forage_model   # trained inside the learned world model
+
+``--backend model`` trains entirely inside the learned world model (its vector env: observations,
+rewards and endings all from the model; the oracle only builds each world's first observation at
+reset), then evaluates in the oracle, the real arena, on the same held-out worlds as the
+oracle-trained run: the DIAMOND / IRIS protocol, here with many agents.
 
 Every agent of every world is one PPO "environment": the E worlds x N agents of
 ``multiworld.vector_env`` are flattened into a batch of E*N egocentric views (uint8 RGB, 32x32
@@ -31,11 +38,19 @@ from torch import nn
 
 import multiworld
 from multiworld.agents.policies import make_policy
+from multiworld.seeds import policy_evaluation_seeds
 
 
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--scenario", default="forage-v0")
+    p.add_argument(
+        "--backend",
+        choices=("oracle", "model"),
+        default="oracle",
+        help="where the policy trains: the oracle arena or the learned world model (evaluation: always the oracle)",
+    )
+    p.add_argument("--checkpoint", default=None, help="world-model checkpoint for --backend model (default: shipped)")
     p.add_argument("--num-envs", type=int, default=16, help="worlds stepped together (E)")
     p.add_argument("--num-agents", type=int, default=4, help="agents per world (N); all share the policy")
     p.add_argument("--view", type=int, default=32, help="egocentric view height and width")
@@ -62,7 +77,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def make_env(args, num_envs: int, seed: int):
+def make_env(args, num_envs: int, seed: int, backend: str = "oracle"):
+    """The vector env: the oracle (baselines, evaluation), or ``--backend`` for training."""
+    extra = {"checkpoint": args.checkpoint} if backend == "model" and args.checkpoint else {}
     return multiworld.vector_env(
         num_envs=num_envs,
         scenario=args.scenario,
@@ -71,6 +88,8 @@ def make_env(args, num_envs: int, seed: int):
         width=args.view,
         max_cycles=args.max_cycles,
         seed=seed,
+        backend=backend,
+        **extra,
     )
 
 
@@ -138,7 +157,7 @@ def main(argv=None) -> dict:
     torch.manual_seed(args.seed)
     out = pathlib.Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    eval_seed = 1_000_000 + args.seed  # world seeds of the baselines and the final evaluation
+    eval_seed = policy_evaluation_seeds(1, args.seed)[0]  # first world seed of the baselines and the final evaluation
 
     t0 = time.perf_counter()
     baselines = {name: baseline(args, name, eval_seed) for name in ("random", "scripted")}
@@ -148,7 +167,7 @@ def main(argv=None) -> dict:
 
     e, n, t_len = args.num_envs, args.num_agents, args.rollout
     b = e * n
-    env = make_env(args, e, args.seed)
+    env = make_env(args, e, args.seed, backend=args.backend)
     agent = Agent(args.view, env.single_action_space.n)
     optim = torch.optim.Adam(agent.parameters(), lr=args.lr, eps=1e-5)
 

@@ -63,6 +63,19 @@ _STATE_NDIM = {
     "colors": 1,
     "step": 0,
 }
+# World attributes the store writes itself; ``create_world(attrs=...)`` may add any others.
+_MANAGED_ATTRS = {
+    "scenario",
+    "seed",
+    "config",
+    "checkpoint_hash",
+    "parent",
+    "agents",
+    "created",
+    "multiworld_version",
+    "rewinds",
+    "committed_steps",
+}
 MIN_CAPACITY = 64
 DEFAULT_SHARD_ROWS = 256
 
@@ -479,12 +492,15 @@ class WorldStore:
         events: Iterable[Any] | None = None,
         tokens: Any = None,
         frames: Any = None,
+        attrs: Mapping[str, Any] | None = None,
     ) -> WorldWriter:
         """Create ``world_id`` with ``initial`` (row 0, the reset state), commit it, return its writer.
 
         ``initial``: a WorldState with B=1 or a dict of its fields (batch axis optional).
         ``tokens_shape``/``tokens_dtype``: add a per-step ``tokens`` array (float16 or float32).
         ``frame_shape``: ``(H, W)`` (or ``(N, H, W, 3)``) adds per-step ``frames`` (N,H,W,3) uint8.
+        ``attrs``: further JSON attributes of the world (e.g. the model backend's ``model``); the
+        names the store manages itself (section 3 of SCHEMA.md) are refused.
         """
         self._writable(f"create world {world_id!r}")
         check_world_id(world_id)
@@ -530,7 +546,16 @@ class WorldStore:
                     f"frame_shape must be (H, W) or (N, H, W, 3) with N={num_agents}, got {frame_shape}"
                 )
             frame_shape = fs
+        if attrs is not None and not isinstance(attrs, Mapping):
+            raise ValidationError(
+                f"attrs must be a mapping of attribute names to JSON values, got {type(attrs).__name__}"
+            )
+        extra = _json_attr("attrs", dict(attrs or {}))
+        clash = sorted(set(extra) & _MANAGED_ATTRS)
+        if clash:
+            raise ValidationError(f"attrs: {clash} are managed by the store and cannot be set through attrs")
         attrs = {
+            **extra,
             "scenario": scenario,
             "seed": None if seed is None else int(seed),
             "config": _json_attr("config", dict(config or {})),
@@ -897,11 +922,12 @@ class WorldReader:
             return np.empty((n, *spec.shape), spec.dtype)
         if spec.sharded:
             requests: list[tuple[str, L.ArraySpec, list[int]]] = []
-            for t in range(start, stop):
+            rows, t = spec.shard_rows, start
+            while t < stop:  # one request per shard: its rows are consecutive slots
+                end = min(stop, (t // rows + 1) * rows)
                 key = _world_key(self.world_id, f"{spec.name}/{spec.chunk_key(t)}")
-                if not requests or requests[-1][0] != key:
-                    requests.append((key, spec, []))
-                requests[-1][2].append(t % spec.shard_rows)
+                requests.append((key, spec, list(range(t % rows, t % rows + end - t))))
+                t = end
             data = [d for part in self._backend.read_shards(requests) for d in part]
         else:
             keys = [_world_key(self.world_id, f"{spec.name}/{spec.chunk_key(t)}") for t in range(start, stop)]

@@ -8,8 +8,9 @@ import torch
 
 
 def tiny_world_model(seed: int = 0):
-    """The tiny preset with random weights; the parameters that start at zero (turn and move per
-    action, residual heads) are drawn too, so agents move and every head gives non-zero outputs."""
+    """The tiny preset with random weights; the parameters that start at zero (the motion
+    network's and the residual heads' last layers) are drawn too, so agents move and every head
+    gives non-zero outputs."""
     from multiworld.models.presets import get_preset
     from multiworld.models.world_model import WorldModel
 

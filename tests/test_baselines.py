@@ -13,15 +13,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from test_bench import one_thread  # noqa: F401 - the same module-scoped one-thread fixture
 
-from multiworld.bench import stats
+from multiworld.bench import report, stats, variants
 from multiworld.bench.bounds import MeanFrameSimulator, PersistenceSimulator
 from multiworld.bench.events import EventTask, run_event_task
-from multiworld.bench.seeds import probe_seeds
-from multiworld.bench.variants import VARIANTS, SimSpec, load_factory
+from multiworld.bench.variants import VARIANTS, CheckedSimulator, SimSpec, Variant, load_factory, registered
 from multiworld.cli import main
 from multiworld.models.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from multiworld.models.stacked import StackedFramesConfig, StackedFramesModel
 from multiworld.runtime.stacked import StackedFramesSimulator
+from multiworld.seeds import probe_seeds
 from multiworld.world.arena import generate
 from multiworld.world.render import Raycaster
 from multiworld.world.scenarios import get_scenario
@@ -256,6 +256,40 @@ def test_default_variants_are_every_design_and_bound():
     assert VARIANTS == ("shared", "private", "stacked", "persistence", "mean", "oracle")
     spec = SimSpec(external=(("mine", "m:f"),))
     assert spec.variants == (*VARIANTS, "mine")
+    assert [v.kind for v in registered().values()] == ["learned"] * 3 + ["bound"] * 2 + ["reference"]
+
+
+@pytest.mark.parametrize("backend", ["oracle", "model"])
+@pytest.mark.parametrize("name", list(registered()))
+def test_every_registered_variant_builds_and_keeps_the_simulator_contract(name, backend):
+    """Every registered variant (shipped weights), through the check every external simulator gets."""
+    sim = CheckedSimulator(name, SimSpec(backend=backend).build(name, 2, 2), 2, 2)
+    try:
+        first = sim.reset(SEEDS)
+        for a in np.random.default_rng(0).integers(0, 8, (2, 2, 2)):
+            obs = sim.step(a)
+        assert obs.version.tolist() == [2, 2] and first.rgb.shape[-3:] == (64, 64, 3)
+        assert sim.world_state().poses.shape == (2, 2, 3) and sim.agent_names == ["agent_0", "agent_1"]
+    finally:
+        sim.close()
+
+
+def test_a_registered_variant_reaches_every_table_plot_and_the_cli_help(monkeypatch, capsys):
+    """Adding a variant is one registration: the spec, the report's legend and the CLI help list it."""
+    monkeypatch.setattr(variants, "_REGISTRY", dict(variants._REGISTRY))
+    variants.register(
+        Variant("still", "still frame (bound)", "bound", lambda s, n, b: PersistenceSimulator(s.scenario, n, b))
+    )
+    spec = SimSpec(backend="oracle")
+    assert spec.variants == ("shared", "private", "stacked", "persistence", "mean", "still", "oracle")
+    assert spec.describe()["still"] == {"weights": "still"}
+    assert report.legend("still") == ("still frame (bound)", {"linestyle": ":", "alpha": 0.8})
+    assert report.legend("mine") == ("mine", {})  # an external simulator
+    with pytest.raises(SystemExit):
+        main(["bench", "--help"])
+    assert "still frame (bound)" in capsys.readouterr().out
+    with pytest.raises(ValueError, match="already registered"):
+        variants.register(registered()["still"])
 
 
 def test_private_model_renders_only_each_copys_owner_view_and_the_same_pixels():

@@ -16,12 +16,12 @@ from multiworld.bench.correspondence import Matches, disagreement, find_matches,
 from multiworld.bench.events import EventTask, make_probe, run_event_task, summarize_events
 from multiworld.bench.metrics import PSNR_CAP, mean_abs_diff, psnr, ssim
 from multiworld.bench.revisit import RevisitTask, run_revisit_task
-from multiworld.bench.seeds import PROBE_SEED_BASE, TRAIN_SEED_LIMIT, check_held_out, probe_seeds
 from multiworld.bench.state_accuracy import state_accuracy
 from multiworld.bench.variants import SimSpec
 from multiworld.cli import main
 from multiworld.runtime.oracle import OracleSimulator
 from multiworld.runtime.private import PrivateStateSimulator
+from multiworld.seeds import PROBE_SEED_BASE, TRAIN_SEED_LIMIT, check_held_out, probe_seeds
 from multiworld.world.arena import ArenaConfig, generate
 from multiworld.world.render import Raycaster
 from multiworld.world.scenarios import get_scenario
@@ -232,24 +232,19 @@ def test_private_baseline_runs_the_checkpoint_trained_with_private_state():
 
 
 def test_every_benchmark_writes_json_markdown_and_plots(tmp_path):
-    from multiworld.bench.runner import Runner
-    from multiworld.bench.suite import BENCHMARKS, QUICK, Settings, run_all
+    from multiworld.bench import consistency, drift, events, fidelity, revisit, throughput
+    from multiworld.bench.runner import Runner, Settings
+    from multiworld.bench.suite import BENCHMARKS, run_all
 
-    tiny = dataclasses.replace(
-        QUICK,
-        consistency_agents=(2,),
-        consistency_steps=3,
-        event_seeds=2,
-        revisit_worlds=2,
-        revisit_moves=(("turn", 2), ("walk", 1)),
-        drift_agents=2,
-        drift_worlds=1,
-        drift_steps=5,
-        fidelity_worlds=1,
-        throughput_agents=(1, 2),
-        throughput_steps=2,
-    )
-    st = Settings(ORACLE, quick=True, sizes=dataclasses.replace(tiny))
+    tiny = {
+        "consistency": dataclasses.replace(consistency.QUICK, agents=(2,), steps=3, event_seeds=2),
+        "events": dataclasses.replace(events.QUICK, seeds=2),
+        "revisit": dataclasses.replace(revisit.QUICK, worlds=2, moves=(("turn", 2), ("walk", 1))),
+        "drift": drift.Sizes(agents=2, worlds=1, steps=5),
+        "fidelity": dataclasses.replace(fidelity.QUICK, worlds=1),
+        "throughput": throughput.Sizes(agents=(1, 2), steps=2),
+    }
+    st = Settings(ORACLE, quick=True, sizes=tiny)
     results = run_all(st, Runner(progress=False), tmp_path)
     assert set(results) == set(BENCHMARKS)
     for name in (*BENCHMARKS, "summary"):

@@ -124,7 +124,7 @@ def test_bad_values_are_one_line_errors(tmp_path, capsys):
 
 
 def test_training_data_refuses_held_out_seeds(tmp_path, capsys):
-    """Benchmarks probe seeds >= 10,000,000 and validate at 1,000,000 + i: `data` never records those."""
+    """Training seeds lie below 1,000,000 (multiworld.seeds): `data` never records a held-out world."""
     store = tmp_path / "d.zarr"
     assert main(["data", "--seed", "999999", "--episodes", "2", "--out", str(store)]) == 2
     assert "[999999, 1000001)" in capsys.readouterr().err and not store.exists()

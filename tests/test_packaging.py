@@ -42,6 +42,8 @@ def test_built_wheel_imports_every_subpackage_in_a_fresh_venv(tmp_path):
     names = zipfile.ZipFile(wheel).namelist()
     assert not any(n.startswith(("state/", "agents/")) for n in names), "nothing installs as top-level state/agents"
     assert "multiworld/state/SCHEMA.md" in names
+    for name in ("index.html", "app.js", "style.css"):  # the viewer's page is package data
+        assert f"multiworld/viewer/static/{name}" in names
     for ckpt in ("default", "private", "stacked"):  # the model and its two baselines
         for name in ("model.safetensors", "config.json", "MODEL_CARD.md"):
             assert f"multiworld/checkpoints/{ckpt}/{name}" in names, "the shipped checkpoints are package data"
@@ -71,6 +73,8 @@ def test_built_wheel_imports_every_subpackage_in_a_fresh_venv(tmp_path):
         "from multiworld.runtime.model import ModelSimulator\n"
         "from multiworld.world.scenarios import get_scenario\n"
         "ModelSimulator(get_scenario('forage-v0'), 2).reset([0])  # loads the packaged checkpoint\n"
+        "from multiworld.viewer.server import _static_files\n"
+        "assert b'app.js' in _static_files()['index.html']  # the page ships with the wheel\n"
         "print('ok')\n"
     )
     out = subprocess.run([py, "-c", code], check=True, capture_output=True, text=True, cwd=tmp_path)

@@ -206,3 +206,77 @@ def test_model_backend_matches_local_and_resumes_from_its_tokens(tiny_checkpoint
     finally:
         remote.close()
     assert WorldStore.open(opts["store"], "r").world("ep00000").has_tokens
+
+
+def test_model_autoreset_matches_local_and_gives_only_restarted_worlds_new_records(tiny_checkpoint, tmp_path):
+    """step_and_restart on the ray runtime: the restarted worlds are encoded from their fresh reset in the
+    world actor (as locally), everything equals the local runtime bit for bit, the running worlds keep
+    their store worlds and every restarted world gets a new one, whose rows are the local rows."""
+    from multiworld.world.arena import generate
+
+    spec = dict(scenario="forage-v0", num_agents=2, num_worlds=3, checkpoint=tiny_checkpoint)
+    local = make_simulator("model", "local", **spec)
+    url = str(tmp_path / "store")
+    remote = make_simulator("model", "ray", **spec, ray_options={"agents_per_actor": 1, "store": url})
+    seeds = [1, 2, 3]
+    ids = ["ep00000-b0", "ep00000-b1", "ep00000-b2"]
+    try:
+        _same(local.reset(seeds), remote.reset(seeds))
+        rows = {w: [local.tokens()[b]] for b, w in enumerate(ids)}
+        rng = np.random.default_rng(0)
+        plan = {2: [False, True, False], 4: [True, False, True]}
+        for t in range(6):
+            actions = rng.integers(0, 8, (3, 2))
+            if t in plan:
+                mask = np.array(plan[t])
+                new = [100 * t + b for b in np.flatnonzero(mask)]
+                seeds = [100 * t + b if m else s for b, (m, s) in enumerate(zip(mask, seeds))]
+                fresh = generate(local.arena, new)
+                a = local.step_and_restart(actions, mask, fresh, seeds)
+                b = remote.step_and_restart(actions, mask, fresh, seeds)
+                ids = [f"ep{t // 2:05d}-b{b}" if m else w for b, (m, w) in enumerate(zip(mask, ids))]
+            else:
+                a, b = local.step(actions), remote.step(actions)
+            _same(a, b)
+            for w, tok in zip(ids, local.tokens()):
+                rows.setdefault(w, []).append(tok)
+        assert remote.world_state().equals(local.world_state())
+    finally:
+        remote.close()
+    store = WorldStore.open(url, "r")
+    assert store.worlds() == sorted(rows)
+    for w, tokens in rows.items():
+        reader = store.world(w)
+        assert reader.steps == len(tokens), w
+        assert all(np.array_equal(reader.tokens(t), tok) for t, tok in enumerate(tokens)), w
+        assert reader.checkpoint_hash == local.checkpoint_sha256 and reader.attrs["model"]["init"] == "map"
+    assert store.world("ep00001-b1").seed == 201 and store.world("ep00000-b1").steps == 3
+
+
+def test_model_vector_env_autoreset_on_ray_equals_local(tmp_path):
+    """The vector env's autoreset (worlds ending at different steps) on the ray runtime: the same
+    observations, rewards, flags and infos as the local runtime, step for step."""
+    from model_fixtures import save_tiny_checkpoint
+
+    calm = str(save_tiny_checkpoint(tmp_path / "calm", seed=1))  # its ending head never fires
+    kwargs = dict(num_agents=2, backend="model", checkpoint=calm, max_cycles=6, height=24, width=24)
+    local = multiworld.vector_env(3, "push-v0", **kwargs)
+    remote = multiworld.vector_env(3, "push-v0", runtime="ray", **kwargs)
+    try:
+        out_l, out_r = local.reset(seed=5), remote.reset(seed=5)
+        for env in (local, remote):
+            env._cycles[:] = [0, 2, 4]  # the worlds truncate at different steps: partial autoresets
+        rng = np.random.default_rng(2)
+        restarted = 0
+        for _ in range(14):
+            actions = rng.integers(0, 8, (3, 2))
+            out_l, out_r = local.step(actions), remote.step(actions)
+            for x, y in zip(out_l[:4], out_r[:4]):
+                assert np.array_equal(x, y)
+            assert set(out_l[4]) == set(out_r[4])
+            assert all(np.array_equal(out_l[4][k], out_r[4][k]) for k in out_l[4])
+            restarted += int(out_l[4]["reset"].any())
+        assert restarted >= 4
+        assert remote.world_state().equals(local.world_state())
+    finally:
+        remote.close()

@@ -14,6 +14,7 @@ import torch
 
 import multiworld
 from multiworld.agents.policies import make_policy
+from multiworld.world.state import agent_names
 
 torchrl_envs = pytest.importorskip("torchrl.envs")
 from torchrl.envs import PettingZooWrapper  # noqa: E402
@@ -145,7 +146,7 @@ def test_aec_env():
     )
     check_env_specs(env)
     td = env.rollout(12, break_when_any_done=False)
-    acting = sum(td[f"agent_{i}", "mask"].long().sum(dim=-1) for i in range(3))  # AEC: one group per agent
+    acting = sum(td[name, "mask"].long().sum(dim=-1) for name in agent_names(3))  # AEC: one group per agent
     assert acting.tolist() == [1] * 12
 
 

@@ -17,10 +17,9 @@ import pathlib
 import numpy as np
 import torch
 
+from multiworld.bench.variants import Variant, register
 from multiworld.runtime.base import Observation
-from multiworld.runtime.stacked import FrameSimulator
-
-BOUNDS = ("persistence", "mean")
+from multiworld.runtime.stacked import FrameSimulator, stacked_weights
 
 
 class _Static(FrameSimulator):
@@ -68,3 +67,16 @@ class MeanFrameSimulator(_Static):
 
     def _begin(self, mask: np.ndarray, views: torch.Tensor) -> None:
         pass  # the mean frame does not depend on what was observed
+
+
+register(Variant("persistence", "persistence (bound)", "bound", lambda s, n, b: PersistenceSimulator(s.scenario, n, b)))
+register(
+    Variant(
+        "mean",
+        "mean frame (bound)",
+        "bound",
+        lambda s, n, b: MeanFrameSimulator(s.scenario, n, b, s.weights("mean")),
+        weights=stacked_weights,
+        default_weights="stacked",
+    )
+)

@@ -4,7 +4,7 @@ Every simulator takes the oracle policy's joint actions; at the recorded steps w
 each simulator's views with the oracle's (PSNR and SSIM per agent view, averaged; and the PSNR of
 the mean MSE, which views rendered exactly right, capped at 100 dB, cannot dominate) and its
 decoded ``world_state()`` with the oracle's state: the model card's ``accuracy``,
-``cell_accuracy`` and ``agent_accuracy`` (:func:`multiworld.bench.fidelity.symbolic_accuracy`)
+``cell_accuracy`` and ``agent_accuracy`` (:func:`multiworld.bench.state_accuracy.symbolic_accuracy`)
 and a per-kind breakdown (:func:`state_accuracy`). For the private baseline every private copy
 is scored against the oracle (mean over copies).
 """
@@ -12,17 +12,30 @@ is scored against the oracle (mean over copies).
 from __future__ import annotations
 
 import dataclasses
+import pathlib
 
 import numpy as np
 
-from multiworld.bench.fidelity import symbolic_accuracy
+from multiworld.bench import report
 from multiworld.bench.metrics import PSNR_CAP, mse, psnr, ssim
 from multiworld.bench.rollout import lockstep
-from multiworld.bench.seeds import check_held_out
-from multiworld.bench.state_accuracy import state_accuracy
+from multiworld.bench.runner import Runner, Settings, chunks
+from multiworld.bench.state_accuracy import state_accuracy, symbolic_accuracy
 from multiworld.bench.variants import VARIANTS, SimSpec
+from multiworld.seeds import check_held_out, probe_seeds
 
 DRIFT_STEPS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000)
+
+
+@dataclasses.dataclass(frozen=True)
+class Sizes:
+    agents: int
+    worlds: int
+    steps: int
+
+
+QUICK = Sizes(agents=4, worlds=2, steps=100)
+FULL = Sizes(agents=4, worlds=4, steps=1000)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -107,3 +120,56 @@ def summarize_drift(results: list[dict], variants=VARIANTS) -> dict:
             by_step[step]["worlds"] = worlds
         out[v] = {"by_step": by_step}
     return out
+
+
+def rollouts(st: Settings, runner: Runner, bench: str, worlds: int, agents: int, record, with_state: bool) -> dict:
+    """:func:`summarize_drift` of lockstep rollouts on ``worlds`` probe worlds of ``bench``, two per task."""
+    seeds = probe_seeds(bench, worlds)
+    tasks = [DriftTask(st.spec, agents, chunk, tuple(record), st.variants, with_state) for chunk in chunks(seeds, 2)]
+    return summarize_drift(runner.map(run_drift_task, tasks, desc=f"{bench} rollouts"), st.variants)
+
+
+def run(st: Settings, z: Sizes, runner: Runner, out: pathlib.Path) -> dict:
+    """Drift of views and decoded state over a long rollout: ``drift.*``."""
+    record = sorted({s for s in DRIFT_STEPS if s <= z.steps} | {z.steps})
+    vs = st.variants
+    s = rollouts(st, runner, "drift", z.worlds, z.agents, record, with_state=True)
+    last = str(record[-1])
+    results = {
+        v: {
+            **{f"{k}@{last}": x for k, x in s[v]["by_step"][last].items() if k not in ("worlds", "psnr_worlds")},
+            "by_step": s[v]["by_step"],
+        }
+        for v in vs
+    }
+    config = {**st.config(), "steps": z.steps, "worlds": z.worlds, "agents": z.agents}
+    report.write_json(out, "drift", results, config)
+    metrics = ["psnr", "psnr_of_mean_mse", "accuracy", "cell_accuracy", "agent_accuracy", "box_recall"]
+    metrics += ["item_recall", "agent_cells"]
+    rows = [{"metric": f"{m} @ step {last}", **{v: results[v].get(f"{m}@{last}") for v in vs}} for m in metrics]
+    by_step = ("psnr", "accuracy", "agent_accuracy")
+    step_rows = [
+        {"step": t, **{f"{v} {m}": s[v]["by_step"][str(t)].get(m) for v in vs for m in by_step}} for t in record
+    ]
+    report.write_markdown(
+        out,
+        "drift",
+        "Drift of views and decoded state",
+        [("At the last step", report.markdown_table(rows)), ("By step", report.markdown_table(step_rows))],
+        config,
+    )
+    for metric, label in (
+        ("psnr", "view PSNR (dB, capped at 100)"),
+        ("accuracy", "decoded-state accuracy"),
+        ("agent_accuracy", "agent accuracy (cell and heading bin)"),
+        ("box_recall", "box recall"),
+    ):
+        series = {v: (record, [s[v]["by_step"][str(t)].get(metric) for t in record]) for v in vs}
+        report.plot_lines(out / f"drift_{metric}.png", series, "step", label, f"Drift: {label}", logx=True)
+    return results
+
+
+def headline(results: dict, variants) -> list[tuple[str, str]]:
+    """(key, label) of this benchmark's rows in the summary table: the last step's headline metrics."""
+    heads = ("accuracy@", "agent_accuracy@", "box_recall@", "psnr@", "psnr_of_mean_mse@")
+    return [(k, f"drift: {k.replace('@', ' at step ')}") for k in results[variants[0]] if k.startswith(heads)]

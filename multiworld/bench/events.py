@@ -22,12 +22,15 @@ in the oracle and changes at least ``min_pixels`` pixels of B's oracle view.
 from __future__ import annotations
 
 import dataclasses
+import pathlib
 
 import numpy as np
 
+from multiworld.bench import report, stats
 from multiworld.bench.metrics import mse
-from multiworld.bench.seeds import check_held_out
+from multiworld.bench.runner import Runner, Settings, chunks
 from multiworld.bench.variants import VARIANTS, SimSpec
+from multiworld.seeds import check_held_out, probe_seeds
 from multiworld.world.arena import generate
 from multiworld.world.dynamics import solid_cells
 from multiworld.world.dynamics import step as world_step
@@ -36,6 +39,17 @@ from multiworld.world.scenarios import get_scenario
 from multiworld.world.state import FLOOR, Action, WorldState
 
 KINDS = ("push", "pickup")
+
+
+@dataclasses.dataclass(frozen=True)
+class Sizes:
+    agents: tuple[int, ...]
+    seeds: int  # per agent count; each seed gives up to one push and one pickup probe
+    chunk: int  # seeds per task
+
+
+QUICK = Sizes(agents=(2, 4), seeds=12, chunk=12)
+FULL = Sizes(agents=(2, 4, 8, 16), seeds=24, chunk=8)
 _DIRS = np.array([[0, 1], [1, 0], [0, -1], [-1, 0]])  # (d_row, d_col) east, south, west, north
 _PICKUP_GAP = 0.6  # A starts this far from the item centre; one forward step (0.25) reaches it
 
@@ -248,3 +262,78 @@ def summarize_events(results: list[dict], variants=VARIANTS) -> dict:
             },
         }
     return out
+
+
+def tasks(st: Settings, agents: tuple[int, ...], seeds_per_n: int, chunk: int) -> list[EventTask]:
+    """The probe batches of ``seeds_per_n`` seeds per agent count, ``chunk`` seeds each."""
+    out = []
+    for n in agents:
+        seeds = probe_seeds("events", seeds_per_n, start=1000 * n)
+        out += [EventTask(st.spec, n, c, variants=st.variants) for c in chunks(seeds, chunk)]
+    return out
+
+
+def events_ci(probes: list[dict], variants) -> dict:
+    """Intervals of every variant's event-propagation rate, resampling the probe worlds (seeds)."""
+    worlds = sorted({(p["agents"], p["seed"]) for p in probes})
+    if not worlds:
+        return {"worlds": 0, "ci": {v: [None, None] for v in variants}, "diff": {}}
+    index = {w: i for i, w in enumerate(worlds)}
+    counts = np.zeros(len(worlds))
+    hits = {v: np.zeros(len(worlds)) for v in variants}
+    for p in probes:
+        i = index[(p["agents"], p["seed"])]
+        counts[i] += 1
+        for v in variants:
+            hits[v][i] += float(p[v]["correct"])
+    return stats.compare({v: stats.rate_of(hits[v], counts) for v in variants}, len(worlds))
+
+
+def run(st: Settings, z: Sizes, runner: Runner, out: pathlib.Path) -> dict:
+    """Event propagation at every agent count: ``events.*``."""
+    vs = st.variants
+    raw = runner.map(run_event_task, tasks(st, z.agents, z.seeds, z.chunk), desc="event probes")
+    s = summarize_events(raw, vs)
+    probes = [p for r in raw for p in r["probes"]]
+    results = {v: s[v] for v in vs}
+    results["ci"] = {"event_propagation": events_ci(probes, vs)}
+    by_n = {n: events_ci([p for p in probes if p["agents"] == n], vs) for n in z.agents}
+    for v in vs:
+        results[v]["event_propagation_ci_by_agents"] = {str(n): c["ci"][v] for n, c in by_n.items()}
+    results["details"] = {"num_probes": s["num_probes"], "probes": probes}
+    config = {**st.config(), "agents": list(z.agents), "seeds_per_agent_count": z.seeds}
+    report.write_json(out, "events", results, config)
+    first = report.ci_row("all", results, results["ci"]["event_propagation"], "event_propagation", vs)
+    rows = [{"probes": first.pop("metric"), **first}]
+    rows += [{"probes": kind, **{v: s[v]["by_kind"][kind] for v in vs}} for kind in KINDS]
+    rows.append({"probes": "all, simple criterion", **{v: s[v]["event_propagation_simple"] for v in vs}})
+    agent_rows = [
+        {"agents": n, **{v: report.with_ci(s[v]["by_agents"].get(str(n)), by_n[n]["ci"][v]) for v in vs}}
+        for n in z.agents
+    ]
+    report.write_markdown(
+        out,
+        "events",
+        "Event propagation",
+        [
+            (f"Rate over {s['num_probes']} probes [95% bootstrap interval over worlds]", report.markdown_table(rows)),
+            ("Shared minus each variant (paired bootstrap)", report.calls_table(results["ci"], vs)),
+            ("By number of agents", report.markdown_table(agent_rows)),
+        ],
+        config,
+    )
+    ns = sorted(int(n) for n in s[vs[0]]["by_agents"])
+    series = {v: (ns, [s[v]["by_agents"][str(n)] for n in ns]) for v in vs}
+    title = "Event propagation by number of agents"
+    report.plot_lines(out / "events_vs_agents.png", series, "agents per world", "event propagation rate", title)
+    return results
+
+
+def headline(results: dict, variants) -> list[tuple[str, str]]:
+    """(key, label) of this benchmark's rows in the summary table."""
+    return [("event_propagation", "event propagation (events suite, every agent count)")]
+
+
+def scaling(results: dict, variants) -> list[tuple[str, dict]]:
+    """This benchmark's panel of ``scaling.png``."""
+    return [("event propagation", report.by_agents(results, variants, "by_agents", "event_propagation_ci_by_agents"))]

@@ -18,21 +18,34 @@ Metrics:
 
 from __future__ import annotations
 
-import math
+import dataclasses
+import pathlib
 import time
 
 import numpy as np
-import torch
 
+from multiworld.bench import drift, report, stats
 from multiworld.bench.metrics import ssim
-from multiworld.models.heads import cell_maps
+from multiworld.bench.runner import Runner, Settings
+from multiworld.bench.state_accuracy import symbolic_accuracy
+from multiworld.bench.variants import SimSpec
+from multiworld.seeds import check_held_out, probe_seeds
 from multiworld.world.arena import generate
 from multiworld.world.dynamics import step as world_step
 from multiworld.world.render import Raycaster, RenderConfig
 from multiworld.world.scenarios import get_scenario
-from multiworld.world.state import WorldState
 
-HEADING_BINS = 8
+HORIZONS = (1, 10, 100)  # of the benchmark
+
+
+@dataclasses.dataclass(frozen=True)
+class Sizes:
+    worlds: int
+    agents: tuple[int, ...]  # the headline is at 4 agents
+
+
+QUICK = Sizes(worlds=4, agents=(4,))
+FULL = Sizes(worlds=8, agents=(2, 4, 8, 16))
 
 
 def psnr(a: np.ndarray, b: np.ndarray) -> float:
@@ -41,24 +54,6 @@ def psnr(a: np.ndarray, b: np.ndarray) -> float:
     b = np.asarray(b, np.float64).reshape(-1, *b.shape[-3:])
     mse = ((a - b) ** 2).mean(axis=(1, 2, 3))
     return float(np.mean(10 * np.log10(255.0**2 / np.maximum(mse, 1e-10))))
-
-
-def symbolic_accuracy(model_state: WorldState, oracle: WorldState) -> dict[str, float]:
-    """Decoded symbolic-state accuracy (see the module docstring)."""
-    mm, om = cell_maps(model_state), cell_maps(oracle)
-    cells = torch.stack([mm[k] == om[k] for k in om]).all(0).numpy()
-
-    def agent_key(s: WorldState) -> np.ndarray:
-        b = np.floor((s.poses[..., 2] + math.pi) / (2 * math.pi / HEADING_BINS) + 0.5).astype(np.int64) % HEADING_BINS
-        return np.stack([np.floor(s.poses[..., 1]), np.floor(s.poses[..., 0]), b], -1)
-
-    agents = np.all(agent_key(model_state) == agent_key(oracle), -1)
-    total = cells.size + agents.size
-    return {
-        "accuracy": float((cells.sum() + agents.sum()) / total),
-        "cell_accuracy": float(cells.mean()),
-        "agent_accuracy": float(agents.mean()),
-    }
 
 
 def evaluate_fidelity(
@@ -115,3 +110,132 @@ def evaluate_fidelity(
                 out[k][str(t)] = round(v, 5)
     out["seconds"] = round(time.perf_counter() - t0, 1)
     return out
+
+
+# -- the benchmark: every variant's views against the oracle's, by horizon and number of agents ----
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelCardTask:
+    spec: SimSpec
+    seeds: tuple[int, ...]
+    num_agents: int = 4
+
+    def __post_init__(self) -> None:
+        check_held_out(self.seeds)
+
+
+def run_model_card_task(task: ModelCardTask) -> dict:
+    """:func:`evaluate_fidelity` on the model of ``task.spec``."""
+    sim = task.spec.build("shared", task.num_agents, 1)
+    return evaluate_fidelity(
+        sim.model, task.spec.scenario, task.num_agents, list(task.seeds), HORIZONS, accuracy_horizons=HORIZONS
+    )
+
+
+def psnr_ci(summary: dict, horizon: int, variants, of_mean_mse: bool = False) -> dict:
+    """Intervals of every variant's mean view PSNR (or PSNR of the mean MSE) at ``horizon`` over
+    the rollouts' worlds."""
+    key = "mse_worlds" if of_mean_mse else "psnr_worlds"
+    values = {v: np.asarray(summary[v]["by_step"][str(horizon)][key], np.float64) for v in variants}
+    stat = stats.psnr_of_mean if of_mean_mse else stats.mean_of
+    return stats.compare({v: stat(x) for v, x in values.items()}, len(values["oracle"]))
+
+
+def run(st: Settings, z: Sizes, runner: Runner, out: pathlib.Path) -> dict:
+    """PSNR and SSIM of every variant's views against the oracle's, and the decoded-state accuracy
+    (:func:`symbolic_accuracy`), at horizons 1, 10, 100; at every agent count of ``z.agents`` (the
+    headline at 4 agents): ``fidelity.*``."""
+    vs, hs = st.variants, HORIZONS
+    per_n = {n: drift.rollouts(st, runner, "fidelity", z.worlds, n, hs, with_state=True) for n in z.agents}
+    head_n = 4 if 4 in per_n else z.agents[0]
+    s = per_n[head_n]
+    metrics = ("psnr", "psnr_of_mean_mse", "ssim", "accuracy")
+    results = {v: {f"{m}@{h}": s[v]["by_step"][str(h)].get(m) for m in metrics for h in hs} for v in vs}
+    ci_by_agents = {n: {h: psnr_ci(per_n[n], h, vs) for h in hs} for n in per_n}
+    mse_ci_by_agents = {n: {h: psnr_ci(per_n[n], h, vs, True) for h in hs} for n in per_n}
+    results["ci"] = {f"psnr@{h}": ci_by_agents[head_n][h] for h in hs}
+    results["ci"].update({f"psnr_of_mean_mse@{h}": mse_ci_by_agents[head_n][h] for h in hs})
+    for v in vs:
+        for key, cis in (("psnr", ci_by_agents), ("psnr_of_mean_mse", mse_ci_by_agents)):
+            results[v][f"{key}_by_agents"] = {
+                str(n): {str(h): per_n[n][v]["by_step"][str(h)][key] for h in hs} for n in per_n
+            }
+            results[v][f"{key}_ci_by_agents"] = {str(n): {str(h): c[h]["ci"][v] for h in hs} for n, c in cis.items()}
+    details = {}
+    if st.spec.backend == "model":
+        # The model card's own report (evaluate_fidelity), on the same held-out worlds.
+        task = ModelCardTask(st.spec, tuple(probe_seeds("fidelity", z.worlds)))
+        details["model_card"] = runner.map(run_model_card_task, [task], desc="model card fidelity")[0]
+    results["details"] = details
+    config = {
+        **st.config(),
+        "horizons": list(hs),
+        "worlds": z.worlds,
+        "agents": head_n,
+        "agents_scaling": list(z.agents),
+    }
+    report.write_json(out, "fidelity", results, config)
+    rows = [
+        report.ci_row(f"{label} at step {h}", results, results["ci"][f"{m}@{h}"], f"{m}@{h}", vs)
+        for m, label in (("psnr", "PSNR (dB)"), ("psnr_of_mean_mse", "PSNR of the mean MSE (dB)"))
+        for h in hs
+    ]
+    keys = [(f"ssim@{h}", f"SSIM at step {h}") for h in hs]
+    keys += [(f"accuracy@{h}", f"decoded-state accuracy at step {h}") for h in hs]
+    rows += [{"metric": label, **{v: results[v].get(key) for v in vs}} for key, label in keys]
+    agent_rows = [
+        {"agents": n, **{v: report.with_ci(per_n[n][v]["by_step"]["1"]["psnr"], c[1]["ci"][v]) for v in vs}}
+        for n, c in ci_by_agents.items()
+    ]
+    report.write_markdown(
+        out,
+        "fidelity",
+        "View fidelity by horizon",
+        [
+            (f"Generated vs oracle views, {head_n} agents [95% interval over worlds]", report.markdown_table(rows)),
+            ("Shared minus each variant, PSNR (paired bootstrap)", report.calls_table(results["ci"], vs)),
+            ("PSNR at step 1 by number of agents", report.markdown_table(agent_rows)),
+        ],
+        config,
+    )
+    generated = [v for v in vs if v != "oracle"]  # the oracle is exact
+    report.plot_lines(
+        out / "fidelity_vs_horizon.png",
+        {v: (list(hs), [results[v][f"psnr_of_mean_mse@{h}"] for h in hs]) for v in generated},
+        "horizon (steps)",
+        "PSNR of the mean MSE (dB; the oracle is exact)",
+        "View fidelity by horizon",
+        logx=True,
+    )
+    ns = list(per_n)
+    report.plot_lines(
+        out / "fidelity_vs_agents.png",
+        {v: (ns, [per_n[n][v]["by_step"]["1"]["psnr_of_mean_mse"] for n in ns]) for v in generated},
+        "agents per world",
+        "PSNR of the mean MSE at step 1 (dB)",
+        "View fidelity by number of agents",
+    )
+    return results
+
+
+def headline(results: dict, variants) -> list[tuple[str, str]]:
+    """(key, label) of this benchmark's rows in the summary table."""
+    return [
+        *[(f"psnr@{h}", f"view PSNR at step {h} (dB, mean over views, capped at 100)") for h in HORIZONS],
+        *[(f"psnr_of_mean_mse@{h}", f"view PSNR of the mean MSE at step {h} (dB)") for h in HORIZONS],
+        ("ssim@100", "view SSIM at step 100"),
+    ]
+
+
+def scaling(results: dict, variants) -> list[tuple[str, dict]]:
+    """This benchmark's panel of ``scaling.png``."""
+    series = report.by_agents(
+        results,
+        [v for v in variants if v != "oracle"],
+        "psnr_of_mean_mse_by_agents",
+        "psnr_of_mean_mse_ci_by_agents",
+        lambda x: x["1"],
+        lambda c: (c or {}).get("1"),
+    )
+    return [("PSNR of the mean MSE at step 1 (dB)", series)]

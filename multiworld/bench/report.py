@@ -12,14 +12,15 @@ import subprocess
 
 import numpy as np
 
-VARIANT_LABELS = {
-    "shared": "shared state",
-    "private": "private state (baseline)",
-    "stacked": "stacked frames (baseline)",
-    "persistence": "persistence (bound)",
-    "mean": "mean frame (bound)",
-    "oracle": "oracle (upper bound)",
-}
+from multiworld.bench.variants import registered
+
+STYLES = {"reference": {"linestyle": "--", "zorder": 3}, "bound": {"linestyle": ":", "alpha": 0.8}}  # by kind
+
+
+def legend(variant: str) -> tuple[str, dict]:
+    """A variant's label and line style in the plots (an external simulator: its name, plain)."""
+    v = registered().get(variant)
+    return (variant, {}) if v is None else (v.label, STYLES.get(v.kind, {}))
 
 
 def machine() -> dict:
@@ -84,13 +85,42 @@ def fmt(x, digits: int = 3) -> str:
     return str(x)
 
 
-def markdown_table(rows: list[dict]) -> str:
+def markdown_table(rows: list[dict], cell=fmt) -> str:
+    """A markdown table with the columns of ``rows[0]``, every value written by ``cell``."""
     if not rows:
         return "(no rows)"
     cols = list(rows[0])
     lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
-    lines += ["| " + " | ".join(fmt(r.get(c)) for c in cols) + " |" for r in rows]
+    lines += ["| " + " | ".join(cell(r.get(c)) for c in cols) + " |" for r in rows]
     return "\n".join(lines)
+
+
+def with_ci(value, ci) -> str:
+    """``"1.23 [1.1, 1.4]"`` for a markdown cell."""
+    if value is None:
+        return "n/a"
+    if not ci or ci[0] is None:
+        return fmt(value)
+    return f"{fmt(value)} [{fmt(ci[0])}, {fmt(ci[1])}]"
+
+
+def ci_row(label: str, results: dict, ci: dict, key: str, variants) -> dict:
+    """A table row of every variant's ``results[v][key]`` with its interval from ``ci``."""
+    cells = {v: with_ci(results[v].get(key), ci["ci"][v]) for v in variants}
+    return {"metric": f"{label} ({ci['worlds']} worlds)", **cells}
+
+
+def calls_table(cis: dict, variants) -> str:
+    """Per metric, shared minus each other variant: the paired interval and the call it allows."""
+    rows = []
+    for metric, c in cis.items():
+        row = {"metric": metric}
+        for v in variants:
+            if v in c["diff"]:
+                d = c["diff"][v]
+                row[f"vs {v}"] = f"{d['call']} [{fmt(d['ci'][0])}, {fmt(d['ci'][1])}]"
+        rows.append(row)
+    return markdown_table(rows)
 
 
 def _weights(w: dict) -> str:
@@ -136,10 +166,8 @@ def plot_lines(
     for label, (xs, ys) in series.items():
         pts = [(x, y) for x, y in zip(xs, ys, strict=True) if y is not None and math.isfinite(y)]
         if pts:
-            style = {"linestyle": "--", "zorder": 3} if label == "oracle" else {}
-            if label in ("persistence", "mean"):
-                style = {"linestyle": ":", "alpha": 0.8}
-            ax.plot(*zip(*pts, strict=True), marker="o", markersize=3, label=VARIANT_LABELS.get(label, label), **style)
+            name, style = legend(label)
+            ax.plot(*zip(*pts, strict=True), marker="o", markersize=3, label=name, **style)
     if hline is not None:
         ax.axhline(hline, color="grey", linestyle=":", linewidth=1)
     if logx:
@@ -156,6 +184,17 @@ def plot_lines(
     fig.savefig(path)
     plt.close(fig)
     return path
+
+
+def by_agents(results: dict, variants, value_key: str, ci_key: str, pick=lambda x: x, ci_pick=lambda c: c) -> dict:
+    """``{variant: (agent counts, values, intervals)}`` from ``results[v][value_key]`` and
+    ``results[v][ci_key]`` (both keyed by agent count): one panel of :func:`plot_scaling`."""
+    out = {}
+    for v in variants:
+        by = results[v][value_key]
+        ns = sorted(by, key=int)
+        out[v] = ([int(n) for n in ns], [pick(by[n]) for n in ns], [ci_pick(results[v][ci_key].get(n)) for n in ns])
+    return out
 
 
 def plot_scaling(path: pathlib.Path, panels: list[tuple[str, dict[str, tuple[list, list, list]]]], title: str):
@@ -179,11 +218,9 @@ def plot_scaling(path: pathlib.Path, panels: list[tuple[str, dict[str, tuple[lis
             # PSNR): the bar then runs from the point to the interval's far end.
             lo = [max(0.0, yy - (cc[0] if cc and cc[0] is not None else yy)) for yy, cc in zip(y, c, strict=True)]
             hi = [max(0.0, (cc[1] if cc and cc[1] is not None else yy) - yy) for yy, cc in zip(y, c, strict=True)]
-            style = {"linestyle": "--"} if label == "oracle" else {}
-            if label in ("persistence", "mean"):
-                style = {"linestyle": ":", "alpha": 0.8}
+            name, style = legend(label)
             ax.errorbar(x, y, yerr=[lo, hi], marker="o", markersize=3, capsize=2, color=colour[label],
-                        label=VARIANT_LABELS.get(label, label), **style)  # fmt: skip
+                        label=name, **style)  # fmt: skip
         ax.set_xscale("log", base=2)
         ax.set_xlabel("agents per world")
         ax.set_ylabel(ylabel)

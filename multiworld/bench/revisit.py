@@ -11,15 +11,29 @@ returning against the oracle's view there.
 from __future__ import annotations
 
 import dataclasses
+import pathlib
 
 import numpy as np
 
+from multiworld.bench import report
 from multiworld.bench.metrics import psnr
-from multiworld.bench.seeds import check_held_out
+from multiworld.bench.runner import Runner, Settings
 from multiworld.bench.variants import VARIANTS, SimSpec
+from multiworld.seeds import check_held_out, probe_seeds
 from multiworld.world.state import Action
 
 MOVES = {"turn": (Action.TURN_RIGHT, Action.TURN_LEFT), "walk": (Action.FORWARD, Action.BACK)}
+
+
+@dataclasses.dataclass(frozen=True)
+class Sizes:
+    agents: int
+    worlds: int
+    moves: tuple[tuple[str, int], ...]  # (mode, k): k steps away, then k back
+
+
+QUICK = Sizes(agents=4, worlds=6, moves=(("turn", 3), ("turn", 6), ("turn", 12), ("walk", 2), ("walk", 4)))
+FULL = Sizes(agents=4, worlds=16, moves=(*QUICK.moves, ("walk", 8)))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -93,3 +107,49 @@ def summarize_revisit(results: list[tuple[RevisitTask, dict]], variants=VARIANTS
                     acc[m] = round(acc[m] / n, 3) if n else None
     out["valid_worlds"] = {f"{m}-{k}": n for (m, k), n in valid.items()}
     return out
+
+
+def run(st: Settings, z: Sizes, runner: Runner, out: pathlib.Path) -> dict:
+    """Revisit PSNR by move: ``revisit.*``."""
+    seeds, vs = tuple(probe_seeds("revisit", z.worlds)), st.variants
+    tasks = [RevisitTask(st.spec, z.agents, seeds, mode, k, vs) for mode, k in z.moves]
+    raw = runner.map(run_revisit_task, tasks, desc="revisit")
+    s = summarize_revisit(list(zip(tasks, raw, strict=True)), vs)
+    results = {v: s[v] for v in vs}
+    for v in vs:
+        turns = s[v].get("turn", {})
+        if turns:
+            k = max(turns, key=int)
+            results[v]["revisit_psnr_turn_max"] = turns[k]["revisit_psnr"]
+            results[v]["return_psnr_turn_max"] = turns[k]["return_psnr"]
+    results["details"] = {"valid_worlds": s["valid_worlds"]}
+    config = {**st.config(), "agents": z.agents, "worlds": z.worlds, "moves": [list(m) for m in z.moves]}
+    report.write_json(out, "revisit", results, config)
+    rows = [
+        {"move": f"{mode} x{k} and back", **{f"{v} revisit": s[v][mode][str(k)]["revisit_psnr"] for v in vs},
+         **{f"{v} vs oracle": s[v][mode][str(k)]["return_psnr"] for v in vs}}
+        for mode, k in z.moves
+    ]  # fmt: skip
+    title = "Revisit: views of the same place before and after (PSNR, dB)"
+    report.write_markdown(out, "revisit", title, [("By move", report.markdown_table(rows))], config)
+    for mode in sorted({m for m, _ in z.moves}):
+        ks = [k for m, k in z.moves if m == mode]
+        report.plot_lines(
+            out / f"revisit_{mode}.png",
+            {v: (ks, [s[v][mode][str(k)]["revisit_psnr"] for k in ks]) for v in vs},
+            f"{mode} steps away (then back)",
+            "PSNR before vs after (dB, capped at 100)",
+            f"Revisit ({mode})",
+        )
+    return results
+
+
+def headline(results: dict, variants) -> list[tuple[str, str]]:
+    """(key, label) of this benchmark's rows in the summary table."""
+    return [
+        (
+            "revisit_psnr_turn_max",
+            "revisit PSNR, turn 180 deg and back (dB; a simulator that never changes scores 100)",
+        ),
+        ("return_psnr_turn_max", "... the view after returning vs the oracle's (dB)"),
+    ]

@@ -1,4 +1,5 @@
-"""Run a benchmark's independent work items here or on a Ray cluster, with a progress bar.
+"""What a benchmark run compares (:class:`Settings`), and running its independent work items here
+or on a Ray cluster (:class:`Runner`), with a progress bar.
 
 A work item is a small picklable dataclass and the work function a module-level function that
 builds everything it needs from it, so the same function runs in-process or as a Ray task.
@@ -6,13 +7,55 @@ builds everything it needs from it, so the same function runs in-process or as a
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from typing import TypeVar
+import dataclasses
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, TypeVar
 
 from tqdm import tqdm
 
+from multiworld.bench.variants import SimSpec
+
 T = TypeVar("T")
 R = TypeVar("R")
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    """What to benchmark and how much: ``variants`` defaults to every variant of ``spec`` (registered
+    and external; "oracle" is always run); ``sizes`` maps a benchmark's name to its ``Sizes``
+    (default: the benchmark module's ``QUICK`` or ``FULL``)."""
+
+    spec: SimSpec
+    quick: bool = False
+    variants: tuple[str, ...] | None = None
+    sizes: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        variants = self.spec.variants if self.variants is None else tuple(self.variants)
+        unknown = [v for v in variants if v not in self.spec.variants]
+        if unknown:
+            raise ValueError(f"unknown variants {unknown}; valid: {list(self.spec.variants)}")
+        if "oracle" not in variants:
+            variants = (*variants, "oracle")  # every metric is measured against it
+        object.__setattr__(self, "variants", variants)
+
+    def sizes_of(self, bench) -> Any:
+        """The sizes of benchmark module ``bench`` in this run."""
+        name = bench.__name__.rsplit(".", 1)[-1]
+        return self.sizes.get(name, bench.QUICK if self.quick else bench.FULL)
+
+    def config(self) -> dict:
+        return {
+            **dataclasses.asdict(self.spec),
+            "weights": self.spec.describe(),
+            "quick": self.quick,
+            "variants": list(self.variants),
+        }
+
+
+def chunks(seeds: list[int], size: int) -> list[tuple[int, ...]]:
+    """``seeds`` in consecutive tuples of ``size`` (the last one shorter): one work item each."""
+    return [tuple(seeds[i : i + size]) for i in range(0, len(seeds), size)]
 
 
 class Runner:

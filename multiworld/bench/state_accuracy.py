@@ -1,6 +1,7 @@
 """Accuracy of a decoded symbolic state against the oracle's, per world.
 
-Scores are fractions in [0, 1], averaged over worlds:
+:func:`symbolic_accuracy` is the model card's (defined in :mod:`multiworld.bench.fidelity`);
+:func:`state_accuracy` the per-kind breakdown. Its scores are fractions in [0, 1], averaged over worlds:
 - ``walls``:       cells whose wall code (floor or material) is right;
 - ``boxes``:       cells whose box occupancy (box / no box) is right;  ``box_recall``: true box cells
   that hold a box in the prediction;
@@ -10,9 +11,15 @@ Scores are fractions in [0, 1], averaged over worlds:
 
 from __future__ import annotations
 
-import numpy as np
+import math
 
+import numpy as np
+import torch
+
+from multiworld.models.heads import cell_maps
 from multiworld.world.state import WorldState
+
+HEADING_BINS = 8
 
 
 def _occupancy(cells: np.ndarray, alive: np.ndarray, size: int) -> np.ndarray:
@@ -44,3 +51,21 @@ def state_accuracy(pred: WorldState, true: WorldState) -> dict[str, float]:
     cell = lambda poses: np.floor(poses[..., 1::-1]).astype(np.int64)  # noqa: E731 - (row, col) of (x, y)
     out["agent_cells"] = float(np.all(cell(pred.poses) == cell(true.poses), axis=-1).mean())
     return out
+
+
+def symbolic_accuracy(model_state: WorldState, oracle: WorldState) -> dict[str, float]:
+    """The model card's decoded symbolic-state accuracy (defined in :mod:`multiworld.bench.fidelity`)."""
+    mm, om = cell_maps(model_state), cell_maps(oracle)
+    cells = torch.stack([mm[k] == om[k] for k in om]).all(0).numpy()
+
+    def agent_key(s: WorldState) -> np.ndarray:
+        b = np.floor((s.poses[..., 2] + math.pi) / (2 * math.pi / HEADING_BINS) + 0.5).astype(np.int64) % HEADING_BINS
+        return np.stack([np.floor(s.poses[..., 1]), np.floor(s.poses[..., 0]), b], -1)
+
+    agents = np.all(agent_key(model_state) == agent_key(oracle), -1)
+    total = cells.size + agents.size
+    return {
+        "accuracy": float((cells.sum() + agents.sum()) / total),
+        "cell_accuracy": float(cells.mean()),
+        "agent_accuracy": float(agents.mean()),
+    }

@@ -1,18 +1,15 @@
-"""The simulators every benchmark compares, built from a small picklable spec.
+"""The simulators every benchmark compares: a registry of variants, built from a small picklable spec.
 
-- ``shared``:  the backend under test (the learned model by default) with one shared state;
-- ``private``: a private state per agent (:class:`~multiworld.runtime.private.PrivateStateSimulator`).
-  For the model backend its weights are the private-state checkpoint: same architecture, preset,
-  data and training budget as the shipped model, trained with ``multiworld train --private-state``
-  (each transition shows the model one agent's action only). With a custom ``checkpoint`` and no
-  ``private_checkpoint``, the checkpoint under test runs privately instead;
-- ``stacked``: the stacked-frames baseline (:mod:`multiworld.models.stacked`): no state, every
-  agent's next frame from all agents' recent frames, poses and the joint actions, trained with
-  ``multiworld train --stacked-frames`` on the same data and budget;
-- ``persistence`` and ``mean``: the trivial bounds (:mod:`multiworld.bench.bounds`);
-- ``oracle``:  the exact simulator, the upper bound (and the reference every metric uses);
-- any number of **external** simulators, ``name -> "module:factory"``
-  (:func:`load_factory`): a researcher's own world model behind the ``Simulator`` contract.
+Each **variant** is registered beside its simulator class, ``register(Variant(...))``: its name
+(its column in every table, its key in every JSON), label, kind, weights and how to build it from
+a :class:`SimSpec`. The benchmarks, the report, the plots and ``multiworld bench --help`` read the
+registry; ``tests/test_baselines.py`` builds every registered variant. The built-in ones:
+``shared``, the backend under test with one shared state, and ``oracle``, the exact simulator
+(the upper bound and the reference of every metric), here; the ``private`` and ``stacked``
+baselines in :mod:`multiworld.runtime.private` and :mod:`multiworld.runtime.stacked`; the
+``persistence`` and ``mean`` bounds in :mod:`multiworld.bench.bounds`. Besides them, any number
+of **external** simulators, ``name -> "module:factory"`` (:func:`load_factory`): a researcher's
+own world model behind the ``Simulator`` contract.
 
 Benchmarks ship a :class:`SimSpec` to their workers (local or Ray tasks), which build their
 own simulators from it: factories, not built objects, cross process boundaries.
@@ -25,13 +22,65 @@ import importlib
 import importlib.util
 import pathlib
 import sys
+from collections.abc import Callable
 
 import numpy as np
 
 from multiworld.runtime.base import Observation, Simulator
+from multiworld.world.state import agent_names
 
-VARIANTS = ("shared", "private", "stacked", "persistence", "mean", "oracle")
-LEARNED = ("shared", "private", "stacked")
+KINDS = ("learned", "bound", "reference")  # every table lists the learned variants, the bounds, the reference
+# The modules that register the other built-in variants beside their classes.
+PROVIDERS = ("multiworld.runtime.private", "multiworld.runtime.stacked", "multiworld.bench.bounds")
+
+
+@dataclasses.dataclass(frozen=True)
+class Variant:
+    """One simulator design the benchmarks compare; ``kind`` is one of :data:`KINDS` (the plots draw
+    bounds dotted and the reference dashed).
+
+    ``build(spec, num_agents, num_worlds) -> Simulator``. ``weights(spec)``: the checkpoint it runs
+    for ``spec`` (None: ``default_weights``, the name of a shipped checkpoint; with no
+    ``default_weights``, no weights at all). ``on_backend``: it runs the spec's backend, so it has
+    weights only with the model backend. ``order``: its place among its kind (ties: registration order).
+    """
+
+    name: str
+    label: str
+    kind: str
+    build: Callable[[SimSpec, int, int], Simulator]
+    weights: Callable[[SimSpec], str | None] = lambda spec: None
+    default_weights: str | None = None
+    on_backend: bool = False
+    order: int = 100
+
+    def __post_init__(self) -> None:
+        if self.kind not in KINDS:
+            raise ValueError(f"variant {self.name!r}: kind must be one of {KINDS}, got {self.kind!r}")
+
+
+_REGISTRY: dict[str, Variant] = {}
+
+
+def register(variant: Variant) -> Variant:
+    """Add ``variant`` to the registry (a name registered twice is an error)."""
+    if variant.name in _REGISTRY:
+        raise ValueError(f"variant {variant.name!r} is already registered")
+    _REGISTRY[variant.name] = variant
+    return variant
+
+
+def registered() -> dict[str, Variant]:
+    """Every registered variant by name, in table order (the built-in ones imported on first use)."""
+    for module in PROVIDERS:
+        importlib.import_module(module)
+    return {v.name: v for v in sorted(_REGISTRY.values(), key=lambda v: (KINDS.index(v.kind), v.order))}
+
+
+def __getattr__(name: str):
+    if name == "VARIANTS":  # the registered variants' names, in table order
+        return tuple(registered())
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def load_factory(target: str):
@@ -76,7 +125,7 @@ class CheckedSimulator(Simulator):
         self.name, self.inner = name, inner
         self.num_worlds, self.num_agents = num_worlds, num_agents
         self.backend = f"external:{name}"
-        self.agent_names = list(getattr(inner, "agent_names", [f"agent_{i}" for i in range(num_agents)]))
+        self.agent_names = list(getattr(inner, "agent_names", agent_names(num_agents)))
         self.has_state = bool(getattr(inner, "has_state", False))
 
     def _check(self, obs) -> Observation:
@@ -132,93 +181,86 @@ class SimSpec:
 
     def __post_init__(self) -> None:
         names = [n for n, _ in self.external]
-        clash = [n for n in names if n in VARIANTS]
-        if clash or len(set(names)) != len(names):
-            raise ValueError(f"external simulator names must be unique and not one of {list(VARIANTS)}, got {names}")
+        builtin = list(registered())
+        if any(n in builtin for n in names) or len(set(names)) != len(names):
+            raise ValueError(f"external simulator names must be unique and not one of {builtin}, got {names}")
 
     @property
     def variants(self) -> tuple[str, ...]:
-        """Every variant of this spec: the built-in ones, then the external simulators."""
-        return (*VARIANTS, *(n for n, _ in self.external))
+        """Every variant of this spec: the registered ones, then the external simulators."""
+        return (*registered(), *(n for n, _ in self.external))
 
     def weights(self, variant: str) -> str | None:
         """The checkpoint ``variant`` runs (None: not a model, or the shipped default)."""
-        if variant in ("stacked", "mean"):
-            return None if self.stacked_checkpoint is None else str(self.stacked_checkpoint)
-        if self.backend != "model" or variant not in ("shared", "private"):
+        v = registered().get(variant)
+        if v is None or (v.on_backend and self.backend != "model"):
             return None
-        if variant == "private":
-            if self.private_checkpoint is not None:
-                return str(self.private_checkpoint)
-            if self.checkpoint is None:
-                from multiworld.models.checkpoint import PRIVATE_CHECKPOINT
-
-                return str(PRIVATE_CHECKPOINT)
-        return None if self.checkpoint is None else str(self.checkpoint)
+        return v.weights(self)
 
     def describe(self) -> dict:
         """Which weights each variant runs, and how they were trained (for the benchmark JSON)."""
-        from multiworld.models.checkpoint import DEFAULT_CHECKPOINT, SHIPPED, STACKED_CHECKPOINT, read_config
+        from multiworld.models.checkpoint import SHIPPED, read_config
 
         out = {}
-        for variant in self.variants:
-            if variant in ("oracle", "persistence"):  # no weights at all
-                out[variant] = {"weights": variant}
-                continue
-            if self.backend != "model" and variant in ("shared", "private"):
-                out[variant] = {"weights": self.backend}
-                continue
-            if variant not in VARIANTS:
-                out[variant] = {"weights": "external", "factory": dict(self.external)[variant]}
-                continue
-            path = self.weights(variant)
-            default = STACKED_CHECKPOINT if variant in ("stacked", "mean") else DEFAULT_CHECKPOINT
-            resolved = default if path is None else pathlib.Path(path)
-            config = read_config(resolved)
-            shipped = str(resolved).startswith(str(SHIPPED))
-            training = config.get("training", {})
-            out[variant] = {
-                "weights": f"shipped:{resolved.name}" if shipped else str(path),
-                "weights_sha256": config.get("weights_sha256"),
-                "trained_private_state": bool(training.get("private_state", False)),
-                "trained_stacked_frames": bool(training.get("stacked_frames", False)),
-            }
+        for name in self.variants:
+            v = registered().get(name)
+            if v is None:
+                out[name] = {"weights": "external", "factory": dict(self.external)[name]}
+            elif v.default_weights is None:  # no weights at all
+                out[name] = {"weights": name}
+            elif v.on_backend and self.backend != "model":
+                out[name] = {"weights": self.backend}
+            else:
+                path = self.weights(name)
+                resolved = SHIPPED / v.default_weights if path is None else pathlib.Path(path)
+                config = read_config(resolved)
+                training = config.get("training", {})
+                out[name] = {
+                    "weights": f"shipped:{resolved.name}" if str(resolved).startswith(str(SHIPPED)) else str(path),
+                    "weights_sha256": config.get("weights_sha256"),
+                    "trained_private_state": bool(training.get("private_state", False)),
+                    "trained_stacked_frames": bool(training.get("stacked_frames", False)),
+                }
         return out
 
     def build(self, variant: str, num_agents: int, num_worlds: int) -> Simulator:
         """A simulator of ``variant`` (see :attr:`variants`) with ``num_worlds`` x ``num_agents``."""
-        from multiworld.runtime.factory import make_simulator
-
         if variant not in self.variants:
             raise ValueError(f"unknown variant {variant!r}; valid: {list(self.variants)}")
-        if variant == "oracle":
-            return make_simulator("oracle", scenario=self.scenario, num_agents=num_agents, num_worlds=num_worlds)
-        if variant == "stacked":
-            from multiworld.runtime.stacked import StackedFramesSimulator
-
-            return StackedFramesSimulator(self.scenario, num_agents, num_worlds, self.device, self.weights(variant))
-        if variant == "persistence":
-            from multiworld.bench.bounds import PersistenceSimulator
-
-            return PersistenceSimulator(self.scenario, num_agents, num_worlds)
-        if variant == "mean":
-            from multiworld.bench.bounds import MeanFrameSimulator
-
-            return MeanFrameSimulator(self.scenario, num_agents, num_worlds, self.weights(variant))
-        if variant not in VARIANTS:
-            factory = load_factory(dict(self.external)[variant])
-            inner = factory(scenario=self.scenario, num_agents=num_agents, num_worlds=num_worlds)
-            return CheckedSimulator(variant, inner, num_agents, num_worlds)
-        weights = self.weights(variant)
-        kwargs = {"device": self.device, **({"checkpoint": weights} if weights is not None else {})}
-
-        def make(worlds: int) -> Simulator:
-            return make_simulator(
-                self.backend, scenario=self.scenario, num_agents=num_agents, num_worlds=worlds, **kwargs
+        external = dict(self.external)
+        if variant in external:
+            inner = load_factory(external[variant])(
+                scenario=self.scenario, num_agents=num_agents, num_worlds=num_worlds
             )
+            return CheckedSimulator(variant, inner, num_agents, num_worlds)
+        return registered()[variant].build(self, num_agents, num_worlds)
 
-        if variant == "shared":
-            return make(num_worlds)
-        from multiworld.runtime.private import PrivateStateSimulator
+    def backend_simulator(self, num_agents: int, num_worlds: int, weights: str | None = None) -> Simulator:
+        """The backend under test with ``weights`` (None: its default)."""
+        from multiworld.runtime.factory import make_simulator
 
-        return PrivateStateSimulator(make, num_agents, num_worlds)
+        kwargs = {"device": self.device, **({"checkpoint": weights} if weights is not None else {})}
+        return make_simulator(
+            self.backend, scenario=self.scenario, num_agents=num_agents, num_worlds=num_worlds, **kwargs
+        )
+
+
+def _oracle(spec: SimSpec, num_agents: int, num_worlds: int) -> Simulator:
+    from multiworld.runtime.factory import make_simulator
+
+    return make_simulator("oracle", scenario=spec.scenario, num_agents=num_agents, num_worlds=num_worlds)
+
+
+register(
+    Variant(
+        "shared",
+        "shared state",
+        "learned",
+        lambda spec, n, b: spec.backend_simulator(n, b, spec.weights("shared")),
+        weights=lambda spec: None if spec.checkpoint is None else str(spec.checkpoint),
+        default_weights="default",
+        on_backend=True,
+        order=0,
+    )
+)
+register(Variant("oracle", "oracle (upper bound)", "reference", _oracle))

@@ -7,7 +7,7 @@ import importlib
 import sys
 
 # Subcommand modules of multiworld.cli; each defines add_parser(subparsers) that sets `func`.
-COMMANDS = ["run", "data", "train", "inspect", "replay", "rollout", "bench"]
+COMMANDS = ["run", "data", "train", "inspect", "replay", "rollout", "bench", "view"]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,10 +1,8 @@
 """`multiworld bench`: the benchmark suite (cross-view consistency, fidelity, events, revisit, drift, throughput).
 
-Each benchmark compares the backend under test with one shared state, the private-state and
-stacked-frames baselines, the persistence and mean bounds, the oracle (the upper bound) and any
-external simulators (--simulator), and writes DIR/NAME.json, DIR/NAME.md and DIR/NAME_*.png;
-`all` also writes DIR/summary.{json,md}. Headline figures carry 95% bootstrap intervals over
-the probe worlds.
+Each benchmark compares the variants below and any external simulators (--simulator), and
+writes DIR/NAME.json, DIR/NAME.md and DIR/NAME_*.png; `all` also writes DIR/summary.{json,md}.
+Headline figures carry 95% bootstrap intervals over the probe worlds.
 """
 
 from __future__ import annotations
@@ -15,17 +13,25 @@ import time
 
 from multiworld.world.scenarios import SCENARIOS
 
-CHOICES = ["consistency", "fidelity", "events", "revisit", "drift", "throughput", "all"]
-
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
+    from multiworld.bench.suite import BENCHMARKS
+
     p = sub.add_parser(
         "bench",
-        help="run the benchmark suite (shared state vs private-state and stacked-frames baselines, bounds, oracle)",
-        description=__doc__,
+        help="run the benchmark suite (the shared state against baselines, bounds and the oracle)",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("benchmark", choices=CHOICES, help="which benchmark to run")
+
+    def format_help() -> str:  # the registered variants, imported for the help only (they load torch)
+        from multiworld.bench.variants import registered
+
+        variants = registered()
+        p.description = __doc__ + "\nvariants:\n" + "\n".join(f"  {n:12} {v.label}" for n, v in variants.items())
+        return argparse.ArgumentParser.format_help(p)
+
+    p.format_help = format_help
+    p.add_argument("benchmark", choices=[*BENCHMARKS, "all"], help="which benchmark to run")
     p.add_argument(
         "--backend", default="model", choices=["model", "oracle"], help="backend under test (default: %(default)s)"
     )
@@ -53,7 +59,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--variants",
         default=None,
-        help="comma-separated subset of the variants to run (default: all; the oracle always runs)",
+        help="comma-separated subset of the variants to run (those listed above, or a --simulator's NAME; "
+        "default: all; the oracle always runs)",
     )
     p.add_argument("--out", type=pathlib.Path, default=pathlib.Path("bench-results"), help="output directory")
     p.add_argument("--quick", action="store_true", help="a small version (a few minutes on a 2-core CPU)")
@@ -91,8 +98,8 @@ def _positive(text: str) -> int:
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from multiworld.bench.runner import Runner
-    from multiworld.bench.suite import Settings, run_benchmark
+    from multiworld.bench.runner import Runner, Settings
+    from multiworld.bench.suite import run_benchmark
     from multiworld.bench.variants import SimSpec
     from multiworld.runtime.factory import check_names
 

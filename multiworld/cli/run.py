@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import pathlib
 import platform
+import shlex
+import sys
 import time
 
 import numpy as np
@@ -129,6 +132,10 @@ def run(args: argparse.Namespace) -> int:
     (args.out / "summary.json").write_text(json.dumps(summary, indent=2))
     wrote = [str(args.out / "summary.json")] + ([str(video.path)] if video else []) + ([store_url] if store_url else [])
     print("wrote " + ", ".join(wrote))
+    if store_url:
+        # The command that opens the page on this run's store, as this command was invoked.
+        prog = sys.argv[0] if os.path.basename(sys.argv[0]) == "multiworld" else "multiworld"
+        print(f"look inside: {shlex.join([prog, 'view', store_url])}")
     print(
         f"episodes: {len(episodes)}, total return: {np.sum([e['returns'] for e in episodes]):.1f}, "
         f"{summary['steps_per_second']} steps/s"

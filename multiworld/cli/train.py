@@ -34,6 +34,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "agents' last frames, poses and the joint actions; multiworld.models.stacked)",
     )
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    p.add_argument(
+        "--init-from",
+        type=pathlib.Path,
+        default=None,
+        help="start from the weights of this checkpoint directory: every tensor whose name and shape "
+        "match is copied, the rest starts fresh (the model card records the chain)",
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=2, help="torch CPU threads (default: %(default)s)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar (logs still go to log.jsonl)")
@@ -49,6 +56,7 @@ def run(args: argparse.Namespace) -> int:
     from multiworld.models.stacked import StackedFramesModel
     from multiworld.models.trainer import Trainer
     from multiworld.models.world_model import WorldModel
+    from multiworld.seeds import validation_seeds
 
     if args.threads < 1:
         raise ValueError(f"--threads must be >= 1, got {args.threads}")
@@ -60,8 +68,13 @@ def run(args: argparse.Namespace) -> int:
         tcfg.minutes = args.minutes
     if args.max_steps is not None:
         tcfg.max_steps = args.max_steps
-    if args.stacked_frames and preset.stacked_lr is not None:
-        tcfg.lr = preset.stacked_lr
+    if args.stacked_frames:
+        if preset.stacked_lr is not None:
+            tcfg.lr = preset.stacked_lr
+        if preset.stacked_horizon is not None:
+            tcfg.horizon = preset.stacked_horizon
+        if preset.stacked_event_boost is not None:
+            tcfg.event_boost = preset.stacked_event_boost
     if args.lr is not None:
         if not args.lr > 0:
             raise ValueError(f"--lr must be positive, got {args.lr}")
@@ -75,11 +88,20 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError("--private-state and --stacked-frames are different baselines; choose one")
     sets = load_sequences(args.data)
     private, stacked = args.private_state, args.stacked_frames
-    sampler = SequenceBatcher(sets, tcfg.batch_size, tcfg.horizon, seed=args.seed, private_state=private)
+    sampler = SequenceBatcher(
+        sets,
+        tcfg.batch_size,
+        tcfg.horizon,
+        seed=args.seed,
+        private_state=private,
+        event_boost=tcfg.event_boost,
+        unusual_events=not stacked and preset.model.unusual_weight > 0,
+    )
     model = StackedFramesModel(preset.stacked) if stacked else WorldModel(preset.model)
+    warm = warm_start(model, args.init_from) if args.init_from is not None and not args.resume else None
     # Held-out worlds (seeds far from the data's) for validation, made on the fly by the oracle.
     val_sets = [
-        make_sequences(s.scenario, s.arena.num_agents, 4, tcfg.horizon + 4, seed=1_000_000 + 1000 * i)
+        make_sequences(s.scenario, s.arena.num_agents, 4, tcfg.horizon + 4, seed=validation_seeds(4, 1000 * i)[0])
         for i, s in enumerate(sets)
     ]
     val = SequenceBatcher(val_sets, 4, tcfg.horizon, seed=12345, private_state=private)
@@ -90,6 +112,7 @@ def run(args: argparse.Namespace) -> int:
         "private_state": private,
         "stacked_frames": stacked,
         "data": [str(p) for p in args.data],
+        "init_from": None if warm is None else warm,
         "episodes": int(sum(len(s.lengths) for s in sets)),
         "transitions": int(sum(int((s.lengths - 1).sum()) for s in sets)),
         "train": dataclasses.asdict(tcfg),
@@ -110,7 +133,8 @@ def run(args: argparse.Namespace) -> int:
         first = "first_psnr" if stacked else "render_psnr"
         keys = (first, "roll_psnr", "pose_err", "move_ok", "push_acc", "pick_acc")
         keys += () if stacked else ("cell_acc", "roll_cell_acc")
-        out_ = {k: round(sum(x[k] for x in logs) / len(logs), 5) for k in keys}
+        keys += () if stacked else ("reward_err", "unusual_ok")
+        out_ = {k: round(sum(float(x[k]) for x in logs) / len(logs), 5) for k in keys}
         out_["score"] = round((out_[first] + out_["roll_psnr"]) / 2 - 20 * out_["pose_err"], 4)
         return out_
 
@@ -130,6 +154,33 @@ def run(args: argparse.Namespace) -> int:
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     print(f"trained {summary['step']} steps in {summary['elapsed_seconds'] / 60:.1f} min; checkpoint in {out}")
     return 0
+
+
+def warm_start(model, path: pathlib.Path) -> dict:
+    """Copy into ``model`` every tensor of the checkpoint at ``path`` whose name and shape match;
+    returns what was copied and what started fresh (recorded in run.json)."""
+    from safetensors.torch import load_file
+
+    from multiworld.models.checkpoint import read_config, sha256_file
+    from multiworld.models.stacked import KIND as STACKED_KIND
+    from multiworld.models.stacked import StackedFramesModel
+
+    config = read_config(path)
+    if sha256_file(path / "model.safetensors") != config.get("weights_sha256"):
+        raise ValueError(f"--init-from {path}: model.safetensors does not match its config.json")
+    if (config["model"].get("kind") == STACKED_KIND) != isinstance(model, StackedFramesModel):
+        raise ValueError(f"--init-from {path}: a stacked-frames and a latent world model do not share weights")
+    tensors = load_file(str(path / "model.safetensors"))
+    own = model.state_dict()
+    copied = {k: v for k, v in tensors.items() if k in own and own[k].shape == v.shape}
+    model.load_state_dict(copied, strict=False)
+    fresh = sorted(k for k in own if k not in copied)
+    return {
+        "checkpoint": str(path),
+        "weights_sha256": config["weights_sha256"],
+        "copied": len(copied),
+        "fresh": fresh,
+    }
 
 
 def mean_frame(sampler, batches: int = 32):

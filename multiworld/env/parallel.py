@@ -66,12 +66,8 @@ from multiworld.runtime.base import Observation
 from multiworld.runtime.factory import check_names, positive_int
 from multiworld.world.render import RenderConfig
 from multiworld.world.scenarios import get_scenario
-from multiworld.world.state import NUM_ACTIONS, WorldState
+from multiworld.world.state import NUM_ACTIONS, WorldState, agent_names
 from multiworld.world.topdown import mosaic
-
-
-def agent_names(n: int) -> list[str]:
-    return [f"agent_{i}" for i in range(n)]
 
 
 def _rebuild(cls, kwargs):
@@ -172,24 +168,22 @@ class MultiWorldParallelEnv(ParallelEnv):
         """Start a new episode.
 
         ``options={"from": {"store": URL, "world": ID, "step": T}}`` continues from row T of a
-        stored world (its symbolic state, and its scene tokens for the model backend);
-        ``options={"start_state": WorldState}`` (one world) starts from a given state. Other
-        option keys are ignored."""
-        start = tokens = None
+        stored world exactly (the simulator's ``resume``: the symbolic state for the oracle; the
+        scene tokens, static scene and sampler state for the model backend, whose checkpoint
+        must be the one that wrote the world); ``options={"start_state": WorldState}`` (one
+        world) starts from a given state. Other option keys are ignored."""
+        start = source = None
         if options and options.get("from") is not None:
-            start, tokens, stored_seed = self._load_stored(options["from"])
-            seed = stored_seed if seed is None else seed
+            source = options["from"]
         elif options and options.get("start_state") is not None:
             start = options["start_state"]
             if not isinstance(start, WorldState) or start.num_worlds != 1:
                 raise ValueError("options['start_state'] must be a WorldState of exactly one world")
-        if seed is not None:
-            seed = check_seed(seed)
-            rng = new_rng(seed)
+        if source is not None:
+            obs, seed, rng = self._resume_stored(source, seed)
         else:
-            rng = self._rng
-            seed = draw_seeds(rng, 1)[0]
-        obs = self.sim.reset([seed], start=start, tokens=tokens)
+            seed, rng = self._seed_and_rng(seed)
+            obs = self.sim.reset([seed], start=start)
         self._rng = rng
         self.world_seed = seed
         self._cycles = 0
@@ -200,8 +194,15 @@ class MultiWorldParallelEnv(ParallelEnv):
             self.render()
         return observations, infos
 
-    def _load_stored(self, source) -> tuple[WorldState, np.ndarray | None, int | None]:
-        """State, tokens and seed of row ``step`` of a stored world; clear errors for a mismatch."""
+    def _seed_and_rng(self, seed) -> tuple[int, np.random.Generator]:
+        if seed is not None:
+            seed = check_seed(seed)
+            return seed, new_rng(seed)
+        return draw_seeds(self._rng, 1)[0], self._rng
+
+    def _resume_stored(self, source, seed) -> tuple[Observation, int, np.random.Generator]:
+        """Resume row ``step`` of a stored world (clear errors for a mismatch); the world's stored
+        seed unless ``seed`` is given."""
         from multiworld.state import WorldStore
 
         if not isinstance(source, dict) or not {"store", "world", "step"} <= set(source):
@@ -217,14 +218,16 @@ class MultiWorldParallelEnv(ParallelEnv):
                     f"stored world {world.world_id!r} has {len(world.agents)} agents, this env has "
                     f"{len(self.possible_agents)}"
                 )
-            step = int(source["step"])
+            step = source["step"]
+            if isinstance(step, (bool, np.bool_)) or not isinstance(step, (int, np.integer)):
+                raise ValueError(f'options["from"]["step"] must be an integer, got {step!r}')
+            step = int(step)
             if not 0 <= step < world.steps:
                 raise ValueError(
                     f"step {step} is outside world {world.world_id!r}'s committed steps [0, {world.steps})"
                 )
-            state = world.state(step)
-            tokens = world.tokens(step)[None] if world.has_tokens and self.backend == "model" else None
-            return state, tokens, world.seed
+            seed, rng = self._seed_and_rng(world.seed if seed is None else seed)
+            return self.sim.resume([(world, step)], [seed]), seed, rng
 
     def _joint_actions(self, actions) -> np.ndarray:
         """(1, N) int64 joint actions from the action dict; raises before anything changes."""

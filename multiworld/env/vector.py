@@ -48,13 +48,12 @@ from multiworld.env.common import (
     new_rng,
     observation_space,
 )
-from multiworld.env.parallel import agent_names
 from multiworld.runtime.base import Observation
 from multiworld.runtime.factory import check_names, positive_int
 from multiworld.world.arena import generate
 from multiworld.world.render import RenderConfig
 from multiworld.world.scenarios import get_scenario
-from multiworld.world.state import NUM_ACTIONS, WorldState
+from multiworld.world.state import NUM_ACTIONS, WorldState, agent_names
 from multiworld.world.topdown import mosaic
 
 

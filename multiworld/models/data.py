@@ -22,7 +22,7 @@ from multiworld.world.arena import ArenaConfig, generate
 from multiworld.world.dynamics import step as world_step
 from multiworld.world.render import Raycaster, RenderConfig
 from multiworld.world.scenarios import get_scenario
-from multiworld.world.state import Action, WorldState
+from multiworld.world.state import NUM_ACTIONS, Action, WorldState, agent_names
 from multiworld.world.topdown import top_down
 
 
@@ -65,7 +65,7 @@ def record_rollouts(
     arena = sc.arena_config(num_agents=num_agents)
     renderer = Raycaster(RenderConfig()) if frames else None
     rows = 0
-    names = [f"agent_{i}" for i in range(num_agents)]
+    names = agent_names(num_agents)
     with WorldStore.open(str(out), mode="a") as store:
         bar = tqdm(total=episodes * steps, desc=f"data {scenario} x{num_agents}", unit="step", disable=not progress)
         for first in range(0, episodes, batch):
@@ -203,6 +203,112 @@ def private_inputs(actions: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return np.where(own, actions, int(Action.NOOP))
 
 
+@dataclasses.dataclass
+class Batch:
+    """B recorded sequences of T steps (T1 = T + 1 states, N agents, S x S cells), on one device.
+
+    Row t of a state field is the world after t steps; row t of a transition field is the step
+    from state t to t + 1. Indexing by name (``batch["views"]``) reads the field.
+
+    views         (B, T1, N, H, W, 3) float32 in [0, 1]: every agent's oracle view
+    depth         (B, T1, N, H, W)    float32: depth along the view axis (1e4 where nothing is hit)
+    maps          (B, T1, h, w, 3)    float32 in [0, 1]: the top-down ``state()`` image
+    poses         (B, T1, N, 3)       float32: x, y (cells), heading (radians)
+    cells         {wall, floor, goal, box, item}: (B, T1, S, S) int64 cell classes (heads' targets)
+    colors        (B, N)              int64: each agent's body colour
+    actions       (B, T, N)           int64: the joint actions the model is given
+    push, pick    (B, T, N)           float32 0/1: the agent's push / pickup this step
+    unusual       (B, T, N)           float32 0/1: the agent's move is not its action's typical one
+    reward        (B, T, N)           float32: the scenario's reward
+    own_payout    (B, T, N)           int64: class of the agent's own payout (``OWN_VALUES``)
+    shared_payout (B, T)              int64: class of the payout every agent shares (``SHARED_VALUES``)
+    done          (B, T)              float32 0/1: the world terminated at this step
+    scenario      (B,)                int64: the scenario id (``world_model.SCENARIO_IDS``)
+    """
+
+    views: torch.Tensor
+    depth: torch.Tensor
+    maps: torch.Tensor
+    poses: torch.Tensor
+    cells: dict[str, torch.Tensor]
+    colors: torch.Tensor
+    actions: torch.Tensor
+    push: torch.Tensor
+    pick: torch.Tensor
+    unusual: torch.Tensor
+    reward: torch.Tensor
+    own_payout: torch.Tensor
+    shared_payout: torch.Tensor
+    done: torch.Tensor
+    scenario: torch.Tensor
+
+    def __getitem__(self, key: str):
+        return getattr(self, key)
+
+
+def payout_targets(rewards: torch.Tensor) -> dict[str, torch.Tensor]:
+    """The reward of every agent ``(..., N)`` split into the payout every agent shares (the value
+    all agents got, when they all got the same) and each agent's own payout (the rest), as class
+    indices of the state-update model's reward lattice: ``own_payout`` (..., N), ``shared_payout`` (...)."""
+    from multiworld.models.dynamics import OWN_VALUES, SHARED_VALUES, payout_class
+
+    same = (rewards == rewards[..., :1]).all(-1)
+    shared = torch.where(same, rewards[..., 0], torch.zeros_like(rewards[..., 0]))
+    return {
+        "own_payout": payout_class(rewards - shared[..., None], OWN_VALUES),
+        "shared_payout": payout_class(shared, SHARED_VALUES),
+    }
+
+
+def egocentric_motion(before: np.ndarray, after: np.ndarray) -> np.ndarray:
+    """(..., 3) poses before and after a step -> (..., 3) the move in the agent's new frame:
+    forward, right (cells) and the turn (radians)."""
+    h = after[..., 2]
+    d = after[..., :2] - before[..., :2]
+    turn = np.mod(after[..., 2] - before[..., 2] + np.pi, 2 * np.pi) - np.pi
+    fwd = d[..., 0] * np.cos(h) + d[..., 1] * np.sin(h)
+    right = -d[..., 0] * np.sin(h) + d[..., 1] * np.cos(h)
+    return np.stack([fwd, right, turn], -1)
+
+
+def typical_motion(sets: list[SequenceSet]) -> np.ndarray:
+    """(actions, 3) the median egocentric move of every action over the recorded data: what an
+    action usually does, read off the data (no rule of the arena is written here)."""
+    moves, acts = [], []
+    for ss in sets:
+        nxt = np.concatenate([ss.offsets[1:], [len(ss.actions)]]) - 1  # last row of each episode
+        keep = np.ones(len(ss.actions), bool)
+        keep[nxt] = False
+        rows = np.flatnonzero(keep)
+        moves.append(egocentric_motion(ss.states.poses[rows], ss.states.poses[rows + 1]).reshape(-1, 3))
+        acts.append(ss.actions[rows].reshape(-1))
+    moves, acts = np.concatenate(moves), np.concatenate(acts)
+    return np.stack([np.median(moves[acts == a], 0) if (acts == a).any() else np.zeros(3) for a in range(NUM_ACTIONS)])
+
+
+def unusual_motion(before: np.ndarray, after: np.ndarray, actions: np.ndarray, typical: np.ndarray) -> np.ndarray:
+    """(..., N) bool: the agent's move differs from its action's typical move by more than 0.05
+    (cells or radians): a blocked or shortened move, a push, a collision between agents."""
+    return (np.abs(egocentric_motion(before, after) - typical[actions]) > 0.05).any(-1)
+
+
+def eventful_rows(ss: SequenceSet, typical: np.ndarray | None = None, chunk: int = 4096) -> np.ndarray:
+    """(rows,) bool: the transition from each row has a push or a pickup, or (given the typical
+    move of every action) an unusual move: the rare events."""
+    rows = ss.actions.shape[0]
+    out = np.zeros(rows, bool)
+    arrays = ss.states.arrays()
+    for a in range(0, rows, chunk):
+        idx = np.arange(a, min(rows, a + chunk))
+        before = WorldState(**{k: v[idx] for k, v in arrays.items()})
+        after, events = world_step(before, ss.actions[idx], ss.arena)
+        rare = (events.pushed >= 0) | (events.picked >= 0)
+        if typical is not None:
+            rare |= unusual_motion(before.poses, after.poses, ss.actions[idx], typical)
+        out[idx] = rare.any(-1)
+    return out
+
+
 class SequenceBatcher:
     """Batches of ``horizon``-step windows of recorded episodes with everything the losses need:
     the oracle's views, depth and top-down map at every step (re-rendered from the stored states),
@@ -221,23 +327,36 @@ class SequenceBatcher:
         seed: int = 0,
         device: str = "cpu",
         private_state: bool = False,
+        event_boost: float = 0.0,
+        unusual_events: bool = False,
     ) -> None:
         self.sets, self.batch_size, self.horizon, self.device = sets, batch_size, horizon, device
         self.private_state = private_state
         self.rng = np.random.Generator(np.random.PCG64(seed))
         self.renderer = Raycaster(RenderConfig(), device=device)
         self.starts = [s.starts(horizon) for s in sets]
+        # Rare events weigh more: a window holding a push or pickup (and with ``unusual_events``
+        # an unusual move) is drawn (1 + event_boost) times as often as one without.
+        self.typical = typical_motion(sets)
+        self.start_p = []
+        for ss, st in zip(sets, self.starts):
+            w = np.ones(len(st))
+            if event_boost > 0 and len(st):
+                rare = eventful_rows(ss, self.typical if unusual_events else None)
+                ev = np.concatenate([[0], np.cumsum(rare)])
+                w += event_boost * ((ev[st + horizon] - ev[st]) > 0)
+            self.start_p.append(w / w.sum() if len(st) else w)
         sizes = np.array([len(s) for s in self.starts], float)
         if not sizes.sum():
             raise ValueError(f"no episode is longer than the training horizon of {horizon} steps")
         self.weights = sizes / sizes.sum()
 
-    def sample(self) -> dict:
+    def sample(self) -> Batch:
         k = int(self.rng.choice(len(self.sets), p=self.weights))
-        rows = self.rng.choice(self.starts[k], size=self.batch_size)
+        rows = self.rng.choice(self.starts[k], size=self.batch_size, p=self.start_p[k])
         return self.batch(self.sets[k], rows)
 
-    def batch(self, ss: SequenceSet, rows: np.ndarray) -> dict:
+    def batch(self, ss: SequenceSet, rows: np.ndarray) -> Batch:
         bsz, t1 = len(rows), self.horizon + 1
         idx = (rows[:, None] + np.arange(t1)).reshape(-1)  # (B * T1,) world-major
         states = WorldState(**{k: v[idx] for k, v in ss.states.arrays().items()})
@@ -248,6 +367,7 @@ class SequenceBatcher:
         sc = get_scenario(ss.scenario)
         rewards = sc.reward(before, after, events)
         done = sc.terminated(after)
+        unusual = unusual_motion(before.poses, after.poses, acts, self.typical)
         views = self.renderer.render(states, buffers=True)
         maps = top_down(states)
         n = states.num_agents
@@ -257,17 +377,21 @@ class SequenceBatcher:
         if self.private_state:
             given = private_inputs(given, self.rng)
         cells = {k: v.reshape(bsz, t1, *v.shape[1:]) for k, v in cell_maps(states, dev).items()}
-        return {
-            "views": views.rgb.reshape(bsz, t1, n, *views.rgb.shape[2:]).float().div_(255),
-            "depth": views.depth.reshape(bsz, t1, n, *views.depth.shape[2:]),
-            "maps": t(maps).reshape(bsz, t1, *maps.shape[1:]).float().div_(255),
-            "poses": t(states.poses).reshape(bsz, t1, n, 3),
-            "cells": cells,
-            "colors": t(states.colors[::t1].astype(np.int64)),
-            "actions": t(given),
-            "push": t((events.pushed >= 0).reshape(bsz, self.horizon, n)).float(),
-            "pick": t((events.picked >= 0).reshape(bsz, self.horizon, n)).float(),
-            "reward": t(rewards.reshape(bsz, self.horizon, n)).float(),
-            "done": t(done.reshape(bsz, self.horizon)).float(),
-            "scenario": torch.full((bsz,), scenario_id(ss.scenario), dtype=torch.long, device=dev),
-        }
+        return Batch(
+            **{
+                "views": views.rgb.reshape(bsz, t1, n, *views.rgb.shape[2:]).float().div_(255),
+                "depth": views.depth.reshape(bsz, t1, n, *views.depth.shape[2:]),
+                "maps": t(maps).reshape(bsz, t1, *maps.shape[1:]).float().div_(255),
+                "poses": t(states.poses).reshape(bsz, t1, n, 3),
+                "cells": cells,
+                "colors": t(states.colors[::t1].astype(np.int64)),
+                "actions": t(given),
+                "push": t((events.pushed >= 0).reshape(bsz, self.horizon, n)).float(),
+                "pick": t((events.picked >= 0).reshape(bsz, self.horizon, n)).float(),
+                "unusual": t(unusual.reshape(bsz, self.horizon, n)).float(),
+                "reward": t(rewards.reshape(bsz, self.horizon, n)).float(),
+                **payout_targets(t(rewards.reshape(bsz, self.horizon, n)).float()),
+                "done": t(done.reshape(bsz, self.horizon)).float(),
+                "scenario": torch.full((bsz,), scenario_id(ss.scenario), dtype=torch.long, device=dev),
+            }
+        )

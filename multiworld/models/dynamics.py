@@ -1,23 +1,30 @@
 """The state-update model: shared latent state + joint actions -> next shared latent state.
 
 The state is tensors only: scene tokens ``(B, S, S, D)`` on the world-aligned grid and one token
-per agent ``(B, N, D)`` (its pose x, y, heading, then a latent). Every agent is processed by the
-same weights and reads the others only through messages summed over agents, so permuting agents
-permutes the outputs and one set of weights serves any number of agents. Three stages:
+per agent ``(B, N, D)`` (its pose x, y, heading, then a latent), both on the lattice of
+``quantize`` so that small errors snap back. Every agent is processed by the same weights and
+reads the others only through messages summed over agents, so permuting agents permutes the
+outputs and one set of weights serves any number of agents. Three stages:
 
 1. move: each agent reads the tokens of the 5 x 5 cells around it, its own latent and action,
-   and messages from the other agents (relative position, their actions and intended moves);
-   it predicts its next heading (a learned turn per action), its displacement (a learned move
-   per action in its own frame, gated per world axis by learned collision gates, plus a small
-   free residual) and a latent update.
-2. events: at the new poses, the same kind of reading gives push and pickup logits, rewards
-   and (pooled over agents and cells) the world's termination logit.
+   and messages from the other agents (relative position, their actions and headings); a
+   motion network gives its turn and its displacement in its own frame (forward, right). The
+   one fixed step is camera geometry: the displacement is turned into world coordinates by the
+   new heading. What blocks a move, and by how much, is learned.
+2. events: at the new poses, the same kind of reading gives push and pickup logits, the agent's
+   own payout and (pooled over agents) the payout shared by every agent and the termination
+   logit. Payouts are classes over the scenario's reward values; the step's reward is the
+   value of the chosen class, paid only on a step where the model's own events fire (an
+   agent's own payout when its push or pickup fires, the shared payout when any does), and
+   an ending likewise only comes with an event: nothing happens, nothing is paid.
 3. scene: each agent sends a message to the 25 cells around it; cells that received messages
    are updated residually from their token, their neighbours and the messages (boxes move,
-   items vanish, agents' marks move); cells no agent is near stay exactly as they are.
+   items vanish, agents' marks move) and snapped back to the lattice; cells no agent is near
+   stay exactly as they are.
 
-Nothing here encodes the arena's rules: the turn and move per action, what blocks a move, what
-a push or pickup does to the scene, rewards and endings are all learned from rollouts.
+Hand-fixed structure (named in the README and model card): the 5 x 5 window an agent reads and
+writes, the rotation of the displacement by the heading, the reward lattice and the event gate
+on payouts and endings. Nothing else encodes the arena's rules.
 """
 
 from __future__ import annotations
@@ -27,11 +34,22 @@ import dataclasses
 import torch
 from torch import nn
 
-from multiworld.models.encoder import unit
 from multiworld.models.geometry import fourier, gather_cells, wrap_angle
+from multiworld.models.quantize import snap
 from multiworld.world.state import NUM_ACTIONS
 
 WINDOW = 2  # cells on each side of an agent's cell that it reads and writes
+# Reward lattice: an agent's own payout per step is one of OWN_VALUES, the payout shared by every
+# agent one of SHARED_VALUES (the arena's scenarios pay 0 or +1 per event, push-v0 -1 for a box
+# pushed off its goal; two boxes onto goals in one step pay 2).
+OWN_VALUES = (-1.0, 0.0, 1.0)
+SHARED_VALUES = (-2.0, -1.0, 0.0, 1.0, 2.0)
+
+
+def payout_class(value: torch.Tensor, values: tuple[float, ...]) -> torch.Tensor:
+    """The class index of each reward ``value`` on the lattice ``values`` (clamped to its range)."""
+    v = value.round().clamp(min(values), max(values))
+    return (v - values[0]).long()
 
 
 @dataclasses.dataclass
@@ -40,7 +58,6 @@ class StateUpdateConfig:
     hidden: int = 128
     message: int = 32
     scenarios: int = 4  # size of the scenario embedding table (see ``world_model.SCENARIO_IDS``)
-    residual_scale: float = 0.02
 
 
 def _mlp(a: int, h: int, b: int) -> nn.Sequential:
@@ -55,28 +72,24 @@ class StateUpdateModel(nn.Module):
         win = (2 * WINDOW + 1) ** 2
         self.action = nn.Embedding(NUM_ACTIONS, 16)
         self.scenario = nn.Embedding(cfg.scenarios, 8)
-        self.turn = nn.Embedding(NUM_ACTIONS, 1)
-        self.move = nn.Embedding(NUM_ACTIONS, 2)
-        nn.init.zeros_(self.turn.weight)
-        nn.init.zeros_(self.move.weight)
         self.read = nn.Linear(win * d, h)
         self_in = h + 10 + 2 + 16 + 8 + (d - 3)
-        pair_in = 3 + 2 + 2 + 16 + 2 + 2
+        pair_in = 3 + 16 + 16 + 2 + 2
         self.pair1 = _mlp(pair_in, h // 2, h)
         self.agent1 = _mlp(self_in + h, h, h)
-        self.pose_head = nn.Linear(h, 2 + 3)
-        nn.init.zeros_(self.pose_head.weight)
-        with torch.no_grad():
-            self.pose_head.bias.zero_()
-            self.pose_head.bias[:2] = 4.0  # collision gates start open
+        # The motion network: turn and (forward, right) displacement from the agent's reading of
+        # its cells, the others' messages and its action (given again, one-hot, at the input).
+        self.motion = _mlp(h + NUM_ACTIONS, h, 3)
+        nn.init.zeros_(self.motion[-1].weight)
+        nn.init.zeros_(self.motion[-1].bias)
         self.latent_head = nn.Linear(h, d - 3)
         nn.init.zeros_(self.latent_head.weight)
         nn.init.zeros_(self.latent_head.bias)
         self.read2 = nn.Linear(win * d, h)
         self.pair2 = _mlp(3 + 16 + 2 + 2, h // 2, h)
         self.agent2 = _mlp(self_in + 2 * h, h, h)
-        self.event_head = nn.Linear(h, 3)  # push, pickup, reward
-        self.world_head = _mlp(h + d + 8, h // 2, 2)  # termination logit, shared reward
+        self.event_head = nn.Linear(h, 2 + len(OWN_VALUES))  # push, pickup logits, own payout logits
+        self.world_head = _mlp(2 * h + d + 8, h // 2, 1 + len(SHARED_VALUES))  # termination, shared payout
         self.offset = nn.Embedding(win, 16)
         self.send = _mlp(h + 16 + 4, h // 2, m)
         self.cell = nn.Sequential(
@@ -130,38 +143,37 @@ class StateUpdateModel(nn.Module):
     def forward(
         self, scene: torch.Tensor, agents: torch.Tensor, actions: torch.Tensor, scenario: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
-        """Next ``(scene, agents)`` and the step's outputs: push, pickup logits and reward (B, N),
-        termination logit (B,)."""
+        """Next ``(scene, agents)`` and the step's outputs: push and pickup logits, reward (B, N)
+        (values of the reward lattice), ``done`` (B,) the termination logit after the event gate
+        (``done_logit`` before it), and the payout logits ``own_logits`` (B, N, 3) and
+        ``shared_logits`` (B, 5) the training losses read."""
         cfg = self.cfg
         bsz, n = actions.shape
         xy, heading, latent = agents[..., :2], agents[..., 2], agents[..., 3:]
         act_e, scen_e = self.action(actions), self.scenario(scenario)
 
         # 1. move
-        turned = wrap_angle(heading + self.turn(actions)[..., 0])
-        c, s = turned.cos(), turned.sin()
-        mv = self.move(actions)  # (forward, right) in the agent's frame
-        intent = torch.stack([mv[..., 0] * c - mv[..., 1] * s, mv[..., 0] * s + mv[..., 1] * c], -1)
+        sc = torch.stack([heading.sin(), heading.cos()], -1)
         rel, other = self._pairs(xy)
         pair = torch.cat(
             [
                 rel,
-                intent[:, None].expand(-1, n, -1, -1),
-                intent[:, :, None].expand(-1, -1, n, -1),
                 act_e[:, None].expand(-1, n, -1, -1),
-                torch.stack([turned.sin(), turned.cos()], -1)[:, None].expand(-1, n, -1, -1),
-                (rel[..., :2] + intent[:, None] - intent[:, :, None]).clamp(-4, 4),
+                act_e[:, :, None].expand(-1, -1, n, -1),
+                sc[:, None].expand(-1, n, -1, -1),
+                sc[:, :, None].expand(-1, -1, n, -1),
             ],
             -1,
         )
         msg1 = (self.pair1(pair) * other).sum(2)
-        f1 = self._self_features(scene, xy, turned, act_e, scen_e, latent, self.read)
+        f1 = self._self_features(scene, xy, heading, act_e, scen_e, latent, self.read)
         h1 = self.agent1(torch.cat([f1, msg1], -1))
-        p = self.pose_head(h1)
-        res = cfg.residual_scale * torch.tanh(p[..., 2:])
-        new_xy = xy + torch.sigmoid(p[..., :2]) * intent + res[..., :2]
-        new_heading = wrap_angle(turned + res[..., 2])
-        new_latent = unit(latent + self.latent_head(h1))
+        onehot = nn.functional.one_hot(actions, NUM_ACTIONS).to(h1.dtype)
+        turn, fwd, right = self.motion(torch.cat([h1, onehot], -1)).unbind(-1)
+        new_heading = wrap_angle(heading + turn)
+        c, s = new_heading.cos(), new_heading.sin()  # camera geometry: forward (c, s), right (-s, c)
+        new_xy = xy + torch.stack([fwd * c - right * s, fwd * s + right * c], -1)
+        new_latent = snap(latent + self.latent_head(h1))
 
         # 2. events at the new poses
         rel2, _ = self._pairs(new_xy)
@@ -178,9 +190,16 @@ class StateUpdateModel(nn.Module):
         f2 = self._self_features(scene, new_xy, new_heading, act_e, scen_e, new_latent, self.read2)
         h2 = self.agent2(torch.cat([f2, msg2, h1], -1))
         ev = self.event_head(h2)
-        pooled = torch.cat([h2.mean(1), scene.mean((1, 2)), scen_e], -1)
+        pooled = torch.cat([h2.mean(1), h2.amax(1), scene.mean((1, 2)), scen_e], -1)
         world = self.world_head(pooled)
-        reward = ev[..., 2] + world[:, 1:2]
+        own_logits, shared_logits = ev[..., 2:], world[:, 1:]
+        # The step's reward: payout classes' values, paid only with the model's own events.
+        mine = (ev[..., 0] > 0) | (ev[..., 1] > 0)  # (B, N): this agent's push or pickup fired
+        anyone = mine.any(1)  # (B,)
+        own = ev.new_tensor(OWN_VALUES)[own_logits.argmax(-1)] * mine
+        shared = ev.new_tensor(SHARED_VALUES)[shared_logits.argmax(-1)] * anyone
+        reward = own + shared[:, None]
+        done = torch.where(anyone, world[:, 0], torch.full_like(world[:, 0], -1e4))
 
         # 3. scene: messages to the cells around each agent, residual update of those cells only
         s_ = scene.shape[1]
@@ -207,9 +226,18 @@ class StateUpdateModel(nn.Module):
         grid = grid.reshape(bsz, s_, s_, -1)
         x = torch.cat([scene, grid], -1).permute(0, 3, 1, 2)
         delta = self.cell(x).permute(0, 2, 3, 1)
-        # Cells no agent is near keep their token exactly; updated cells stay at unit scale.
-        new_scene = torch.where(touched.reshape(bsz, s_, s_, 1) > 0, unit(scene + delta), scene)
+        # Cells no agent is near keep their token exactly; updated cells snap back to the lattice,
+        # so an update smaller than half a lattice step changes nothing.
+        new_scene = torch.where(touched.reshape(bsz, s_, s_, 1) > 0, snap(scene + delta), scene)
 
         new_agents = torch.cat([new_xy, new_heading[..., None], new_latent], -1)
-        out = {"push": ev[..., 0], "pick": ev[..., 1], "reward": reward, "done": world[:, 0]}
+        out = {
+            "push": ev[..., 0],
+            "pick": ev[..., 1],
+            "reward": reward,
+            "done": done,
+            "done_logit": world[:, 0],
+            "own_logits": own_logits,
+            "shared_logits": shared_logits,
+        }
         return new_scene, new_agents, out

@@ -22,6 +22,9 @@ import torch
 from torch import nn
 
 from multiworld.models.geometry import Camera, bilinear_cells, project
+from multiworld.models.quantize import quantize, unit
+
+__all__ = ["EncoderConfig", "SceneEncoder", "unit"]
 
 
 @dataclasses.dataclass
@@ -31,11 +34,6 @@ class EncoderConfig:
     image_channels: int = 32
     heights: tuple[float, ...] = (0.05, 0.3, 0.6, 0.9)
     map_cells: int = 8  # map pixels per cell side the map patchifier reads
-
-
-def unit(x: torch.Tensor) -> torch.Tensor:
-    """Layer norm without affine parameters over the last axis: every token at unit scale."""
-    return nn.functional.layer_norm(x, x.shape[-1:])
 
 
 class SceneEncoder(nn.Module):
@@ -89,11 +87,11 @@ class SceneEncoder(nn.Module):
                 mfeat, flag = mfeat * keep, flag * keep
         x = torch.cat([mfeat, lifted, flag, (seen > 0).float(), torch.log1p(seen)], 1)  # (B, 2h+3, S, S)
         h = self.fuse(x)
-        # Tokens are layer-normalised (no affine): a fixed scale, so the noise put on the state in
-        # training means something and the state cannot grow its way out of it.
-        tokens = unit(self.to_token(h).permute(0, 2, 3, 1))
+        # Tokens are layer-normalised and snapped to a lattice (``quantize``): a fixed scale, so the
+        # noise put on the state in training means something, and small errors snap back.
+        tokens = quantize(self.to_token(h).permute(0, 2, 3, 1))
         at = bilinear_cells(h.permute(0, 2, 3, 1), poses[..., :2])  # (B, N, h)
-        agents = torch.cat([poses, unit(self.to_agent(at))], -1)
+        agents = torch.cat([poses, quantize(self.to_agent(at))], -1)
         return tokens, agents
 
     def encode_map(self, map_image: torch.Tensor, size: int) -> torch.Tensor:

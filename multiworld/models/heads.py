@@ -78,5 +78,5 @@ class DecoderHeads(nn.Module):
         with torch.no_grad():
             dec = {k: (v.argmax(-1) if v.dim() == scene.dim() else (v > 0).long()) for k, v in lg.items()}
             ok = torch.stack([(dec[k] == maps[k]) for k in CELL_KEYS]).all(0).float().mean()
-            logs = {"cell_acc": float(ok)}
+            logs = {"cell_acc": ok}
         return loss, logs

@@ -223,13 +223,14 @@ class RayRenderer(nn.Module):
         return nn.functional.binary_cross_entropy_with_logits(logit, occupied.float())
 
     def loss(self, rgb, target, depth=None, target_depth=None) -> tuple[torch.Tensor, dict]:
-        """MSE on colours (+ L1 on depth where the target has depth), and PSNR for the logs."""
+        """MSE on colours (+ L1 on depth where the target has depth), and PSNR for the logs
+        (tensors: no device sync until the trainer logs them)."""
         mse = (rgb - target).pow(2).mean()
         loss = mse
-        logs = {"render_psnr": float(-10 * torch.log10(mse.detach().clamp(min=1e-10)))}
+        logs = {"render_psnr": -10 * torch.log10(mse.detach().clamp(min=1e-10))}
         if target_depth is not None and depth is not None:
             valid = target_depth < 1e3
             dl = ((depth - target_depth).abs() * valid).sum() / valid.sum().clamp(min=1)
             loss = loss + self.cfg.depth_weight * dl
-            logs["depth_l1"] = float(dl.detach())
+            logs["depth_l1"] = dl.detach()
         return loss, logs

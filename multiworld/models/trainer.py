@@ -25,6 +25,7 @@ from tqdm import tqdm
 class TrainConfig:
     batch_size: int = 8  # sequences (worlds) per step
     horizon: int = 8  # free-running steps per training sequence
+    event_boost: float = 0.0  # windows with a push or pickup are drawn (1 + event_boost) times as often
     lr: float = 2e-3
     weight_decay: float = 0.0
     warmup_steps: int = 50
@@ -113,7 +114,7 @@ class Trainer:
         bar = tqdm(total=cfg.max_steps, initial=self.step, desc="train", unit="step", disable=not self.progress)
         start = time.perf_counter() - self.elapsed
         last_save = time.perf_counter()
-        acc: dict[str, list[float]] = {}
+        acc: dict[str, list] = {}  # metrics as the model gave them (tensors: synced only when logged)
         last_eval: dict = {}
         self.model.train()
         while self.step < cfg.max_steps and self.elapsed < budget:
@@ -129,11 +130,11 @@ class Trainer:
             self.step += 1
             self.elapsed = time.perf_counter() - start
             for k, v in logs.items():
-                acc.setdefault(k, []).append(float(v))
+                acc.setdefault(k, []).append(v.detach() if torch.is_tensor(v) else v)
             bar.update(1)
             if self.step % cfg.log_every == 0:
                 record = {"step": self.step, "minutes": round(self.elapsed / 60, 2), "lr": lr}
-                record.update({k: round(float(np.mean(v)), 5) for k, v in acc.items()})
+                record.update({k: round(float(np.mean([float(x) for x in v])), 5) for k, v in acc.items()})
                 acc.clear()
                 self.log(record)
                 bar.set_postfix({k: record[k] for k in ("loss", "render_psnr", "roll_psnr", "move_ok") if k in record})

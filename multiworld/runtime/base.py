@@ -9,12 +9,21 @@ from __future__ import annotations
 
 import abc
 import dataclasses
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from multiworld.world.arena import ArenaConfig, generate
 from multiworld.world.dynamics import validate_actions
 from multiworld.world.state import Action, WorldState
+
+if TYPE_CHECKING:
+    from multiworld.state import WorldReader
+
+# What advancing the worlds by one joint step gives, before anything is rendered:
+# (rewards (B, N) float32, terminated (B,) bool, per-world event dicts).
+Outcome = tuple[np.ndarray, np.ndarray, list[list[dict]]]
 
 
 @dataclasses.dataclass
@@ -72,6 +81,21 @@ def restart_inputs(
     return joint, mask
 
 
+def clear_outcome(outcome: Outcome, restart: np.ndarray) -> Outcome:
+    """``outcome`` with reward 0, terminated False and no events for the restarted worlds."""
+    rewards, terminated, events = outcome
+    rewards = np.where(restart[:, None], 0, rewards).astype(np.float32)
+    terminated = np.asarray(terminated, bool) & ~restart
+    return rewards, terminated, [[] if r else list(ev) for r, ev in zip(restart, events, strict=True)]
+
+
+def stored_states(sources: Sequence[tuple[WorldReader, int]], num_worlds: int) -> WorldState:
+    """The stored rows ``sources`` (one ``(reader, step)`` per world) as one batch of states."""
+    if len(sources) != num_worlds:
+        raise ValueError(f"need one stored (world, step) per world: {num_worlds}, got {len(sources)}")
+    return WorldState.concat([reader.state(int(step)) for reader, step in sources])
+
+
 def clear_restarted(obs: Observation, restart: np.ndarray) -> Observation:
     """``obs`` with reward 0, terminated False and no events for the restarted worlds."""
     obs.rewards = np.where(restart[:, None], 0, obs.rewards).astype(np.float32)
@@ -88,6 +112,10 @@ class Simulator(abc.ABC):
     num_worlds: int
     num_agents: int
     agent_names: list[str]
+    # sha256 of the learned model's weights (the store's ``checkpoint_hash``); None for the oracle.
+    checkpoint_sha256: str | None = None
+    # A stored world of this simulator resumes exactly only if its views were recorded too.
+    resume_needs_frames: bool = False
 
     @abc.abstractmethod
     def reset(self, seeds: list[int], start: WorldState | None = None, tokens: np.ndarray | None = None) -> Observation:
@@ -116,6 +144,17 @@ class Simulator(abc.ABC):
         obs.rewards, obs.terminated, obs.events = stepped.rewards, stepped.terminated, stepped.events
         return clear_restarted(obs, restart)
 
+    def resume(self, sources: Sequence[tuple[WorldReader, int]], seeds: list[int]) -> Observation:
+        """Continue every world from a stored row: ``sources`` holds one ``(reader, step)`` per world.
+
+        This default restarts from the rows' symbolic states (all the oracle needs); the model
+        backend also restores its latent state, its static scene and its sampler (exact resume)."""
+        return self.reset(list(seeds), start=stored_states(sources, self.num_worlds))
+
+    def record_attrs(self, world: int) -> dict[str, Any]:
+        """Attributes a stored copy of world ``world`` needs to be resumed exactly (JSON values)."""
+        return {}
+
     @abc.abstractmethod
     def world_state(self) -> WorldState:
         """The symbolic state of every world (for the model: decoded from its tokens)."""
@@ -140,23 +179,44 @@ class InProcessSimulator(Simulator):
     Subclasses provide :meth:`_advance` (apply checked joint actions to the state), :meth:`_restart`
     (start some worlds over) and :meth:`_observe` (render the current state); stepping, and
     stepping while some worlds restart with a single render, follow from those.
+
+    A step is two public halves, :meth:`advance` (or :meth:`advance_and_restart`) and
+    :meth:`observe`: the Ray runtime's world actor drives the same simulator through the first
+    half only and leaves the rendering to its agent actors.
     """
 
+    def advance(self, actions: np.ndarray) -> Outcome:
+        """Apply joint actions ``(B, N)`` (validated first: nothing changes on bad input), without rendering."""
+        return self._advance(validate_actions(actions, self.num_worlds, self.num_agents))
+
+    def advance_and_restart(
+        self, actions: np.ndarray, restart: np.ndarray, start: WorldState, seeds: list[int]
+    ) -> Outcome:
+        """:meth:`step_and_restart` without rendering: the restarted worlds read reward 0,
+        terminated False and no events."""
+        joint, restart = restart_inputs(actions, restart, start, self.num_worlds, self.num_agents)
+        if len(seeds) != self.num_worlds:
+            raise ValueError(f"need {self.num_worlds} seeds, got {len(seeds)}")
+        outcome = self._advance(joint)
+        self._restart(restart, start)
+        return clear_outcome(outcome, restart)
+
+    def observe(self, outcome: Outcome) -> Observation:
+        """Render every agent's view of the current state, with ``outcome``'s rewards, flags and events."""
+        return self._observe(*outcome)
+
     def step(self, actions: np.ndarray) -> Observation:
-        return self._observe(*self._advance(validate_actions(actions, self.num_worlds, self.num_agents)))
+        return self.observe(self.advance(actions))
 
     def step_and_restart(
         self, actions: np.ndarray, restart: np.ndarray, start: WorldState, seeds: list[int]
     ) -> Observation:
-        joint, restart = restart_inputs(actions, restart, start, self.num_worlds, self.num_agents)
-        outcome = self._advance(joint)
-        self._restart(restart, start)
-        return clear_restarted(self._observe(*outcome), restart)
+        return self.observe(self.advance_and_restart(actions, restart, start, seeds))
 
     def _first_observation(self) -> Observation:
         """The observation right after a reset: zero rewards, nothing terminated, no events."""
         zeros = np.zeros((self.num_worlds, self.num_agents), np.float32)
-        return self._observe(zeros, np.zeros(self.num_worlds, bool), [[] for _ in range(self.num_worlds)])
+        return self.observe((zeros, np.zeros(self.num_worlds, bool), [[] for _ in range(self.num_worlds)]))
 
     @abc.abstractmethod
     def _advance(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray, list[list[dict]]]:

@@ -4,15 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from multiworld.runtime.base import InProcessSimulator, Observation, initial_state
+from multiworld.runtime.base import InProcessSimulator, Observation, initial_state, stored_states
 from multiworld.world.dynamics import step as world_step
 from multiworld.world.render import Raycaster, RenderConfig
 from multiworld.world.scenarios import Scenario
-from multiworld.world.state import WorldState
-
-
-def agent_names(n: int) -> list[str]:
-    return [f"agent_{i}" for i in range(n)]
+from multiworld.world.state import WorldState, agent_names
 
 
 class OracleSimulator(InProcessSimulator):
@@ -38,8 +34,22 @@ class OracleSimulator(InProcessSimulator):
         self.state: WorldState | None = None
 
     def reset(self, seeds: list[int], start: WorldState | None = None, tokens: np.ndarray | None = None) -> Observation:
-        self.state = initial_state(self.arena, seeds, start, self.num_worlds, self.num_agents)
+        self.reset_state(seeds, start)
         return self._first_observation()
+
+    def reset_state(self, seeds: list[int], start: WorldState | None = None, tokens: np.ndarray | None = None) -> None:
+        """Reset without rendering (the Ray world actor's half of a reset)."""
+        self.state = initial_state(self.arena, seeds, start, self.num_worlds, self.num_agents)
+
+    def resume_state(self, sources, seeds: list[int]) -> None:
+        """:meth:`resume` without rendering: the stored rows' states are the whole oracle state."""
+        self.reset_state(seeds, stored_states(sources, self.num_worlds))
+
+    def payload(self) -> dict:
+        """What a renderer replica needs to render this state version: the state itself."""
+        if self.state is None:
+            raise RuntimeError("call reset() first")
+        return {"version": self.state.step.copy(), "state": self.state}
 
     def _restart(self, mask: np.ndarray, start: WorldState) -> None:
         self.state = self.state.replace_worlds(mask, start)

@@ -17,6 +17,7 @@ from collections.abc import Callable
 
 import numpy as np
 
+from multiworld.bench.variants import SimSpec, Variant, register
 from multiworld.runtime.base import Observation, Simulator, restart_inputs
 from multiworld.world.dynamics import validate_actions
 from multiworld.world.state import Action, WorldState
@@ -128,3 +129,26 @@ class PrivateStateSimulator(Simulator):
             events=events,
             version=obs.version.reshape(b, n).max(axis=1),
         )
+
+
+def _private_weights(spec: SimSpec) -> str:
+    """``private_checkpoint``, else the checkpoint under test run privately, else the shipped one."""
+    if spec.private_checkpoint is not None or spec.checkpoint is not None:
+        return str(spec.private_checkpoint if spec.private_checkpoint is not None else spec.checkpoint)
+    from multiworld.models.checkpoint import PRIVATE_CHECKPOINT
+
+    return str(PRIVATE_CHECKPOINT)
+
+
+register(
+    Variant(
+        "private",
+        "private state (baseline)",
+        "learned",
+        lambda s, n, b: PrivateStateSimulator(lambda w: s.backend_simulator(n, w, s.weights("private")), n, b),
+        weights=_private_weights,
+        default_weights="private",
+        on_backend=True,
+        order=1,
+    )
+)

@@ -1,22 +1,31 @@
 """The ray runtime: a world actor owns the state, agent actors render synchronized views.
 
 Per step the driver sends the joint actions to the :class:`WorldActor`, which advances the
-state with the backend's state-update model and ``ray.put``s the new state's render payload;
+state with the backend's own in-process simulator (the one the local runtime runs, driven through
+its public non-rendering methods) and ``ray.put``s the new state's render payload;
 its reply is a :class:`~multiworld.agents.actors.StateHandle` (version + ObjectRef) that the
 driver passes, unresolved, to every :class:`~multiworld.agents.actors.AgentActor` -- the
 state travels from the world actor's object store to the agent actors, never through the
 driver. Each agent actor renders its ``agents_per_actor`` agents and tags the views with the
 version it rendered; a step returns only when every view carries the world's version
 (otherwise :class:`VersionMismatchError`). The world actor then commits the row (state,
-actions, rewards, events and, with ``record_frames``, the views) to the store, if any.
+actions, rewards, events and, with ``record_frames``, the views) to the store, if any, through
+the same :class:`~multiworld.runtime.recording.EpisodeRecorder` as a local run.
+
+A vector env's autoreset (:meth:`RaySimulator.step_and_restart`) runs in the world actor as
+locally: the running worlds step, the restarted ones are encoded from their fresh reset (nothing
+decoded goes back), all in one published version. Store worlds: a reset starts episode ``k``
+for every world, ``f"{world_prefix}ep{k:05d}"`` (``-b{b}`` appended when B > 1); an autoreset
+starts the next episode number for the restarted worlds only, the running ones keep theirs.
 
 Fault tolerance:
 
 - an agent actor that dies is restarted by Ray (``max_restarts``); the driver waits for it,
   restores its recent frames (from the store when frames are recorded, else from the world
   actor's copy) and renders the step again. The store row is written once, by the world actor.
-- a world actor that dies is restarted too; *with a store* it reloads the last committed row
-  of every world and the interrupted step is run again (the oracle is deterministic, so the
+- a world actor that dies is restarted too; *with a store* it resumes every world exactly from
+  its last committed row (the simulator's ``resume_state``: for the model the stored tokens and
+  static scene) and the interrupted step is run again (both backends are deterministic, so the
   result is identical); *without a store* the state is gone and :class:`WorldActorLostError`
   says so.
 
@@ -40,10 +49,9 @@ from typing import Any
 import numpy as np
 
 from multiworld.agents.actors import AgentActor, RenderedViews, StateHandle
-from multiworld.runtime.base import Observation, Simulator, initial_state
-from multiworld.world.dynamics import step as world_step
+from multiworld.runtime.base import Observation, Simulator, restart_inputs
 from multiworld.world.dynamics import validate_actions
-from multiworld.world.state import WorldState
+from multiworld.world.state import WorldState, agent_names
 
 
 class VersionMismatchError(RuntimeError):
@@ -177,97 +185,55 @@ def check_resources(opts: RayOptions, num_actors: int) -> None:
         )
 
 
-# --- the world side of a backend: state-update model + render payload ---------------------------
+# --- the world side: the backend's in-process simulator, driven without rendering -----------------
 
 
-class OracleWorld:
-    """The oracle's state-update model in the world actor: exact dynamics, rewards, termination."""
+def world_simulator(backend: str, spec: dict):
+    """The in-process simulator a world actor drives through its public non-rendering methods
+    (``reset_state``, ``resume_state``, ``advance``, ``advance_and_restart``, ``payload``, ``world_state``,
+    ``tokens``): the very simulator the local runtime runs, so ray == local bit for bit, autoreset
+    included. It never renders (agent actors do), so it is built without depth."""
+    from multiworld.runtime.factory import BACKENDS
 
-    def __init__(self, scenario, num_agents: int, num_worlds: int = 1, **kwargs) -> None:
-        arena = {k: v for k, v in kwargs.items() if k not in ("render", "depth", "device")}
-        self.scenario = scenario
-        self.arena = scenario.arena_config(num_agents=num_agents, **arena)
-        self.num_worlds, self.num_agents = num_worlds, num_agents
-        self.agent_names = [f"agent_{i}" for i in range(num_agents)]
-        self.state: WorldState | None = None
-
-    def reset(self, seeds: list[int], start: WorldState | None = None) -> None:
-        self.state = initial_state(self.arena, seeds, start, self.num_worlds, self.num_agents)
-
-    def step(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray, list[list[dict]]]:
-        before = self.state
-        after, events = world_step(before, actions, self.arena)
-        rewards = self.scenario.reward(before, after, events)
-        self.state = after
-        per_world = [events.as_dicts(b, self.agent_names) for b in range(self.num_worlds)]
-        return rewards, self.scenario.terminated(after), per_world
-
-    def payload(self) -> dict:
-        return {"version": self.state.step.copy(), "state": self.state}
-
-    def tokens(self) -> np.ndarray | None:
-        return None
-
-    def restore(self, state: WorldState, tokens: np.ndarray | None) -> None:
-        self.state = state
+    if backend not in WORLD_BACKENDS:
+        raise ValueError(f"backend {backend!r} has no world actor; have {sorted(WORLD_BACKENDS)}")
+    sim = BACKENDS[backend](**{**spec, "depth": False})
+    missing = [
+        m for m in ("reset_state", "resume_state", "advance", "advance_and_restart", "payload") if not hasattr(sim, m)
+    ]
+    if missing:
+        raise ValueError(f"the {backend} backend's simulator lacks {missing}, which a world actor needs")
+    return sim
 
 
-class ModelWorld:
-    """The learned model's state and state-update model in the world actor (a :class:`ModelSimulator`
-    that never renders); renderer replicas get the packed latent state of each version.
-
-    Only the deterministic renderer is supported (``sampler_steps=0``): the flow sampler draws
-    one noise stream for all agents of a world, which a split over agent actors cannot reproduce.
-    """
-
-    def __init__(self, scenario, num_agents: int, num_worlds: int = 1, sampler_steps: int = 0, **kwargs) -> None:
-        from multiworld.runtime.model import ModelSimulator
-
-        if sampler_steps:
-            raise ValueError("the ray runtime renders the model deterministically: sampler_steps must be 0")
-        kwargs = {k: v for k, v in kwargs.items() if k not in ("depth", "seed")}
-        self.sim = ModelSimulator(scenario, num_agents, num_worlds, **kwargs)
-        self.num_worlds, self.num_agents, self.agent_names = num_worlds, num_agents, self.sim.agent_names
-
-    @property
-    def state(self) -> WorldState | None:
-        return self.sim.readout
-
-    def reset(self, seeds: list[int], start: WorldState | None = None) -> None:
-        self.sim.reset_state(seeds, start)
-
-    def step(self, actions: np.ndarray):
-        return self.sim._advance(validate_actions(actions, self.num_worlds, self.num_agents))
-
-    def tokens(self) -> np.ndarray:
-        return self.sim.tokens()
-
-    def payload(self) -> dict:
-        return self.sim.payload()
-
-    def restore(self, state: WorldState, tokens: np.ndarray | None) -> None:
-        self.sim.reset_state([0] * self.num_worlds, start=state, tokens=tokens)
-
-
-WORLDS = {"oracle": OracleWorld, "model": ModelWorld}
+# Backends whose simulator a world actor can drive. The model renders deterministically on the ray
+# runtime: the flow sampler conditions each view on the agent's previous one, which agent actors
+# holding a subset of the agents do not share.
+WORLD_BACKENDS = ("oracle", "model")
 
 
 class WorldActor:
-    """Owns the state of B worlds, the state-update model and the store writers (a Ray actor)."""
+    """Owns the state of B worlds, the state-update model and the store writers (a Ray actor).
+
+    It drives the backend's in-process simulator (:func:`world_simulator`) and records through
+    :class:`~multiworld.runtime.recording.EpisodeRecorder`, like a local run."""
 
     def __init__(self, backend: str, spec: dict, opts: RayOptions) -> None:
         import torch
 
         torch.set_num_threads(1)
-        if backend not in WORLDS:
-            raise ValueError(f"backend {backend!r} has no world actor; have {sorted(WORLDS)}")
         self.backend, self.spec, self.opts = backend, spec, opts
-        self.world = WORLDS[backend](**spec)
+        self.sim = world_simulator(backend, spec)
         self.recent: collections.deque = collections.deque(maxlen=opts.history)
         self.store = None
-        self.writers: list = []
+        self.recorders: list = []
         self.world_ids: list[str] = []
-        self._row: dict | None = None
+        self._seeds: list[int] = []
+        self._new: dict[int, str] = {}  # worlds whose store world is created at the next commit
+        self._replace = False
+        self._actions: np.ndarray | None = None
+        self._outcome = None
+        self._started = False
         self._refs: collections.deque = collections.deque(maxlen=2)  # keep the last payloads alive
 
     def ping(self) -> int:
@@ -276,11 +242,12 @@ class WorldActor:
     def pid(self) -> int:
         return os.getpid()
 
-    def _publish(self, rewards, terminated, events) -> tuple[StateHandle, dict]:
+    def _publish(self, outcome) -> tuple[StateHandle, dict]:
         import ray
 
-        state = self.world.state
-        ref = ray.put(self.world.payload())
+        rewards, terminated, events = self._outcome = outcome
+        state = self.sim.world_state()
+        ref = ray.put(self.sim.payload())
         self._refs.append(ref)
         meta = {
             "version": state.step.copy(),
@@ -292,31 +259,57 @@ class WorldActor:
         return StateHandle(version=state.step.copy(), ref=ref), meta
 
     def reset(self, seeds: list[int], start: WorldState | None, world_ids: list[str], replace: bool = False):
-        self._close_writers()
-        self.world.reset(seeds, start)
+        self._close_recorders()
+        self.sim.reset_state(seeds, start)
+        self._started = True
         self.world_ids, self._seeds = list(world_ids), list(seeds)
-        b, n = self.world.num_worlds, self.world.num_agents
-        self._row = {"actions": np.full((b, n), -1, np.int16), "replace": replace}
+        self._new, self._replace = dict(enumerate(world_ids)), replace
+        b, n = self.sim.num_worlds, self.sim.num_agents
+        self._actions = np.full((b, n), -1, np.int16)
         self.recent.clear()
-        return self._publish(np.zeros((b, n), np.float32), np.zeros(b, bool), [[] for _ in range(b)])
+        return self._publish((np.zeros((b, n), np.float32), np.zeros(b, bool), [[] for _ in range(b)]))
 
     def step(self, actions: np.ndarray):
-        if self.world.state is None:
+        if not self._started:
             raise RuntimeError("call reset() before step()")
-        rewards, terminated, events = self.world.step(actions)
-        self._row = {"actions": actions, "rewards": rewards, "terminated": terminated, "events": events}
-        return self._publish(rewards, terminated, events)
+        outcome = self.sim.advance(actions)
+        self._actions, self._new = np.asarray(actions), {}
+        return self._publish(outcome)
 
-    def commit(self, version: np.ndarray, *views: RenderedViews) -> int:
+    def step_and_restart(
+        self,
+        actions: np.ndarray,
+        restart: np.ndarray,
+        start: WorldState,
+        seeds: list[int],
+        world_ids: list[str],
+        replace: bool = False,
+    ):
+        """A step in which the worlds of ``restart`` start over from ``start`` (their fresh reset:
+        encoded from its observations, as locally) as new store worlds ``world_ids[b]``."""
+        if not self._started:
+            raise RuntimeError("call reset() before step()")
+        outcome = self.sim.advance_and_restart(actions, restart, start, seeds)
+        restarted = np.flatnonzero(restart)
+        for b in restarted:  # the ended worlds' records are complete
+            if b < len(self.recorders) and self.recorders[b] is not None:
+                self.recorders[b].close()
+                self.recorders[b] = None
+        self._actions = np.asarray(actions)
+        self.world_ids, self._seeds = list(world_ids), list(seeds)
+        self._new, self._replace = {int(b): world_ids[b] for b in restarted}, replace
+        return self._publish(outcome)
+
+    def commit(self, version: np.ndarray, *views: RenderedViews) -> np.ndarray:
         """Record the row of ``version`` (after its views were rendered): store and recent frames."""
-        state = self.world.state
+        state = self.sim.world_state()
         if not np.array_equal(version, state.step):
             raise RuntimeError(f"commit of version {version.tolist()} but the world is at {state.step.tolist()}")
         rgb = _assemble([v.rgb for v in views], [v.agents for v in views])
         self.recent.append((state.step.copy(), rgb))
         if self.opts.store:
             self._record(rgb)
-        return int(state.step[0])
+        return state.step.copy()
 
     def _open_store(self):
         from multiworld.state import WorldStore
@@ -325,87 +318,112 @@ class WorldActor:
             self.store = WorldStore.open(self.opts.store, "a", storage_options=self.opts.store_options)
         return self.store
 
-    def _record(self, rgb: np.ndarray) -> None:
-        state, row = self.world.state, self._row
-        frames = rgb if self.opts.record_frames else [None] * len(rgb)
-        tokens = self.world.tokens()
-        if int(state.step[0]) == 0:
-            store = self._open_store()
-            h, w = rgb.shape[2:4]
-            for b, wid in enumerate(self.world_ids):
-                if row.get("replace") and wid in store:
-                    store.delete_world(wid)
-                self.writers.append(
-                    store.create_world(
-                        wid,
-                        state.select(b),
-                        scenario=self.spec["scenario"].name,
-                        seed=int(self._seeds[b]) if self._seeds[b] is not None else None,
-                        config={"backend": self.backend, "runtime": "ray", "height": int(h), "width": int(w)},
-                        agents=self.world.agent_names,
-                        frame_shape=(h, w) if self.opts.record_frames else None,
-                        frames=frames[b],
-                        tokens_shape=None if tokens is None else tokens.shape[1:],
-                        tokens_dtype="float32",
-                        tokens=None if tokens is None else tokens[b],
-                    )
-                )
-            return
-        n = self.world.num_agents
-        for b, writer in enumerate(self.writers):
-            if writer.next_step != int(state.step[b]):
-                raise RuntimeError(
-                    f"store row {writer.next_step} of {writer.world_id!r} != state version {state.step[b]}"
-                )
-            writer.append(
-                state.select(b),
-                row["actions"][b],
-                row["rewards"][b],
-                np.full(n, bool(row["terminated"][b])),
-                np.zeros(n, bool),
-                events=row["events"][b],
-                frames=frames[b],
-                tokens=None if tokens is None else tokens[b],
-            )
+    def _recorder(self, b: int, world_id: str):
+        from multiworld.runtime.recording import EpisodeRecorder
 
-    def recover(self, world_ids: list[str], seeds: list[int]) -> int:
-        """After a restart: reload the last committed row of every world from the store; returns its version."""
+        h, w = self.spec["render"].height, self.spec["render"].width
+        seed = self._seeds[b]
+        return EpisodeRecorder(
+            self._open_store(),
+            world_id,
+            self.sim,
+            scenario=self.spec["scenario"].name,
+            seed=None if seed is None else int(seed),
+            config={"backend": self.backend, "runtime": "ray", "height": int(h), "width": int(w)},
+            world_index=b,
+            frames=self.opts.record_frames,
+        )
+
+    def _record(self, rgb: np.ndarray) -> None:
+        """Append this version's row to every running world; create the store worlds of the worlds
+        that (re)started, with this version as their row 0."""
+        from multiworld.runtime.base import Observation
+
+        state = self.sim.world_state()
+        if len(self.recorders) != self.sim.num_worlds:
+            self.recorders = [None] * self.sim.num_worlds
+        rewards, terminated, events = self._outcome
+        obs = Observation(rgb, state.poses, rewards, terminated, events, state.step)
+        store = self._open_store()
+        for b in range(self.sim.num_worlds):
+            if b in self._new:
+                wid = self._new[b]
+                if self._replace and wid in store:
+                    store.delete_world(wid)
+                rec = self._recorder(b, wid)
+                rec.start(obs)
+                self.recorders[b] = rec
+                continue
+            rec = self.recorders[b]
+            if rec is None:
+                raise RuntimeError(f"world {b} has no store world to append version {state.step[b]} to")
+            if rec.writer.next_step != int(state.step[b]):
+                raise RuntimeError(
+                    f"store row {rec.writer.next_step} of {rec.world_id!r} != state version {state.step[b]}"
+                )
+            rec.step(obs, self._actions)
+        self._new = {}
+
+    def recover(self, world_ids: list[str], seeds: list[int], versions: list[int]) -> list[int]:
+        """After a restart: reload the last committed row of every world from the store (exactly, through
+        the simulator's ``resume_state``); returns each world's version, which must be ``versions``."""
         if not self.opts.store:
             raise WorldActorLostError("the world actor restarted but has no store to recover from")
         store = self._open_store()
-        self._close_writers()
+        self._close_recorders()
         self.world_ids, self._seeds = list(world_ids), list(seeds)
-        self.writers = [store.writer(w) for w in world_ids]
-        last = {wr.steps - 1 for wr in self.writers}
-        if len(last) != 1:
-            raise WorldActorLostError(f"worlds {world_ids} were committed to different steps {sorted(last)}")
-        t = last.pop()
+        self.recorders = [self._recorder(b, w) for b, w in enumerate(world_ids)]
+        for rec in self.recorders:
+            rec.writer = store.writer(rec.world_id)
+        last = [rec.writer.steps - 1 for rec in self.recorders]
+        if [int(v) for v in versions] != last:
+            raise WorldActorLostError(
+                f"worlds {world_ids} were committed to steps {last}, the driver is at versions {list(versions)}"
+            )
         readers = [store.world(w) for w in world_ids]
-        tokens = np.stack([r.tokens(t) for r in readers]) if readers[0].has_tokens else None
-        self.world.restore(WorldState.concat([r.state(t) for r in readers]), tokens)
+        self.sim.resume_state(list(zip(readers, last, strict=True)), seeds)
+        self._started, self._new = True, {}
         self.recent.clear()
         if self.opts.record_frames:
-            for s in range(max(0, t - self.recent.maxlen + 1), t + 1):
-                self.recent.append((np.full(len(readers), s, np.int64), np.stack([r.frames(s) for r in readers])))
-        return t
+            self.recent.extend(_stored_frames(readers, last, self.recent.maxlen))
+        return last
 
     def recent_frames(self) -> list[tuple[np.ndarray, np.ndarray]]:
         """[(version (B,), rgb (B, N, H, W, 3))] of the last committed steps, oldest first."""
         return list(self.recent)
 
     def world_state(self) -> WorldState:
-        return self.world.state
+        return self.sim.world_state()
 
-    def _close_writers(self) -> None:
-        for w in self.writers:
-            w.close()
-        self.writers = []
+    def oracle_guard(self, on: bool, fresh: bool = True) -> dict:
+        """Test hook: arm (or disarm) :mod:`multiworld.runtime.oracle_guard` in this actor's process;
+        returns the calls the guard allowed since it was armed."""
+        from multiworld.runtime import oracle_guard
+
+        allowed = dict(oracle_guard.ALLOWED)
+        oracle_guard.arm(fresh) if on else oracle_guard.disarm()
+        return allowed
+
+    def _close_recorders(self) -> None:
+        for rec in self.recorders:
+            if rec is not None:
+                rec.close()
+        self.recorders = []
 
     def close(self) -> None:
-        self._close_writers()
+        self._close_recorders()
         if self.store is not None:
             self.store.close()
             self.store = None
+
+
+def _stored_frames(readers, last: list[int], history: int | None) -> list[tuple[np.ndarray, np.ndarray]]:
+    """[(version (B,), rgb (B, N, H, W, 3))] of the last ``history`` stored rows of every world, oldest
+    first; world b's newest row is ``last[b]`` (worlds may be at different versions)."""
+    last = np.asarray(last, np.int64)
+    k = int(min(history or 1, last.min() + 1))
+    rows = [last - (k - 1 - j) for j in range(k)]
+    return [(v.copy(), np.stack([r.frames(int(t)) for r, t in zip(readers, v, strict=True)])) for v in rows]
 
 
 def _assemble(parts: list[np.ndarray], agents: list[np.ndarray]) -> np.ndarray:
@@ -427,11 +445,15 @@ class RaySimulator(Simulator):
     def __init__(self, backend: str, spec: dict, opts: RayOptions) -> None:
         self.backend = backend
         self.num_worlds, self.num_agents = spec["num_worlds"], spec["num_agents"]
-        self.agent_names = [f"agent_{i}" for i in range(self.num_agents)]
+        self.agent_names = agent_names(self.num_agents)
         self.depth = bool(spec.get("depth", False))
         self.opts = opts = validate_options(opts, self.num_agents)
-        if backend not in WORLDS:
-            raise ValueError(f"the ray runtime does not support backend {backend!r} yet; supported: {sorted(WORLDS)}")
+        if backend not in WORLD_BACKENDS:
+            raise ValueError(
+                f"the ray runtime does not support backend {backend!r} yet; supported: {sorted(WORLD_BACKENDS)}"
+            )
+        if backend == "model" and spec.get("sampler_steps", 0):
+            raise ValueError("the ray runtime renders the model deterministically: sampler_steps must be 0")
         k = opts.agents_per_actor
         self.groups = [list(range(i, min(i + k, self.num_agents))) for i in range(0, self.num_agents, k)]
         connect(opts.address)
@@ -463,8 +485,14 @@ class RaySimulator(Simulator):
         self._episode = -1
         self._world_ids: list[str] = []
         self._seeds: list[int] = []
-        self._version: int | None = None
+        self._versions: np.ndarray | None = None  # (B,) the state version of every world
         self._closed = False
+        self.checkpoint_sha256 = None
+        if backend == "model":
+            from multiworld.models.checkpoint import DEFAULT_CHECKPOINT, read_config
+
+            path = spec.get("checkpoint") or DEFAULT_CHECKPOINT
+            self.checkpoint_sha256 = read_config(path)["weights_sha256"]
 
     # --- Simulator API
     def reset(self, seeds: list[int], start: WorldState | None = None, tokens: np.ndarray | None = None) -> Observation:
@@ -473,35 +501,78 @@ class RaySimulator(Simulator):
         if tokens is not None:
             raise ValueError("the ray runtime cannot start from stored tokens yet; use the local runtime")
         self._episode += 1
-        prefix = f"{self.opts.world_prefix}ep{self._episode:05d}"
-        self._world_ids = [prefix] if self.num_worlds == 1 else [f"{prefix}-b{b}" for b in range(self.num_worlds)]
+        self._world_ids = [self._world_id(self._episode, b) for b in range(self.num_worlds)]
         self._seeds = [int(s) for s in seeds]
-        self._version = None
+        self._versions = None
         obs = self._run(
             lambda replace: self.world.reset.options(num_returns=2).remote(seeds, start, self._world_ids, replace)
         )
-        self._version = 0
+        self._versions = np.array(obs.version, np.int64)
         return obs
 
+    def _world_id(self, episode: int, b: int) -> str:
+        """Store id of world ``b`` started at episode ``episode`` (a reset starts one episode for every
+        world; an autoreset one for each restarted world, which the others keep)."""
+        prefix = f"{self.opts.world_prefix}ep{episode:05d}"
+        return prefix if self.num_worlds == 1 else f"{prefix}-b{b}"
+
     def step(self, actions: np.ndarray) -> Observation:
-        if self._version is None:
+        if self._versions is None:
             raise RuntimeError("call reset() before step()")
         actions = np.asarray(actions)
         if actions.shape != (self.num_worlds, self.num_agents):
             raise ValueError(f"actions must have shape {(self.num_worlds, self.num_agents)}, got {actions.shape}")
-        from multiworld.world.dynamics import validate_actions
-
         actions = validate_actions(actions, self.num_worlds, self.num_agents)
         obs = self._run(lambda replace: self.world.step.options(num_returns=2).remote(actions))
-        self._version += 1
+        self._versions = np.array(obs.version, np.int64)
         return obs
+
+    def step_and_restart(
+        self, actions: np.ndarray, restart: np.ndarray, start: WorldState, seeds: list[int]
+    ) -> Observation:
+        """The world actor steps the running worlds and restarts the others from ``start`` in one call
+        (their fresh reset encoded from its observations, as locally; nothing decoded goes back).
+        Every restarted world becomes a new store world; the running ones keep theirs."""
+        if self._versions is None:
+            raise RuntimeError("call reset() before step()")
+        joint, mask = restart_inputs(actions, restart, start, self.num_worlds, self.num_agents)
+        if len(seeds) != self.num_worlds:
+            raise ValueError(f"need {self.num_worlds} seeds, got {len(seeds)}")
+        if not mask.any():
+            return self.step(joint)
+        seeds = [int(s) for s in seeds]
+        self._episode += 1
+        ids = [self._world_id(self._episode, b) if mask[b] else w for b, w in enumerate(self._world_ids)]
+        obs = self._run(
+            lambda replace: self.world.step_and_restart.options(num_returns=2).remote(
+                joint, mask, start, seeds, ids, replace
+            )
+        )
+        self._world_ids, self._seeds = ids, seeds
+        self._versions = np.array(obs.version, np.int64)
+        return obs
+
+    def resume(self, sources, seeds: list[int]) -> Observation:
+        if self.backend == "model" and any(reader.has_tokens for reader, _ in sources):
+            raise ValueError(
+                "the ray runtime cannot resume a model world from its stored tokens yet; use the local runtime"
+            )
+        return super().resume(sources, seeds)
 
     def world_state(self) -> WorldState:
         import ray
 
-        if self._version is None:
+        if self._versions is None:
             raise RuntimeError("call reset() first")
         return ray.get(self.world.world_state.remote()).copy()  # the object store's arrays are read-only
+
+    def oracle_guard(self, on: bool, fresh: bool = True) -> dict:
+        """Test hook: arm (or disarm) the oracle guard in the world actor and every agent actor;
+        returns the calls the world actor's guard allowed (restarts' encodings)."""
+        import ray
+
+        ray.get([a.oracle_guard.remote(on, fresh) for a in self.actors])
+        return ray.get(self.world.oracle_guard.remote(on, fresh))
 
     def actor_pids(self) -> dict:
         """{"world": pid, "agents": [pid per agent actor]} (tests kill them)."""
@@ -604,10 +675,10 @@ class RaySimulator(Simulator):
         self.restarts["agent"] += 1
         self._wait_alive(self.actors[i], f"agent {i}")
         actor = self.actors[i]
-        if self.opts.record_frames and self._version is not None:
+        if self.opts.record_frames and self._versions is not None:
             ray.get(
                 actor.restore_from_store.remote(
-                    self.opts.store, self._world_ids, self._version, self.opts.store_options
+                    self.opts.store, self._world_ids, self._versions.tolist(), self.opts.store_options
                 )
             )
         else:
@@ -624,14 +695,16 @@ class RaySimulator(Simulator):
                 "(pass ray_options store=... to make the ray runtime resume from the last committed step)"
             )
         self._wait_alive(self.world, "world")
-        if self._version is None:
+        if self._versions is None:
             return  # died during reset: the reset runs again
         try:
-            t = ray.get(self.world.recover.remote(self._world_ids, self._seeds))
+            t = ray.get(self.world.recover.remote(self._world_ids, self._seeds, self._versions.tolist()))
         except RayActorError:
             raise _WorldDied from None
-        if t != self._version:
-            raise WorldActorLostError(f"the store holds step {t} of {self._world_ids}, expected {self._version}")
+        if list(t) != self._versions.tolist():
+            raise WorldActorLostError(
+                f"the store holds steps {t} of {self._world_ids}, expected {self._versions.tolist()}"
+            )
 
 
 def make_ray_simulator(backend: str, ray_options: RayOptions | dict | None = None, **spec) -> Simulator:

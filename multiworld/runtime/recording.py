@@ -2,7 +2,10 @@
 
 Row t of a store world is the state after t steps (row 0 the reset state); row t >= 1 also
 holds the joint action that produced it, its rewards and flags, events, the model's scene
-tokens (model backend) and, optionally, every agent's rendered view.
+tokens (model backend) and, optionally, every agent's rendered view. A model world also records
+the checkpoint's sha256 (``checkpoint_hash``) and what else its exact resume needs
+(:meth:`Simulator.record_attrs`: the reset mode, the sampler and its noise key); with the
+generative head on its views are always recorded (the sampler conditions on them).
 """
 
 from __future__ import annotations
@@ -17,7 +20,14 @@ from multiworld.state import WorldStore, WorldWriter
 
 
 def checkpoint_hash_of(sim: Simulator) -> str | None:
-    return getattr(sim, "checkpoint_hash", None)
+    """The sha256 of the weights ``sim`` runs (None for the oracle)."""
+    return getattr(sim, "checkpoint_sha256", None)
+
+
+def world_attrs(sim: Simulator, world: int) -> dict[str, Any]:
+    """The attributes a stored copy of world ``world`` of ``sim`` needs to be resumed exactly."""
+    record = getattr(sim, "record_attrs", None)
+    return dict(record(world)) if callable(record) else {}
 
 
 @dataclasses.dataclass
@@ -26,7 +36,8 @@ class EpisodeRecorder:
 
     Call :meth:`start` right after ``sim.reset`` and :meth:`step` after each ``sim.step``.
     Each step is committed as it is written (``commit_every`` > 1 batches commits: fewer
-    writes, and a crash loses at most the uncommitted tail).
+    writes, and a crash loses at most the uncommitted tail). ``frames=False`` is overridden
+    when the simulator needs its views to resume (``sim.resume_needs_frames``).
     """
 
     store: WorldStore
@@ -42,6 +53,7 @@ class EpisodeRecorder:
 
     def start(self, obs: Observation) -> None:
         b = self.world_index
+        self.frames = bool(self.frames or getattr(self.sim, "resume_needs_frames", False))
         tokens = self._tokens()
         self.writer = self.store.create_world(
             self.world_id,
@@ -57,6 +69,7 @@ class EpisodeRecorder:
             events=obs.events[b],
             tokens=tokens,
             frames=obs.rgb[b] if self.frames else None,
+            attrs=world_attrs(self.sim, b),
         )
 
     def step(self, obs: Observation, actions: np.ndarray, truncated: bool = False) -> int:

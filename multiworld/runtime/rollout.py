@@ -107,6 +107,7 @@ class RolloutWorker:
     def run(self, episodes: list[int], attempt: int = 0) -> list[dict]:
         """Run ``episodes`` as one batch of worlds until each terminates or reaches ``max_cycles``."""
         from multiworld.agents.policies import make_policy
+        from multiworld.runtime.recording import checkpoint_hash_of, world_attrs
 
         cfg, store = self.cfg, self.store
         t0 = time.perf_counter()
@@ -133,6 +134,8 @@ class RolloutWorker:
                     tokens_shape=None if tokens is None else tokens.shape[1:],
                     tokens_dtype="float32",
                     tokens=None if tokens is None else tokens[b],
+                    checkpoint_hash=checkpoint_hash_of(sim),
+                    attrs=world_attrs(sim, b),
                 )
             )
         n = cfg.agents

@@ -18,11 +18,11 @@ import pathlib
 import numpy as np
 import torch
 
+from multiworld.bench.variants import SimSpec, Variant, register
 from multiworld.runtime.base import InProcessSimulator, Observation, initial_state
-from multiworld.runtime.oracle import agent_names
 from multiworld.world.render import Raycaster, RenderConfig
 from multiworld.world.scenarios import Scenario, get_scenario
-from multiworld.world.state import WorldState
+from multiworld.world.state import WorldState, agent_names
 
 
 class FrameSimulator(InProcessSimulator):
@@ -155,3 +155,21 @@ class StackedFramesSimulator(FrameSimulator):
     def _observe(self, rewards, terminated, events) -> Observation:
         rgb = (self.context[:, :, -1].permute(0, 1, 3, 4, 2) * 255).round().to(torch.uint8).cpu().numpy()
         return self._observation(rgb, rewards, terminated, events)
+
+
+def stacked_weights(spec: SimSpec) -> str | None:
+    """The stacked-frames checkpoint of ``spec`` (None: the shipped one)."""
+    return None if spec.stacked_checkpoint is None else str(spec.stacked_checkpoint)
+
+
+register(
+    Variant(
+        "stacked",
+        "stacked frames (baseline)",
+        "learned",
+        lambda spec, n, b: StackedFramesSimulator(spec.scenario, n, b, spec.device, spec.weights("stacked")),
+        weights=stacked_weights,
+        default_weights="stacked",
+        order=2,
+    )
+)

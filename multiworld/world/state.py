@@ -18,6 +18,11 @@ NUM_FLOOR_PATTERNS = 4
 MAX_AGENTS = 16
 
 
+def agent_names(n: int) -> list[str]:
+    """``["agent_0", ..., "agent_{n-1}"]``: the names of a world's agents in every layer."""
+    return [f"agent_{i}" for i in range(n)]
+
+
 class Action(enum.IntEnum):
     """The 8 discrete actions every agent chooses from at every step."""
 

@@ -1,0 +1,1 @@
+"""Recording worlds into the store: :mod:`multiworld.data.recorder` (any PettingZoo env)."""

@@ -1,0 +1,200 @@
+"""One ViZDoom player, run in its own process by :mod:`multiworld.games.vizdoom`.
+
+The parent starts it as ``python -m multiworld.games._doom_player FD`` (a plain subprocess, so
+nothing of the parent's ``__main__`` is re-imported) in its own process group, with one end of
+a socket pair as file descriptor FD, wrapped in a ``multiprocessing.connection.Connection``.
+Everything on it is raw bytes or JSON (never pickle): the spec first (JSON, parent -> player),
+then one command per step and one reply with the pose, counters and the processed frame.
+
+Commands (parent -> player), ``struct "<cii"``: ``b"T"`` one tic of an action (reply ``b"K"``),
+``b"S"`` the last tic of a step (reply with the frame), ``b"R"``
+new episode with a seed, ``b"Q"`` quit. Replies: ``b"I" + JSON`` once after ``init()``;
+``b"O" + header + rgb + depth`` per step or reset; ``b"E" + message`` on an error (then the
+player exits).
+
+The ViZDoom engine process that ``DoomGame.init()`` launches inherits the player's process
+group, so the parent ends both with one ``killpg``; a watchdog thread ends the group if the
+parent dies.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import struct
+import threading
+import time
+import traceback
+
+import numpy as np
+
+COMMAND = struct.Struct("<cii")
+# x, y, z, angle (degrees), frags, deaths, health, dead, episode finished
+HEADER = struct.Struct("<ddddddddd")
+
+# Button order of every action vector; TURN_LEFT_RIGHT_DELTA is in degrees per tic.
+BUTTONS = ("MOVE_FORWARD", "MOVE_BACKWARD", "MOVE_LEFT", "MOVE_RIGHT", "ATTACK", "TURN_LEFT_RIGHT_DELTA")
+
+
+def action_table(turn_degrees_per_tic: float) -> list[list[float]]:
+    """Button vectors of the 8 discrete actions: noop, forward, back, turn left, turn right,
+    strafe left, strafe right, attack (the arena's order; its ``interact`` is Doom's attack)."""
+    t = float(turn_degrees_per_tic)
+    return [
+        [0, 0, 0, 0, 0, 0],
+        [1, 0, 0, 0, 0, 0],
+        [0, 1, 0, 0, 0, 0],
+        [0, 0, 0, 0, 0, -t],
+        [0, 0, 0, 0, 0, t],
+        [0, 0, 1, 0, 0, 0],
+        [0, 0, 0, 1, 0, 0],
+        [0, 0, 0, 0, 1, 0],
+    ]
+
+
+def area_weights(src: int, dst: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Indices and weights to sample an integral image at the ``dst + 1`` cell edges of a
+    ``src -> dst`` area resampling: edge k sits at ``k * src / dst`` source pixels."""
+    edges = np.arange(dst + 1) * (src / dst)
+    lo = np.minimum(np.floor(edges).astype(np.int64), src - 1)
+    frac = (edges - lo).astype(np.float32)
+    return lo, lo + 1, 1 - frac, frac
+
+
+class FrameProcessor:
+    """Crop to square pixels and area-resample to ``size`` x ``size`` (or pass the native frame)."""
+
+    def __init__(self, native_h: int, native_w: int, size: int | None, crop_w: int) -> None:
+        self.size = size
+        if size is None:
+            return
+        self.c0 = (native_w - crop_w) // 2
+        self.c1 = self.c0 + crop_w
+        self.ry = area_weights(native_h, size)
+        self.rx = area_weights(crop_w, size)
+        self.area = (native_h / size) * (crop_w / size)
+        # Depth: the nearest source pixel to each output pixel's centre (averaging depths across
+        # an edge would invent surfaces).
+        self.dy = np.minimum(((np.arange(size) + 0.5) * native_h / size).astype(np.int64), native_h - 1)
+        self.dx = self.c0 + np.minimum(((np.arange(size) + 0.5) * crop_w / size).astype(np.int64), crop_w - 1)
+
+    def __call__(self, rgb: np.ndarray, depth: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        if self.size is None:
+            return np.ascontiguousarray(rgb), np.ascontiguousarray(depth)
+        img = rgb[:, self.c0 : self.c1].astype(np.float32)
+        h, w = img.shape[:2]
+        integral = np.zeros((h + 1, w + 1, 3), np.float32)
+        np.cumsum(np.cumsum(img, 0), 1, out=integral[1:, 1:])
+        y0, y1, wy0, wy1 = self.ry
+        x0, x1, wx0, wx1 = self.rx
+        rows = integral[y0] * wy0[:, None, None] + integral[y1] * wy1[:, None, None]  # (size+1, w+1, 3)
+        corner = rows[:, x0] * wx0[None, :, None] + rows[:, x1] * wx1[None, :, None]  # (size+1, size+1, 3)
+        box = corner[1:, 1:] - corner[:-1, 1:] - corner[1:, :-1] + corner[:-1, :-1]
+        out = np.clip(np.rint(box / self.area), 0, 255).astype(np.uint8)
+        return out, np.ascontiguousarray(depth[self.dy[:, None], self.dx[None, :]])
+
+
+def _watch_parent(parent: int) -> None:
+    while True:
+        time.sleep(0.5)
+        if os.getppid() != parent:
+            os.killpg(0, signal.SIGKILL)
+
+
+def player_main(conn) -> None:
+    """Run one player: read the spec (JSON, see ``VizDoomParallelEnv._launch``), then serve commands."""
+    threading.Thread(target=_watch_parent, args=(os.getppid(),), daemon=True).start()
+    game = None
+    try:
+        spec = json.loads(conn.recv_bytes().decode())
+        import vizdoom as vzd
+
+        game = vzd.DoomGame()
+        game.set_doom_scenario_path(spec["wad"])
+        game.set_doom_map(spec["map"])
+        game.set_screen_resolution(getattr(vzd.ScreenResolution, spec["resolution"]))
+        game.set_screen_format(vzd.ScreenFormat.RGB24)
+        game.set_depth_buffer_enabled(True)
+        for name in ("hud", "minimal_hud", "weapon", "crosshair", "messages", "screen_flashes"):
+            getattr(game, f"set_render_{name}")(False)
+        game.set_window_visible(False)
+        game.set_sound_enabled(False)
+        game.set_console_enabled(False)
+        game.set_mode(vzd.Mode.PLAYER)
+        game.set_episode_timeout(0)
+        # In a netgame the engine waits for its timer before every tic even in the synchronous
+        # mode, so the timer's rate caps the game's speed (the default, 35, is real time).
+        game.add_game_args(f"-ticrate {int(spec['ticrate'])}")
+        game.set_available_buttons([getattr(vzd.Button, b) for b in BUTTONS])
+        game.set_available_game_variables([])
+        game.set_seed(int(spec["seed"]))
+        game.add_game_args(spec["args"])
+        game.init()
+        gv = vzd.GameVariable
+        variables = (gv.POSITION_X, gv.POSITION_Y, gv.POSITION_Z, gv.ANGLE, gv.FRAGCOUNT, gv.DEATHCOUNT, gv.HEALTH)
+        number = int(game.get_game_variable(gv.PLAYER_NUMBER))
+        # The player's colour follows its player number, not its process, so a run's frames do not
+        # depend on the order in which the players happened to connect.
+        pass  # game.send_game_command(f"colorset {number}")
+        conn.send_bytes(b"I" + json.dumps({"player_number": number, "pid": os.getpid()}).encode())
+        actions = action_table(spec["turn_degrees"] / spec["frame_skip"])
+        process = FrameProcessor(
+            game.get_screen_height(), game.get_screen_width(), spec["frame_size"], spec["crop_width"]
+        )
+        last = None
+
+        def reply() -> None:
+            nonlocal last
+            finished = game.is_episode_finished()
+            state = None if finished else game.get_state()
+            if state is not None:
+                last = process(state.screen_buffer, state.depth_buffer)
+            values = [game.get_game_variable(v) for v in variables]
+            values += [float(game.is_player_dead()), float(finished)]
+            conn.send_bytes(b"O" + HEADER.pack(*values) + last[0].tobytes() + last[1].tobytes())
+
+        reply()
+        while True:
+            cmd, a, _ = COMMAND.unpack(conn.recv_bytes())
+            if cmd == b"T" or cmd == b"S":
+                # One tic per command, every player in step: several tics in one call (make_action
+                # with a skip) drift out of lockstep in a netgame and hang. Only "S" (the last tic
+                # of an env step) updates the state, renders and sends the frame.
+                if not game.is_episode_finished():
+                    game.set_action(actions[a])
+                    game.advance_action(1, cmd == b"S")
+                if cmd == b"S":
+                    reply()
+                else:
+                    conn.send_bytes(b"K")
+            elif cmd == b"R":
+                game.set_seed(int(a))
+                game.new_episode()
+                pass  # game.send_game_command(f"colorset {number}")
+                reply()
+            elif cmd == b"Q":
+                break
+            else:
+                raise ValueError(f"unknown command {cmd!r}")
+    except (EOFError, BrokenPipeError, KeyboardInterrupt):
+        pass
+    except BaseException as exc:  # report anything to the parent, then exit
+        try:
+            conn.send_bytes(b"E" + f"{type(exc).__name__}: {exc}\n{traceback.format_exc()}".encode())
+        except (OSError, ValueError):
+            pass
+    finally:
+        if game is not None:
+            try:
+                game.close()
+            except Exception:
+                pass
+        conn.close()
+
+
+if __name__ == "__main__":
+    import sys
+    from multiprocessing.connection import Connection
+
+    player_main(Connection(int(sys.argv[1])))

@@ -1,0 +1,713 @@
+"""ViZDoom multiplayer deathmatch as a PettingZoo env: a second world for the same code.
+
+``parallel_env(num_agents=4, map="cig_map01", ...)`` and ``env(...)`` (AEC). Every player is a
+``DoomGame`` in its own process (a fresh interpreter, ``multiworld.games._doom_player``, talking
+raw bytes over a socket pair; scripts need no ``__main__`` guard): the host and
+the joiners meet on 127.0.0.1 on a free UDP port (a port in use is retried), and play in
+lockstep (``Mode.PLAYER``: the game advances only when every player has acted).
+
+- **Maps** (``MAPS``): ``cig_map01`` (default; the CIG deathmatch map, rocket launchers, 25
+  spawn spots), ``cig_map02``, ``multi_duel``, ``multi_deathmatch`` (a small room whose script
+  ends the episode at the first frag: every agent is terminated then). All ship in the wheel.
+- **Actions** ``Discrete(8)``, the arena's order: noop, forward, back, turn left, turn right,
+  strafe left, strafe right, attack. Each is held for ``frame_skip`` tics (default 4, 35 tics
+  per second); a turn is ``turn_degrees`` per step. A live agent missing from the action dict
+  takes noop; bad actions raise ValueError before anything moves (as in the arena).
+- **Observations:** ``obs_type="rgb"`` uint8 ``(S, S, 3)`` with ``frame_size=S`` (default 64):
+  the centre of the native 160x120 frame cropped to square pixels (ZDoom stretches the view
+  1.2x vertically) and area-resampled, a pinhole camera with a 64.0-degree field of view both
+  ways. ``frame_size=None`` gives the native frame (90 degrees across, 64.0 up and down).
+  ``"rgbd"`` adds ViZDoom's 8-bit depth buffer as a 4th channel (``depth_scale`` cells per
+  level; calibrated on walls, see ``DEPTH_UNITS_PER_LEVEL_480``); ``"dict"`` is
+  ``{"rgb", "pose"}``.
+- **Poses** are in the model's world frame: x, y in cells of a ``grid_size`` x ``grid_size``
+  grid laid over the map's bounds (x east, y south), heading in radians in [-pi, pi), 0 along
+  +x. ``world_metadata()`` gives the bounds, grid, cell size and camera (the recorder's
+  contract, ``multiworld.data.recorder``).
+- **Infos** per agent, fixed-shape numbers: ``pose`` float32 (x, y, heading), ``eye_z``
+  float32 (eye height in cells), ``frags``, ``deaths``, ``health``, ``dead`` (0/1) ints.
+- **Rewards:** the change of the agent's frag count (+1 a kill, -1 a suicide). Dead players
+  respawn by themselves (``sv_forcerespawn``) about a second later, far from the others.
+- **Episodes** end by truncation at ``max_cycles`` steps (or, on ``multi_deathmatch``, by the
+  map's exit). ``reset(seed=s)`` starts a fresh game (new player processes, a few seconds)
+  with Doom's RNG seeded with ``s``: a netgame seeds its RNG only when the game starts.
+  ``reset()`` without a seed starts the next episode of the running game (fast; the map
+  restarts and Doom's RNG carries on).
+- **Processes:** ``close()``, garbage collection and interpreter exit end every player
+  process and its engine; if one player process dies, the next call raises
+  :class:`PlayerProcessError` naming it and ends the others (a player that stops answering
+  for ``timeout`` seconds gets the same). ``reset()`` after that starts a new game.
+- ``backend="model"`` (the learned world model on Doom) raises NotImplementedError: no Doom
+  checkpoint ships yet.
+"""
+
+from __future__ import annotations
+
+import copy
+import importlib.util
+import json
+import math
+import os
+import pathlib
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import weakref
+from multiprocessing.connection import Connection
+from typing import ClassVar
+
+import numpy as np
+from gymnasium import spaces
+from pettingzoo import ParallelEnv
+from pettingzoo.utils.conversions import parallel_to_aec_wrapper
+from pettingzoo.utils.wrappers import OrderEnforcingWrapper
+
+from multiworld.env.common import (
+    check_action,
+    check_obs_type,
+    check_render_mode,
+    check_seed,
+    default_render_path,
+    draw_seeds,
+    new_rng,
+    write_png,
+)
+from multiworld.games import _doom_player as player
+from multiworld.games.doom_map import DoomMap, load_map
+from multiworld.world.state import agent_names
+
+INSTALL_HINT = 'ViZDoom is not installed: pip install -e ".[vizdoom]" (or pip install vizdoom==1.3.2)'
+
+MAPS = {
+    "cig_map01": ("cig.wad", "MAP01"),
+    "cig_map02": ("cig.wad", "MAP02"),
+    "multi_duel": ("multi_duel.wad", "MAP01"),
+    "multi_deathmatch": ("multi_deathmatch.wad", "MAP01"),
+}
+# Native 4:3 resolutions (ZDoom's view: 90 degrees across, focal W/2 across and 0.8 H down).
+RESOLUTIONS = {"RES_160X120": (120, 160), "RES_320X240": (240, 320), "RES_640X480": (480, 640)}
+NUM_ACTIONS = 8
+ACTION_NAMES = ("noop", "forward", "back", "turn_left", "turn_right", "strafe_left", "strafe_right", "attack")
+VIEW_HEIGHT = 41.0  # Doom units from the floor to the player's eye
+# ViZDoom's depth buffer is 8 bits, an affine function of view-axis depth whose slope and offset
+# depend on the surface kind (walls, floors, sprites) and scale with 480 / screen height. On walls
+# (most of a view) a level is this many Doom units at 480 rows; measured at 160x120 against ray
+# casts through the map's lines: 7.25 units per level, within one level.
+DEPTH_UNITS_PER_LEVEL_480 = 7.25 * 120 / 480
+DEFAULT_TIMEOUT = 30.0
+# The engine timer's rate (tics per second): it paces a netgame's tic commands, so it caps the speed.
+TICRATE = 1000
+START_ATTEMPTS = 3
+
+
+class PlayerProcessError(RuntimeError):
+    """A player process died, reported an error, or stopped answering."""
+
+
+def require_vizdoom() -> pathlib.Path:
+    """The installed vizdoom package's directory, or ImportError naming the install command."""
+    spec = importlib.util.find_spec("vizdoom")
+    if spec is None or spec.origin is None:
+        raise ImportError(INSTALL_HINT)
+    return pathlib.Path(spec.origin).parent
+
+
+def free_udp_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("", 0))
+        return s.getsockname()[1]
+
+
+def _end_process(proc, conn) -> None:
+    """Ask, then make sure: the player's whole process group (it and its engine) is killed."""
+    try:
+        conn.send_bytes(player.COMMAND.pack(b"Q", 0, 0))
+    except (OSError, ValueError):
+        pass
+    try:
+        proc.wait(0.5)
+    except subprocess.TimeoutExpired:
+        pass
+    # The engine may outlive a player that was killed: end the whole group either way.
+    for kill in (lambda: os.killpg(proc.pid, signal.SIGKILL), lambda: os.kill(proc.pid, signal.SIGKILL)):
+        try:
+            kill()
+        except OSError:
+            pass
+    try:
+        proc.wait(5.0)
+    except subprocess.TimeoutExpired:
+        pass
+    try:
+        conn.close()
+    except OSError:
+        pass
+
+
+class _Players:
+    """The player processes of one game, in agent order (agent i is Doom's player number i)."""
+
+    def __init__(self, procs: list, conns: list, names: list[str], timeout: float, logs: list) -> None:
+        self.procs, self.conns, self.names, self.timeout, self.logs = procs, conns, names, timeout, logs
+        self.closed = False
+
+    def _log_tail(self, i: int) -> str:
+        try:
+            log = self.logs[i]
+            log.seek(0, os.SEEK_END)
+            log.seek(max(0, log.tell() - 1500))
+            tail = log.read().decode("utf-8", "replace").strip()
+        except (OSError, ValueError, IndexError):
+            return ""
+        return f"; its last output: {tail}" if tail else ""
+
+    @property
+    def pids(self) -> list[int]:
+        return [p.pid for p in self.procs]
+
+    def send(self, i: int, cmd: bytes, a: int = 0, b: int = 0) -> None:
+        self.send_raw(i, player.COMMAND.pack(cmd, a, b))
+
+    def send_raw(self, i: int, data: bytes) -> None:
+        try:
+            self.conns[i].send_bytes(data)
+        except (OSError, ValueError) as exc:
+            raise self.error(i, f"its pipe is closed ({exc})") from None
+
+    def recv(self, i: int, timeout: float | None = None) -> bytes:
+        conn, proc = self.conns[i], self.procs[i]
+        deadline = time.monotonic() + (self.timeout if timeout is None else timeout)
+        while True:
+            left = deadline - time.monotonic()
+            try:
+                ready = conn.poll(min(max(left, 0.0), 1.0))
+            except (OSError, ValueError) as exc:
+                raise self.error(i, f"its pipe failed ({exc})") from None
+            if ready:
+                try:
+                    msg = conn.recv_bytes()
+                except (EOFError, OSError):
+                    try:
+                        proc.wait(1.0)
+                    except subprocess.TimeoutExpired:
+                        pass
+                    raise self.error(i, f"the process died (exit code {proc.returncode}){self._log_tail(i)}") from None
+                if msg[:1] == b"E":
+                    raise self.error(i, "it failed: " + msg[1:].decode("utf-8", "replace").strip())
+                return msg
+            if proc.poll() is not None:
+                raise self.error(i, f"the process died (exit code {proc.returncode}){self._log_tail(i)}")
+            if left <= 0:
+                raise self.error(i, f"no answer within {self.timeout if timeout is None else timeout:.0f} s")
+
+    def error(self, i: int, why: str) -> PlayerProcessError:
+        return PlayerProcessError(f"ViZDoom player {self.names[i]} (pid {self.procs[i].pid}): {why}")
+
+    def shutdown(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        for proc, conn in zip(self.procs, self.conns):
+            _end_process(proc, conn)
+        for log in self.logs:
+            log.close()
+
+
+def _shutdown(players: _Players) -> None:
+    players.shutdown()
+
+
+class VizDoomParallelEnv(ParallelEnv):
+    """N players in one ViZDoom deathmatch; see the module docstring for the rules."""
+
+    metadata: ClassVar[dict] = {
+        "name": "vizdoom_deathmatch_v0",
+        "render_modes": ["human", "rgb_array"],
+        "render_fps": 35 / 4,
+        "is_parallelizable": True,
+    }
+
+    def __init__(
+        self,
+        num_agents: int = 4,
+        map: str = "cig_map01",
+        frame_skip: int = 4,
+        obs_type: str = "rgb",
+        frame_size: int | None = 64,
+        backend: str = "game",
+        max_cycles: int = 1000,
+        render_mode: str | None = None,
+        render_path: str | pathlib.Path | None = None,
+        grid_size: int = 32,
+        turn_degrees: float = 15.0,
+        resolution: str = "RES_160X120",
+        timeout: float = DEFAULT_TIMEOUT,
+        port: int | None = None,
+        game_args: str = "",
+    ) -> None:
+        self._init_kwargs = {k: v for k, v in locals().items() if k not in ("self", "__class__")}
+        if backend == "model":
+            raise NotImplementedError(
+                'backend="model" is not available for ViZDoom yet: no Doom checkpoint of the world model ships; '
+                'use backend="game" (the learned model is trained on recorded Doom data in a later release)'
+            )
+        if backend != "game":
+            raise ValueError(f'unknown backend {backend!r}; valid: "game" (and, later, "model")')
+        if isinstance(num_agents, bool) or not isinstance(num_agents, (int, np.integer)) or not 2 <= num_agents <= 8:
+            raise ValueError(f"num_agents must be an int in [2, 8] (ViZDoom deathmatch), got {num_agents!r}")
+        if map not in MAPS:
+            raise ValueError(f"unknown map {map!r}; valid: {sorted(MAPS)}")
+        if isinstance(frame_skip, bool) or not isinstance(frame_skip, (int, np.integer)) or not 1 <= frame_skip <= 35:
+            raise ValueError(f"frame_skip must be an int in [1, 35], got {frame_skip!r}")
+        if resolution not in RESOLUTIONS:
+            raise ValueError(f"unknown resolution {resolution!r}; valid: {sorted(RESOLUTIONS)}")
+        native_h, native_w = RESOLUTIONS[resolution]
+        if frame_size is not None and (
+            isinstance(frame_size, bool)
+            or not isinstance(frame_size, (int, np.integer))
+            or not 8 <= frame_size <= native_h
+            or frame_size % 2
+        ):
+            raise ValueError(f"frame_size must be None (native) or an even int in [8, {native_h}], got {frame_size!r}")
+        if isinstance(grid_size, bool) or not isinstance(grid_size, (int, np.integer)) or not 4 <= grid_size <= 256:
+            raise ValueError(f"grid_size must be an int in [4, 256], got {grid_size!r}")
+        if isinstance(max_cycles, bool) or not isinstance(max_cycles, (int, np.integer)) or max_cycles < 1:
+            raise ValueError(f"max_cycles must be a positive int, got {max_cycles!r}")
+        if not (isinstance(timeout, (int, float)) and timeout > 0):
+            raise ValueError(f"timeout must be a positive number of seconds, got {timeout!r}")
+        self.obs_type = check_obs_type(obs_type)
+        self.render_mode = check_render_mode(render_mode)
+        self.package_dir = require_vizdoom()
+        wad, map_lump = MAPS[map]
+        self.wad = str(self.package_dir / "scenarios" / wad)
+        self.map_name, self.map_lump = map, map_lump
+        self.doom_map: DoomMap = load_map(self.wad, map_lump, int(grid_size))
+        self.grid_size = int(grid_size)
+        self.cell_size = self.doom_map.cell_size
+        self.frame_skip, self.max_cycles, self.timeout = int(frame_skip), int(max_cycles), float(timeout)
+        self.turn_degrees, self.resolution, self.port, self.game_args = float(turn_degrees), resolution, port, game_args
+        self.frame_size = None if frame_size is None else int(frame_size)
+        self.native_shape = (native_h, native_w)
+        # ZDoom's view: focal W/2 across (90 degrees), 0.8 H down (the 1.2 vertical stretch).
+        self.crop_width = round(native_w / 1.6)
+        self.height, self.width = (native_h, native_w) if frame_size is None else (self.frame_size,) * 2
+        self.possible_agents = agent_names(int(num_agents))
+        self._agent_index = {a: i for i, a in enumerate(self.possible_agents)}
+        self.depth_scale = DEPTH_UNITS_PER_LEVEL_480 * (480 / native_h) / self.cell_size  # cells per depth level
+        g = self.grid_size
+        channels = 4 if obs_type == "rgbd" else 3
+        image = spaces.Box(0, 255, (self.height, self.width, channels), np.uint8)
+        if obs_type == "dict":
+            pose = spaces.Box(
+                np.array([0, 0, -np.pi], np.float32), np.array([g, g, np.pi], np.float32), dtype=np.float32
+            )
+            space = spaces.Dict({"rgb": image, "pose": pose})
+        else:
+            space = image
+        self.observation_spaces = {a: space for a in self.possible_agents}
+        self.action_spaces = {a: spaces.Discrete(NUM_ACTIONS) for a in self.possible_agents}
+        self.state_space = spaces.Box(0, 255, (g * 8, g * 8, 3), np.uint8)
+        self.metadata = {**type(self).metadata, "render_fps": 35 / self.frame_skip}
+        self.render_path = (
+            pathlib.Path(render_path) if render_path is not None else default_render_path(self.metadata["name"])
+        )
+        self._walls = self.doom_map.walls()
+        self._frame_index = 0
+        self._rng = new_rng(None)
+        self._players: _Players | None = None
+        self._finalizer = None
+        self.world_seed: int | None = None
+        self.agents: list[str] = []
+        self._cycles = 0
+        self._obs: list | None = None
+        self._events: list[dict] = []
+
+    # --- spaces (the same object on every call)
+    def observation_space(self, agent: str) -> spaces.Space:
+        try:
+            return self.observation_spaces[agent]
+        except KeyError:
+            raise ValueError(f"unknown agent {agent!r}; agents are {self.possible_agents}") from None
+
+    def action_space(self, agent: str) -> spaces.Space:
+        try:
+            return self.action_spaces[agent]
+        except KeyError:
+            raise ValueError(f"unknown agent {agent!r}; agents are {self.possible_agents}") from None
+
+    # --- the player processes
+    def _game_args(self, port: int) -> list[str]:
+        n = len(self.possible_agents)
+        connect = max(5, int(self.timeout))
+        # No view bob, no client-side prediction and no interpolation between tics: frames depend
+        # on the game's tics only, never on when a peer's packet arrived.
+        common = f"+viz_connect_timeout {connect} +movebob 0 +cl_run 0 +cl_noprediction 1 +cl_capfps 1"
+        common = f"{common} {self.game_args}".strip()
+        host = (
+            f"-host {n} -port {port} -netmode 0 -deathmatch -nomonsters +timelimit 0 +fraglimit 0 "
+            f"+sv_forcerespawn 1 +sv_spawnfarthest 1 +sv_noautoaim 1 +sv_nocrouch 1 +sv_nojump 1 {common}"
+        )
+        join = f"-join 127.0.0.1 -port {port} {common}"
+        return [host] + [join] * (n - 1)
+
+    def _start(self, seed: int) -> None:
+        last_error: Exception | None = None
+        for attempt in range(START_ATTEMPTS):
+            port = self.port if (attempt == 0 and self.port is not None) else free_udp_port()
+            try:
+                self._players = self._launch(port, seed)
+                return
+            except PlayerProcessError as exc:
+                last_error = exc
+        raise PlayerProcessError(f"could not start a {len(self.possible_agents)}-player game: {last_error}")
+
+    def _launch(self, port: int, seed: int) -> _Players:
+        procs, conns, specs, logs = [], [], [], []
+        names = [f"player {i + 1}" for i in range(len(self.possible_agents))]
+        env = {**os.environ, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+        for args in self._game_args(port):
+            ours, theirs = socket.socketpair()
+            specs.append(
+                {
+                    "wad": self.wad,
+                    "map": self.map_lump,
+                    "resolution": self.resolution,
+                    "seed": int(seed) % (2**31),
+                    "args": args,
+                    "frame_skip": self.frame_skip,
+                    "turn_degrees": self.turn_degrees,
+                    "frame_size": self.frame_size,
+                    "crop_width": self.crop_width,
+                    "ticrate": TICRATE,
+                }
+            )
+            log = tempfile.TemporaryFile()
+            logs.append(log)
+            with theirs:
+                proc = subprocess.Popen(
+                    [sys.executable, "-m", "multiworld.games._doom_player", str(theirs.fileno())],
+                    pass_fds=[theirs.fileno()],
+                    process_group=0,
+                    cwd=tempfile.gettempdir(),  # the engine writes its _vizdoom.ini into its working directory
+                    env=env,
+                    stdin=subprocess.DEVNULL,
+                    stdout=subprocess.DEVNULL,
+                    stderr=log,
+                )
+            procs.append(proc)
+            conns.append(Connection(ours.detach()))
+        launched = _Players(procs, conns, names, self.timeout, logs)
+        finalizer = weakref.finalize(self, _shutdown, launched)
+        try:
+            for i, spec in enumerate(specs):
+                launched.send_raw(i, json.dumps(spec).encode())
+            numbers = []
+            startup = self.timeout + 30.0
+            for i in range(len(procs)):
+                msg = launched.recv(i, startup)
+                if msg[:1] != b"I":
+                    raise launched.error(i, f"unexpected first message {msg[:1]!r}")
+                numbers.append(int(json.loads(msg[1:].decode())["player_number"]))
+            if sorted(numbers) != list(range(len(procs))):
+                raise launched.error(0, f"player numbers {numbers} are not 0..{len(procs) - 1}")
+            order = np.argsort(numbers)
+            launched.procs = [procs[k] for k in order]
+            launched.conns = [conns[k] for k in order]
+            launched.names = self.possible_agents[:]
+            self._obs = [self._parse(launched.recv(i), i) for i in range(len(procs))]
+        except BaseException:
+            finalizer()
+            raise
+        self._finalizer = finalizer
+        return launched
+
+    def _parse(self, msg: bytes, i: int) -> dict:
+        if msg[:1] != b"O":
+            raise self._players_or_none_error(i, f"unexpected message {msg[:1]!r}")
+        n = player.HEADER.size
+        x, y, z, angle, frags, deaths, health, dead, finished = player.HEADER.unpack(msg[1 : 1 + n])
+        h, w = self.height, self.width
+        rgb = np.frombuffer(msg, np.uint8, h * w * 3, 1 + n).reshape(h, w, 3)
+        depth = np.frombuffer(msg, np.uint8, h * w, 1 + n + h * w * 3).reshape(h, w)
+        cx, cy, heading = self.doom_map.to_cells(x, y, angle)
+        return {
+            "rgb": rgb,
+            "depth": depth,
+            "pose": np.array([cx, cy, heading], np.float32),
+            "eye_z": np.float32((z + VIEW_HEIGHT) / self.cell_size),
+            "frags": int(frags),
+            "deaths": int(deaths),
+            "health": int(health),
+            "dead": int(dead),
+            "finished": bool(finished),
+        }
+
+    def _players_or_none_error(self, i: int, why: str) -> PlayerProcessError:
+        return PlayerProcessError(f"ViZDoom player {self.possible_agents[i]}: {why}")
+
+    def _exchange(self, cmd: bytes, values: list[int], tics: int = 1) -> list[dict]:
+        """Send ``cmd`` with one value per player; for a step, ``tics - 1`` bare tics come first."""
+        players = self._players
+        if players is None:
+            raise RuntimeError("call reset() first")
+        try:
+            for _ in range(tics - 1):
+                for i, v in enumerate(values):
+                    players.send(i, b"T", v)
+                for i in range(len(values)):
+                    if players.recv(i) != b"K":
+                        raise players.error(i, "unexpected answer to a tic")
+            for i, v in enumerate(values):
+                players.send(i, cmd, v)
+            return [self._parse(players.recv(i), i) for i in range(len(values))]
+        except BaseException:
+            self._stop()
+            raise
+
+    def _stop(self) -> None:
+        if self._finalizer is not None:
+            self._finalizer()
+        self._finalizer = None
+        self._players = None
+        self.agents = []
+
+    def player_pids(self) -> list[int]:
+        """Process ids of the player processes (each leads a process group with its engine)."""
+        return [] if self._players is None else self._players.pids
+
+    # --- episode
+    def reset(self, seed: int | None = None, options: dict | None = None):
+        explicit = seed is not None
+        if seed is not None:
+            seed = check_seed(seed)
+            rng = new_rng(seed)
+        else:
+            rng = self._rng
+            seed = draw_seeds(rng, 1)[0]
+        doom_seed = int(seed) % (2**31)
+        if self._players is not None and not explicit:
+            self._obs = self._exchange(b"R", [doom_seed] * len(self.possible_agents))
+        else:
+            # A netgame seeds Doom's RNG only when the game starts (a new episode is a map change
+            # and carries the RNG on), so a seeded reset starts a fresh game.
+            self._stop()
+            self._start(doom_seed)
+        self._rng = rng
+        self.world_seed = seed
+        self._cycles = 0
+        self._events = []
+        self.agents = self.possible_agents[:]
+        observations, infos = self._observations(self.agents), self._infos(self.agents)
+        if self.render_mode == "human":
+            self.render()
+        return observations, infos
+
+    def _joint_actions(self, actions) -> list[int]:
+        if self._obs is None or self._players is None:
+            raise RuntimeError("call reset() before step()")
+        if not self.agents:
+            raise RuntimeError("the episode is over (every agent terminated or truncated); call reset()")
+        if not isinstance(actions, dict):
+            raise ValueError(f"actions must be a dict of agent name -> action, got {type(actions).__name__}")
+        joint = [0] * len(self.possible_agents)
+        for agent, action in actions.items():
+            i = self._agent_index.get(agent)
+            if i is None:
+                raise ValueError(f"action for unknown agent {agent!r}; agents are {self.possible_agents}")
+            if action is not None:
+                joint[i] = check_action(agent, action)
+        return joint
+
+    def step(self, actions: dict):
+        joint = self._joint_actions(actions)
+        before = self._obs
+        self._obs = after = self._exchange(b"S", joint, self.frame_skip)
+        self._cycles += 1
+        agents = self.agents
+        rewards, events = {}, []
+        for i, a in enumerate(self.possible_agents):
+            gained = after[i]["frags"] - before[i]["frags"]
+            rewards[a] = float(gained)
+            if gained:
+                events.append({"type": "frag", "agent": a, "count": int(gained)})
+            if after[i]["deaths"] > before[i]["deaths"]:
+                events.append({"type": "death", "agent": a})
+        self._events = events
+        terminated = any(o["finished"] for o in after)
+        truncated = self._cycles >= self.max_cycles
+        observations, infos = self._observations(agents), self._infos(agents)
+        terminations = dict.fromkeys(agents, terminated)
+        truncations = dict.fromkeys(agents, truncated)
+        if terminated or truncated:
+            self.agents = []
+        if self.render_mode == "human":
+            self.render()
+        return observations, rewards, terminations, truncations, infos
+
+    def _observations(self, agents: list[str]) -> dict:
+        out = {}
+        for a in agents:
+            o = self._obs[self._agent_index[a]]
+            if self.obs_type == "rgb":
+                out[a] = o["rgb"]
+            elif self.obs_type == "rgbd":
+                out[a] = np.concatenate([o["rgb"], o["depth"][..., None]], axis=-1)
+            else:
+                out[a] = {"rgb": o["rgb"], "pose": o["pose"].copy()}
+        return out
+
+    def _infos(self, agents: list[str]) -> dict:
+        infos = {}
+        for a in agents:
+            o = self._obs[self._agent_index[a]]
+            infos[a] = {
+                "pose": o["pose"].copy(),
+                "eye_z": o["eye_z"],
+                "frags": o["frags"],
+                "deaths": o["deaths"],
+                "health": o["health"],
+                "dead": o["dead"],
+            }
+        return infos
+
+    def last_events(self) -> list[dict]:
+        """This step's frags (``{"type": "frag", "agent", "count"}``) and deaths (``{"type": "death", "agent"}``)."""
+        return copy.deepcopy(self._events)
+
+    # --- views of the whole world
+    def depth(self) -> np.ndarray:
+        """(N, H, W) float32 view-axis depth in cells from ViZDoom's depth buffer (walls-calibrated)."""
+        if self._obs is None:
+            raise RuntimeError("call reset() first")
+        return np.stack([o["depth"] for o in self._obs]).astype(np.float32) * np.float32(self.depth_scale)
+
+    def poses(self) -> np.ndarray:
+        """(N, 3) float32 poses (x, y, heading) in cells."""
+        if self._obs is None:
+            raise RuntimeError("call reset() first")
+        return np.stack([o["pose"] for o in self._obs])
+
+    def world_state(self):
+        """The world as the store's symbolic state (one world): the map's solid cells and the poses."""
+        from multiworld.world.state import WorldState
+
+        if self._obs is None:
+            raise RuntimeError("call reset() first")
+        n, g = len(self.possible_agents), self.grid_size
+        return WorldState(
+            walls=self._walls[None].copy(),
+            floor=np.zeros((1, g, g), np.uint8),
+            goals=np.zeros((1, g, g), bool),
+            boxes=np.zeros((1, 0, 2), np.int16),
+            items=np.zeros((1, 0, 2), np.int16),
+            items_alive=np.zeros((1, 0), bool),
+            poses=self.poses()[None],
+            colors=np.arange(n, dtype=np.uint8)[None],
+            step=np.array([self._cycles], np.int64),
+        )
+
+    def camera(self) -> dict:
+        """The egocentric camera in the grid's units (the recorder contract's ``camera``)."""
+        h, w = self.height, self.width
+        if self.frame_size is None:
+            fov_x, fov_y = 90.0, math.degrees(2 * math.atan(0.5 / 0.8))
+        else:
+            fov_x = fov_y = math.degrees(2 * math.atan((self.crop_width / 2) / (self.native_shape[1] / 2)))
+        return {
+            "height": h,
+            "width": w,
+            "fov_degrees": fov_x,
+            "fov_vertical_degrees": fov_y,
+            "eye_height": VIEW_HEIGHT / self.cell_size,
+            "near": 1.0 / self.cell_size,
+            "far": 255 * self.depth_scale,
+        }
+
+    def world_metadata(self) -> dict:
+        """The recorder contract's metadata: bounds, grid and camera (see ``multiworld.data.recorder``)."""
+        return {
+            "world": f"vizdoom-{self.map_name}",
+            "units": "doom map units",
+            "bounds": list(self.doom_map.bounds),
+            "grid_size": self.grid_size,
+            "cell_size": self.cell_size,
+            "axes": "x east, y south (Doom's y flipped), heading 0 along +x, radians",
+            "camera": self.camera(),
+            "depth_scale": self.depth_scale,
+            "frame_skip": self.frame_skip,
+            "actions": list(ACTION_NAMES),
+        }
+
+    def state(self) -> np.ndarray:
+        """Top-down map: the map's solid cells and every agent, uint8 ``(8 G, 8 G, 3)``."""
+        from multiworld.world.topdown import top_down
+
+        return top_down(self.world_state())[0]
+
+    def frame(self) -> np.ndarray:
+        from multiworld.world.topdown import mosaic
+
+        if self._obs is None:
+            raise RuntimeError("call reset() before render()")
+        return mosaic(np.stack([o["rgb"] for o in self._obs]), self.state())
+
+    def render(self) -> np.ndarray | None:
+        if self.render_mode is None:
+            return None
+        frame = self.frame()
+        if self.render_mode == "rgb_array":
+            return frame
+        write_png(self.render_path, frame, self._frame_index)
+        self._frame_index += 1
+        return None
+
+    def close(self) -> None:
+        self._stop()
+        self._obs = None
+
+    # --- copies rebuild from the constructor arguments (no process is ever serialized)
+    def __reduce__(self):
+        return (_rebuild, (type(self), dict(self._init_kwargs)))
+
+    def __deepcopy__(self, memo):
+        return _rebuild(type(self), dict(self._init_kwargs))
+
+
+def _rebuild(cls, kwargs):
+    return cls(**kwargs)
+
+
+class VizDoomAECEnv(parallel_to_aec_wrapper):
+    """The AEC version (PettingZoo's conversion), checking each action when it is given."""
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(VizDoomParallelEnv(**kwargs))
+
+    def step(self, action) -> None:
+        agent = self.agent_selection
+        if action is not None and not (self.terminations[agent] or self.truncations[agent]):
+            check_action(agent, action)
+        super().step(action)
+
+    def render(self):
+        return self.env.render()
+
+    def close(self) -> None:
+        self.env.close()
+
+
+def parallel_env(**kwargs) -> VizDoomParallelEnv:
+    """A PettingZoo ParallelEnv of a ViZDoom deathmatch (keyword arguments: see the module docstring)."""
+    return VizDoomParallelEnv(**kwargs)
+
+
+def raw_env(**kwargs) -> VizDoomAECEnv:
+    return VizDoomAECEnv(**kwargs)
+
+
+def env(**kwargs) -> OrderEnforcingWrapper:
+    """The AEC env (keyword arguments as :func:`parallel_env`)."""
+    return OrderEnforcingWrapper(raw_env(**kwargs))

@@ -1,0 +1,197 @@
+"""The ViZDoom multiplayer env: PettingZoo conformance, seeds, poses, processes.
+
+Every env here starts real player processes (2-3 players, 64x64, one tic per step): a few
+seconds each, so the cycles are short. See README "Worlds beyond the arena: ViZDoom".
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import signal
+import time
+import types
+import warnings
+
+import numpy as np
+import pytest
+
+pytest.importorskip("vizdoom")
+
+from pettingzoo.test import api_test, max_cycles_test, parallel_api_test, parallel_seed_test, render_test
+
+from multiworld.games import vizdoom as vz
+
+FAST = dict(frame_skip=1, frame_size=32, timeout=20)
+
+
+@pytest.fixture(autouse=True)
+def _warnings_are_errors():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        yield
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(")")[-1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def _group_members(pgids: list[int]) -> list[int]:
+    """Live processes (not zombies) whose process group is one of ``pgids``."""
+    out = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    fields = f.read().split(")")[-1].split()
+            except (FileNotFoundError, ProcessLookupError):
+                continue
+            if fields[0] != "Z" and int(fields[2]) in pgids:
+                out.append(int(entry))
+    return out
+
+
+def _wait_gone(pgids: list[int], seconds: float = 10.0) -> list[int]:
+    deadline = time.monotonic() + seconds
+    while (left := _group_members(pgids)) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return left
+
+
+def test_conformance_parallel_and_aec():
+    parallel_api_test(vz.parallel_env(num_agents=2, obs_type="dict", **FAST), num_cycles=6)
+    aec = vz.env(num_agents=3, obs_type="rgbd", **FAST)
+    api_test(aec, num_cycles=3)
+    aec.close()
+
+
+def test_seed_and_render():
+    parallel_seed_test(functools.partial(vz.parallel_env, num_agents=2, **FAST), num_cycles=4)
+    render_test(lambda render_mode=None: vz.env(num_agents=2, render_mode=render_mode, **FAST))
+
+
+@pytest.mark.slow
+def test_max_cycles():
+    mod = types.SimpleNamespace(
+        parallel_env=functools.partial(vz.parallel_env, num_agents=2, **FAST),
+        env=functools.partial(vz.env, num_agents=2, **FAST),
+    )
+    max_cycles_test(mod)
+
+
+def test_reset_is_seeded_and_poses_in_bounds():
+    env = vz.parallel_env(num_agents=3, obs_type="rgbd", **FAST)
+    try:
+        obs1, infos1 = env.reset(seed=7)
+        g = env.grid_size
+        rng = np.random.default_rng(0)
+        for _ in range(12):
+            obs, _, _, _, infos = env.step({a: int(rng.integers(8)) for a in env.agents})
+            for a in env.possible_agents:
+                x, y, h = infos[a]["pose"]
+                assert 0 <= x <= g and 0 <= y <= g and -np.pi <= h < np.pi, infos[a]["pose"]
+                assert obs[a].shape == (32, 32, 4) and obs[a].dtype == np.uint8
+                assert set(infos[a]) == {"pose", "eye_z", "frags", "deaths", "health", "dead"}
+        env.reset()  # the next episode of the running game
+        obs2, infos2 = env.reset(seed=7)  # a seeded reset starts the same game again
+        for a in env.possible_agents:
+            np.testing.assert_array_equal(infos1[a]["pose"], infos2[a]["pose"])
+            np.testing.assert_array_equal(obs1[a], obs2[a])
+        meta = env.world_metadata()
+        assert meta["grid_size"] == g and meta["camera"]["width"] == 32
+        assert abs(meta["camera"]["fov_degrees"] - 64.01) < 0.01
+    finally:
+        env.close()
+
+
+def test_same_seed_and_actions_give_the_same_run():
+    """Two runs of 2 players with the same seed and actions: the reset and the game's poses agree.
+
+    Frames of later steps are compared too and must agree on most steps; see the README for why
+    a multiplayer netgame is not bit-deterministic (a tic can be run one command later when a
+    peer's packet is late)."""
+    runs = []
+    for _ in range(2):
+        env = vz.parallel_env(num_agents=2, **FAST)
+        try:
+            obs, infos = env.reset(seed=11)
+            rng = np.random.default_rng(3)
+            frames, poses = [np.stack([obs[a] for a in env.possible_agents])], []
+            for _ in range(15):
+                obs, _, _, _, infos = env.step({a: int(rng.integers(8)) for a in env.agents})
+                frames.append(np.stack([obs[a] for a in env.possible_agents]))
+                poses.append(np.stack([infos[a]["pose"] for a in env.possible_agents]))
+            runs.append((np.stack(frames), np.stack(poses)))
+        finally:
+            env.close()
+    (f1, p1), (f2, p2) = runs
+    np.testing.assert_array_equal(f1[0], f2[0])  # the seeded reset is exact
+    same = [np.array_equal(a, b) for a, b in zip(f1, f2)]
+    assert np.mean(same) >= 0.5, f"frames agreed on {np.mean(same):.0%} of steps"
+    assert np.mean(np.abs(p1 - p2).max(axis=(1, 2)) == 0) >= 0.5, "the runs' poses differ on most steps"
+
+
+def test_close_and_garbage_collection_end_every_process():
+    env = vz.parallel_env(num_agents=2, **FAST)
+    env.reset(seed=0)
+    pids = env.player_pids()
+    assert len(_group_members(pids)) >= 4, "each player has its engine process in its group"
+    env.close()
+    assert not _wait_gone(pids)
+    env = vz.parallel_env(num_agents=2, **FAST)
+    env.reset(seed=0)
+    pids = env.player_pids()
+    del env
+    assert not _wait_gone(pids), "garbage collection ends the players"
+
+
+def test_a_dead_player_gives_a_clear_error_and_no_process_is_left():
+    env = vz.parallel_env(num_agents=3, **FAST)
+    env.reset(seed=0)
+    pids = env.player_pids()
+    os.kill(pids[1], signal.SIGKILL)
+    with pytest.raises(vz.PlayerProcessError, match="agent_1"):
+        for _ in range(5):
+            env.step({})
+    assert not _wait_gone(pids), "the other players and every engine were ended"
+    env.reset(seed=0)  # a new game starts
+    env.step({})
+    env.close()
+
+
+def test_bad_arguments_and_the_model_backend():
+    with pytest.raises(NotImplementedError, match="no Doom checkpoint"):
+        vz.parallel_env(backend="model")
+    with pytest.raises(ValueError, match="num_agents"):
+        vz.parallel_env(num_agents=1)
+    with pytest.raises(ValueError, match="unknown map"):
+        vz.parallel_env(map="e1m1")
+    env = vz.parallel_env(num_agents=2, **FAST)
+    with pytest.raises(RuntimeError, match="reset"):
+        env.step({})
+
+
+def test_missing_vizdoom_names_the_install_command(monkeypatch):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "vizdoom" else real(name, *a))
+    with pytest.raises(ImportError, match=r'pip install -e "\.\[vizdoom\]"'):
+        vz.parallel_env(num_agents=2)
+
+
+def test_a_port_in_use_is_retried():
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as busy:
+        busy.bind(("", 0))
+        env = vz.parallel_env(num_agents=2, port=busy.getsockname()[1], **FAST)
+        try:
+            env.reset(seed=0)
+            env.step({})
+        finally:
+            env.close()
