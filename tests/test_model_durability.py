@@ -21,7 +21,7 @@ from multiworld.state import WorldStore
 STEPS = 10
 # A world per scenario whose decoded static scene (walls, floor, goals) has drifted from the one
 # read out at reset by the later resume points: resuming must keep the reset's.
-SEEDS = {"roam-v0": 12, "forage-v0": 4, "push-v0": 5}
+SEEDS = {"roam-v0": 14, "forage-v0": 18, "push-v0": 6}
 
 
 def _snapshot(env, out) -> dict:

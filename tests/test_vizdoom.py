@@ -164,8 +164,8 @@ def test_a_dead_player_gives_a_clear_error_and_no_process_is_left():
 
 
 def test_bad_arguments_and_the_model_backend():
-    with pytest.raises(NotImplementedError, match="no Doom checkpoint"):
-        vz.parallel_env(backend="model")
+    with pytest.raises(ValueError, match="unknown backend"):
+        vz.parallel_env(backend="learned")
     with pytest.raises(ValueError, match="num_agents"):
         vz.parallel_env(num_agents=1)
     with pytest.raises(ValueError, match="unknown map"):

@@ -1,4 +1,6 @@
-"""`multiworld train`: train the world model on oracle rollouts from `multiworld data`."""
+"""`multiworld train`: train the world model on oracle rollouts from `multiworld data`, or on
+recordings of any env (`multiworld data --env`): then the grid, camera and actions come from the
+recording's metadata, and the last tenth of its episodes (at least one) validates."""
 
 from __future__ import annotations
 
@@ -53,6 +55,7 @@ def run(args: argparse.Namespace) -> int:
     from multiworld.models.checkpoint import load_checkpoint, save_checkpoint
     from multiworld.models.data import SequenceBatcher, load_sequences, make_sequences
     from multiworld.models.presets import get_preset
+    from multiworld.models.recorded import RecordingBatcher, is_recorded, load_recorded, model_fields
     from multiworld.models.stacked import StackedFramesModel
     from multiworld.models.trainer import Trainer
     from multiworld.models.world_model import WorldModel
@@ -86,25 +89,50 @@ def run(args: argparse.Namespace) -> int:
 
     if args.private_state and args.stacked_frames:
         raise ValueError("--private-state and --stacked-frames are different baselines; choose one")
-    sets = load_sequences(args.data)
     private, stacked = args.private_state, args.stacked_frames
-    sampler = SequenceBatcher(
-        sets,
-        tcfg.batch_size,
-        tcfg.horizon,
-        seed=args.seed,
-        private_state=private,
-        event_boost=tcfg.event_boost,
-        unusual_events=not stacked and preset.model.unusual_weight > 0,
-    )
+    kinds = {is_recorded(p) for p in args.data}
+    if len(kinds) > 1:
+        raise ValueError("--data mixes arena stores and recordings of another env; train on one kind")
+    if kinds == {True}:  # a recorded world: everything world-specific comes from its metadata
+        if private:
+            raise ValueError("--private-state needs the arena's data (its NOOP action); train it on `multiworld data`")
+        recorded = load_recorded(args.data)
+        train_rs, val_rs = recorded.split(max(1, len(recorded.lengths) // 10))
+        fields = model_fields(recorded)
+        preset.model.camera, preset.model.worlds = fields["camera"], fields["worlds"]
+        preset.model.dynamics.actions = preset.stacked.actions = fields["actions"]
+        preset.stacked.worlds = fields["worlds"]
+        sampler = RecordingBatcher(train_rs, tcfg.batch_size, tcfg.horizon, seed=args.seed)
+        val = RecordingBatcher(val_rs, 4, tcfg.horizon, seed=12345)
+        data_info = {
+            "world": recorded.world,
+            "episodes": len(train_rs.lengths),
+            "transitions": int((train_rs.lengths - 1).sum()),
+            "validation_seeds": val_rs.seeds,
+        }
+    else:
+        sets = load_sequences(args.data)
+        sampler = SequenceBatcher(
+            sets,
+            tcfg.batch_size,
+            tcfg.horizon,
+            seed=args.seed,
+            private_state=private,
+            event_boost=tcfg.event_boost,
+            unusual_events=not stacked and preset.model.unusual_weight > 0,
+        )
+        # Held-out worlds (seeds far from the data's) for validation, made on the fly by the oracle.
+        val_sets = [
+            make_sequences(s.scenario, s.arena.num_agents, 4, tcfg.horizon + 4, seed=validation_seeds(4, 1000 * i)[0])
+            for i, s in enumerate(sets)
+        ]
+        val = SequenceBatcher(val_sets, 4, tcfg.horizon, seed=12345, private_state=private)
+        data_info = {
+            "episodes": int(sum(len(s.lengths) for s in sets)),
+            "transitions": int(sum(int((s.lengths - 1).sum()) for s in sets)),
+        }
     model = StackedFramesModel(preset.stacked) if stacked else WorldModel(preset.model)
     warm = warm_start(model, args.init_from) if args.init_from is not None and not args.resume else None
-    # Held-out worlds (seeds far from the data's) for validation, made on the fly by the oracle.
-    val_sets = [
-        make_sequences(s.scenario, s.arena.num_agents, 4, tcfg.horizon + 4, seed=validation_seeds(4, 1000 * i)[0])
-        for i, s in enumerate(sets)
-    ]
-    val = SequenceBatcher(val_sets, 4, tcfg.horizon, seed=12345, private_state=private)
     val_batches = [val.sample() for _ in range(2)]
     info = {
         "command": "multiworld " + " ".join(sys.argv[1:]) if sys.argv and "multiworld" in sys.argv[0] else None,
@@ -113,8 +141,7 @@ def run(args: argparse.Namespace) -> int:
         "stacked_frames": stacked,
         "data": [str(p) for p in args.data],
         "init_from": None if warm is None else warm,
-        "episodes": int(sum(len(s.lengths) for s in sets)),
-        "transitions": int(sum(int((s.lengths - 1).sum()) for s in sets)),
+        **data_info,
         "train": dataclasses.asdict(tcfg),
         "machine": {"platform": platform.platform(), "python": platform.python_version(), "torch": torch.__version__},
     }

@@ -37,8 +37,9 @@ lockstep (``Mode.PLAYER``: the game advances only when every player has acted).
   process and its engine; if one player process dies, the next call raises
   :class:`PlayerProcessError` naming it and ends the others (a player that stops answering
   for ``timeout`` seconds gets the same). ``reset()`` after that starts a new game.
-- ``backend="model"`` (the learned world model on Doom) raises NotImplementedError: no Doom
-  checkpoint ships yet.
+- ``backend="model"``: the learned world model of Doom (``multiworld.games.doom_model``):
+  reset starts the real game for the first frames and poses, then every step is the model;
+  ``checkpoint=`` picks another trained checkpoint than the shipped ``checkpoints/vizdoom``.
 """
 
 from __future__ import annotations
@@ -250,12 +251,9 @@ class VizDoomParallelEnv(ParallelEnv):
     ) -> None:
         self._init_kwargs = {k: v for k, v in locals().items() if k not in ("self", "__class__")}
         if backend == "model":
-            raise NotImplementedError(
-                'backend="model" is not available for ViZDoom yet: no Doom checkpoint of the world model ships; '
-                'use backend="game" (the learned model is trained on recorded Doom data in a later release)'
-            )
+            raise ValueError('backend="model" is built by parallel_env(backend="model") or env(backend="model")')
         if backend != "game":
-            raise ValueError(f'unknown backend {backend!r}; valid: "game" (and, later, "model")')
+            raise ValueError(f'unknown backend {backend!r}; valid: "game", "model"')
         if isinstance(num_agents, bool) or not isinstance(num_agents, (int, np.integer)) or not 2 <= num_agents <= 8:
             raise ValueError(f"num_agents must be an int in [2, 8] (ViZDoom deathmatch), got {num_agents!r}")
         if map not in MAPS:
@@ -684,7 +682,7 @@ class VizDoomAECEnv(parallel_to_aec_wrapper):
     """The AEC version (PettingZoo's conversion), checking each action when it is given."""
 
     def __init__(self, **kwargs) -> None:
-        super().__init__(VizDoomParallelEnv(**kwargs))
+        super().__init__(parallel_env(**kwargs))
 
     def step(self, action) -> None:
         agent = self.agent_selection
@@ -701,6 +699,10 @@ class VizDoomAECEnv(parallel_to_aec_wrapper):
 
 def parallel_env(**kwargs) -> VizDoomParallelEnv:
     """A PettingZoo ParallelEnv of a ViZDoom deathmatch (keyword arguments: see the module docstring)."""
+    if kwargs.get("backend") == "model":
+        from multiworld.games.doom_model import VizDoomModelEnv
+
+        return VizDoomModelEnv(**kwargs)
     return VizDoomParallelEnv(**kwargs)
 
 

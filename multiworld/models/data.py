@@ -223,12 +223,15 @@ class Batch:
     own_payout    (B, T, N)           int64: class of the agent's own payout (``OWN_VALUES``)
     shared_payout (B, T)              int64: class of the payout every agent shares (``SHARED_VALUES``)
     done          (B, T)              float32 0/1: the world terminated at this step
-    scenario      (B,)                int64: the scenario id (``world_model.SCENARIO_IDS``)
+    scenario      (B,)                int64: the scenario id (the row of the model's ``worlds``)
+
+    Recordings of other worlds (:mod:`multiworld.models.recorded`) may lack ``depth`` and
+    ``maps`` (None): the model is then not asked for them.
     """
 
     views: torch.Tensor
-    depth: torch.Tensor
-    maps: torch.Tensor
+    depth: torch.Tensor | None
+    maps: torch.Tensor | None
     poses: torch.Tensor
     cells: dict[str, torch.Tensor]
     colors: torch.Tensor

@@ -58,6 +58,7 @@ class StateUpdateConfig:
     hidden: int = 128
     message: int = 32
     scenarios: int = 4  # size of the scenario embedding table (see ``world_model.SCENARIO_IDS``)
+    actions: int = NUM_ACTIONS  # size of the action embedding table (the world's Discrete actions)
 
 
 def _mlp(a: int, h: int, b: int) -> nn.Sequential:
@@ -70,7 +71,7 @@ class StateUpdateModel(nn.Module):
         self.cfg = cfg
         d, h, m = cfg.dim, cfg.hidden, cfg.message
         win = (2 * WINDOW + 1) ** 2
-        self.action = nn.Embedding(NUM_ACTIONS, 16)
+        self.action = nn.Embedding(cfg.actions, 16)
         self.scenario = nn.Embedding(cfg.scenarios, 8)
         self.read = nn.Linear(win * d, h)
         self_in = h + 10 + 2 + 16 + 8 + (d - 3)

@@ -54,6 +54,8 @@ class StackedFramesConfig:
     pixel_weight: float = 1.0
     pose_weight: float = 20.0
     event_weight: float = 1.0
+    actions: int = NUM_ACTIONS  # the world's Discrete actions
+    worlds: tuple[str, ...] = ("roam-v0", "forage-v0", "push-v0")  # scenario table rows (world_model.ARENA_WORLDS)
     kind: str = KIND
 
     def to_dict(self) -> dict:
@@ -121,7 +123,7 @@ class StackedFramesModel(nn.Module):
         self.cfg = cfg
         c1, c2, c3 = cfg.channels
         k = cfg.cond
-        self.action = nn.Embedding(NUM_ACTIONS, k)
+        self.action = nn.Embedding(cfg.actions, k)
         self.scenario = nn.Embedding(cfg.scenarios, k)
         self.own = nn.Sequential(nn.Linear(2 * k + 4, k), nn.SiLU(), nn.Linear(k, k))
         self.e1 = nn.Conv2d(3 * cfg.context, c1, 4, stride=2, padding=1)
@@ -138,8 +140,8 @@ class StackedFramesModel(nn.Module):
         nn.init.zeros_(self.out.weight)
         nn.init.zeros_(self.out.bias)
         self.head = nn.Sequential(nn.Linear(c3 + k, 2 * k), nn.SiLU(), nn.Linear(2 * k, 7))
-        self.turn = nn.Embedding(NUM_ACTIONS, 1)  # learned turn and move per action (+ the head's residual)
-        self.move = nn.Embedding(NUM_ACTIONS, 2)
+        self.turn = nn.Embedding(cfg.actions, 1)  # learned turn and move per action (+ the head's residual)
+        self.move = nn.Embedding(cfg.actions, 2)
         for emb in (self.turn, self.move):
             nn.init.zeros_(emb.weight)
         self.register_buffer("mean_frame", torch.full((cfg.image, cfg.image, 3), 0.5))

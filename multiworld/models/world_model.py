@@ -30,17 +30,24 @@ from multiworld.models.quantize import snap
 from multiworld.models.refiner import FlowRefiner, RefinerConfig
 from multiworld.models.renderer import RayRenderer, RendererConfig
 
-# Scenario conditioning: the state-update model learns rewards and endings per scenario.
-SCENARIO_IDS = {"roam-v0": 0, "forage-v0": 1, "push-v0": 2}
+# Scenario conditioning: the state-update model learns rewards and endings per scenario (or per
+# recorded world). The arena's scenarios are the default list; a model trained on recordings of
+# another world lists that world's names (``WorldModelConfig.worlds``, from the data).
+ARENA_WORLDS = ("roam-v0", "forage-v0", "push-v0")
+SCENARIO_IDS = {name: i for i, name in enumerate(ARENA_WORLDS)}
 
 
-def scenario_id(name: str) -> int:
+def scenario_id(name: str, worlds: tuple[str, ...] = ARENA_WORLDS) -> int:
+    """The index of scenario (or recorded world) ``name`` in the model's ``worlds``."""
     try:
-        return SCENARIO_IDS[name]
-    except KeyError:
-        raise ValueError(
-            f"the world model was not trained on scenario {name!r}; it knows {sorted(SCENARIO_IDS)}"
-        ) from None
+        return list(worlds).index(name)
+    except ValueError:
+        raise ValueError(f"the world model was not trained on scenario {name!r}; it knows {sorted(worlds)}") from None
+
+
+def arena_camera() -> dict:
+    """The arena's camera (the default of ``WorldModelConfig.camera``)."""
+    return dataclasses.asdict(Camera())
 
 
 @dataclasses.dataclass
@@ -70,6 +77,10 @@ class WorldModelConfig:
     unusual_weight: float = 0.0
     detach_every: int = 0  # truncated backprop through the rollout every k steps (0: never)
     refiner_views: int = 2
+    # The world the model is for: its camera (the one hand-given structure, from the data's
+    # metadata) and the names of its scenarios or recorded worlds (the scenario embedding's rows).
+    camera: dict = dataclasses.field(default_factory=arena_camera)
+    worlds: tuple[str, ...] = ARENA_WORLDS
 
     @property
     def dim(self) -> int:
@@ -99,8 +110,10 @@ class WorldModelConfig:
                     raise ValueError(f"unknown {k} config keys: {sorted(set(v) - sub_known)}")
                 kwargs[k] = subs[k](**{a: tuple(b) if isinstance(b, list) else b for a, b in v.items()})
             else:
-                kwargs[k] = v
+                kwargs[k] = tuple(v) if k == "worlds" else v
         cfg = cls(**kwargs)
+        if len(cfg.worlds) > cfg.dynamics.scenarios:
+            raise ValueError(f"{len(cfg.worlds)} worlds but a scenario table of {cfg.dynamics.scenarios} rows")
         dims = {cfg.encoder.dim, cfg.dynamics.dim, cfg.renderer.dim, cfg.heads.dim}
         if len(dims) != 1:
             raise ValueError(f"encoder, dynamics, renderer and heads must share one token width, got {sorted(dims)}")
@@ -147,7 +160,7 @@ class WorldModel(nn.Module):
     def __init__(self, cfg: WorldModelConfig) -> None:
         super().__init__()
         self.cfg = cfg
-        cam = Camera()
+        cam = self.camera = Camera(**cfg.camera)
         self.encoder = SceneEncoder(cfg.encoder, cam)
         self.dynamics = StateUpdateModel(cfg.dynamics)
         self.renderer = RayRenderer(cfg.renderer, cam)
@@ -201,7 +214,7 @@ class WorldModel(nn.Module):
         cols = torch.randperm(views.shape[-2], device=views.device)[:columns]
         cam_agents = torch.cat([agents[..., :3].detach(), agents[..., 3:]], -1)
         rgb, dep = self.renderer(scene, cam_agents, columns=cols)
-        return self.renderer.loss(rgb, views[:, :, :, cols], dep, depth[:, :, :, cols])
+        return self.renderer.loss(rgb, views[:, :, :, cols], dep, None if depth is None else depth[:, :, :, cols])
 
     def forward(self, batch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """The training objective on a :class:`~multiworld.models.data.Batch` of recorded sequences:
@@ -214,8 +227,11 @@ class WorldModel(nn.Module):
         bsz, t1 = views.shape[:2]
         size = cells["wall"].shape[-1]
         dev = views.device
-        use_map = torch.rand(bsz, device=dev) < cfg.map_fraction
-        scene, agents = self.encoder(views[:, 0], poses[:, 0], size, maps[:, 0], use_map)
+        # What a recording lacks (a top-down map, depth) is not asked of the model: without maps
+        # every reset is from views only; without depth the renderer learns from colours alone.
+        use_map = None if maps is None else torch.rand(bsz, device=dev) < cfg.map_fraction
+        first_map = None if maps is None else maps[:, 0]
+        scene, agents = self.encoder(views[:, 0], poses[:, 0], size, first_map, use_map)
         occupied = (cells["wall"] > 0) | (cells["box"] > 0) | (cells["item"] > 0)  # (B, T1, S, S)
         pos_weight = torch.tensor(cfg.event_pos_weight, device=dev)
         own_w = torch.tensor([cfg.event_pos_weight, 1.0, cfg.event_pos_weight], device=dev)
@@ -230,10 +246,11 @@ class WorldModel(nn.Module):
         def note(name: str, value: torch.Tensor) -> None:
             metrics.setdefault(name, []).append(value.detach())
 
-        l_r, lg = self._render_loss(scene, agents, views[:, 0], depth[:, 0], cfg.columns_first)
+        l_r, lg = self._render_loss(scene, agents, views[:, 0], _at(depth, 0), cfg.columns_first)
         add("render_first", l_r)
         note("render_psnr", lg["render_psnr"])
-        note("depth_l1", lg["depth_l1"])
+        if "depth_l1" in lg:
+            note("depth_l1", lg["depth_l1"])
         l_h, lg = self.heads.loss(scene, agents, {k: v[:, 0] for k, v in cells.items()}, colors)
         add("heads", l_h)
         add("occupancy", self.renderer.occupancy_loss(scene, occupied[:, 0]))
@@ -243,8 +260,9 @@ class WorldModel(nn.Module):
             steps = list(range(cfg.latent_every, t1, cfg.latent_every))
             if steps:
                 ts = torch.tensor(steps, device=dev)
+                tgt_maps = None if maps is None else maps[:, ts].flatten(0, 1)
                 tgt_scene, tgt_agents = self.encoder(
-                    views[:, ts].flatten(0, 1), poses[:, ts].flatten(0, 1), size, maps[:, ts].flatten(0, 1), None
+                    views[:, ts].flatten(0, 1), poses[:, ts].flatten(0, 1), size, tgt_maps, None
                 )
                 tgt_scene = tgt_scene.unflatten(0, (bsz, len(steps)))
                 tgt_agents = tgt_agents.unflatten(0, (bsz, len(steps)))
@@ -278,7 +296,7 @@ class WorldModel(nn.Module):
                 i = steps.index(t)
                 l_l = F.mse_loss(scene, tgt_scene[:, i]) + F.mse_loss(agents[..., 3:], tgt_agents[:, i, :, 3:])
                 add("latent", l_l, 1.0 / len(steps))
-            l_r, lr_ = self._render_loss(scene, agents, views[:, t], depth[:, t], cfg.columns_rollout)
+            l_r, lr_ = self._render_loss(scene, agents, views[:, t], _at(depth, t), cfg.columns_rollout)
             add("render_rollout", l_r, per_step)
             with torch.no_grad():
                 note("pose_err", err_xy.mean() + err_h.mean())
@@ -324,6 +342,10 @@ class WorldModel(nn.Module):
             "latent": cfg.latent_weight,
             "refiner": 1.0,
         }
+
+
+def _at(x: torch.Tensor | None, t: int) -> torch.Tensor | None:
+    return None if x is None else x[:, t]
 
 
 def _unit(x: torch.Tensor) -> torch.Tensor:

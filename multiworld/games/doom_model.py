@@ -1,0 +1,120 @@
+"""The learned Doom: ``multiworld.games.vizdoom.parallel_env(backend="model")``.
+
+``reset`` starts the real game for the players' first frames and poses (a few seconds), encodes
+them into the world model's shared state (``init="views"``: Doom has no map the model reads) and
+ends the game's processes; from then on every ``step`` is the model: the state-update model
+advances the shared state from the joint action and the renderer draws every player's view from
+it. Spaces, agents, action checks, ``max_cycles`` and the observation types are the game env's.
+
+What the model gives: views (``rgb``; ``rgbd`` with its rendered depth in the game's depth
+levels; ``dict`` with the pose), ``infos[agent]["pose"]`` and ``"frags"`` (the sum of the
+model's rewards this episode), rewards from its own paid events (a frag +1, a suicide -1), and
+endings. Health, deaths and eye height are the game's and are not modelled.
+"""
+
+from __future__ import annotations
+
+import pathlib
+
+import numpy as np
+import torch
+
+from multiworld.env.common import check_action
+from multiworld.games.vizdoom import VizDoomParallelEnv
+
+CHECKPOINT = pathlib.Path(__file__).resolve().parent.parent / "checkpoints" / "vizdoom"
+
+
+class VizDoomModelEnv(VizDoomParallelEnv):
+    """The learned model of a ViZDoom deathmatch (keyword arguments as the game env, plus
+    ``checkpoint``, a directory, default the shipped ``checkpoints/vizdoom``, and ``device``)."""
+
+    def __init__(self, checkpoint: str | pathlib.Path | None = None, device: str = "cpu", **kwargs) -> None:
+        from multiworld.models.checkpoint import load_checkpoint
+        from multiworld.models.recorded import CAMERA_FIELDS
+        from multiworld.models.stacked import StackedFramesModel
+
+        kwargs.pop("backend", None)
+        super().__init__(**kwargs)
+        self._init_kwargs = {**self._init_kwargs, "backend": "model", "checkpoint": checkpoint, "device": device}
+        self.backend = "model"
+        self.device = torch.device(device)
+        path = pathlib.Path(checkpoint) if checkpoint is not None else CHECKPOINT
+        self.model = load_checkpoint(path, self.device)
+        if isinstance(self.model, StackedFramesModel):
+            raise ValueError(f"checkpoint {path} is the stacked-frames baseline; backend='model' runs a world model")
+        world, cfg = f"vizdoom-{self.map_name}", self.model.cfg
+        if world not in cfg.worlds:
+            raise ValueError(f"checkpoint {path} was trained on {list(cfg.worlds)}, not on {world!r}")
+        game_cam = self.camera()
+        diff = [k for k in CAMERA_FIELDS if not np.isclose(float(game_cam[k]), float(cfg.camera[k]), rtol=1e-4)]
+        if diff:
+            raise ValueError(
+                f"checkpoint {path} was trained with another camera ({', '.join(diff)} differ): use its "
+                f"frame_size and grid_size ({cfg.camera['width']} px)"
+            )
+        self._scenario = torch.tensor([cfg.worlds.index(world)], device=self.device)
+        self.latent = None
+        self._frags = np.zeros(len(self.possible_agents), np.float32)
+
+    @torch.no_grad()
+    def reset(self, seed: int | None = None, options: dict | None = None):
+        observations, infos = super().reset(seed=seed, options=options)
+        views = torch.as_tensor(np.stack([o["rgb"] for o in self._obs]), device=self.device)[None]
+        poses = torch.as_tensor(self.poses(), device=self.device)[None]
+        agents = self.agents
+        self._stop()  # the real game only gives the first frames and poses
+        self.agents = agents
+        self.latent = self.model.encode(views, poses, self.grid_size)
+        self._frags[:] = 0
+        return observations, infos
+
+    @torch.no_grad()
+    def step(self, actions: dict):
+        if self.latent is None:
+            raise RuntimeError("call reset() before step()")
+        if not self.agents:
+            raise RuntimeError("the episode is over (every agent terminated or truncated); call reset()")
+        if not isinstance(actions, dict):
+            raise ValueError(f"actions must be a dict of agent name -> action, got {type(actions).__name__}")
+        joint = np.zeros(len(self.possible_agents), np.int64)
+        for agent, action in actions.items():
+            i = self._agent_index.get(agent)
+            if i is None:
+                raise ValueError(f"action for unknown agent {agent!r}; agents are {self.possible_agents}")
+            if action is not None:
+                joint[i] = check_action(agent, action)
+        act = torch.as_tensor(joint, device=self.device)[None]
+        self.latent, out = self.model.step(self.latent, act, self._scenario)
+        rgb, depth = self.model.render(self.latent)
+        rgb = (rgb[0].clamp(0, 1) * 255).round().to(torch.uint8).cpu().numpy()
+        levels = (depth[0] / self.depth_scale).round().clamp(0, 255).to(torch.uint8).cpu().numpy()
+        poses = self.latent.poses[0].float().cpu().numpy()
+        reward = out["reward"][0].float().cpu().numpy()
+        self._frags += reward
+        self._obs = [
+            {"rgb": rgb[i], "depth": levels[i], "pose": poses[i].astype(np.float32)}
+            for i in range(len(self.possible_agents))
+        ]
+        self._cycles += 1
+        agents = self.agents
+        terminated = bool(out["done"][0] > 0)
+        truncated = self._cycles >= self.max_cycles
+        names = self.possible_agents
+        self._events = [{"type": "frag", "agent": a, "count": int(reward[i])} for i, a in enumerate(names) if reward[i]]
+        observations = self._observations(agents)
+        infos = self._infos(agents)
+        rewards = {a: float(reward[self._agent_index[a]]) for a in agents}
+        if terminated or truncated:
+            self.agents = []
+        if self.render_mode == "human":
+            self.render()
+        return observations, rewards, dict.fromkeys(agents, terminated), dict.fromkeys(agents, truncated), infos
+
+    def _infos(self, agents: list[str]) -> dict:
+        if self.latent is None or self._players is not None:  # reset: the game's own infos
+            return super()._infos(agents)
+        return {
+            a: {"pose": self._obs[self._agent_index[a]]["pose"].copy(), "frags": int(self._frags[self._agent_index[a]])}
+            for a in agents
+        }
