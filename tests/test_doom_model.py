@@ -19,6 +19,8 @@ from multiworld.models.checkpoint import CheckpointError
 from multiworld.models.recorded import load_recorded, model_fields
 
 GAME = dict(num_agents=2, frame_skip=1, frame_size=32, grid_size=8, timeout=20)
+# The same models run any number of players; four players 4 tics apart see more in common.
+FOUR = {**GAME, "num_agents": 4, "frame_skip": 4}
 
 
 @pytest.fixture(scope="module")
@@ -29,6 +31,8 @@ def doom_run(tmp_path_factory):
     assert rows == 12
     args = ["train", "--preset", "tiny", "--data", str(root / "doom.zarr"), "--out", str(root / "run")]
     assert main([*args, "--max-steps", "2", "--no-progress", "--threads", "1"]) == 0
+    args = ["train", "--stacked-frames", "--preset", "tiny", "--data", str(root / "doom.zarr")]
+    assert main([*args, "--out", str(root / "stacked"), "--max-steps", "2", "--no-progress", "--threads", "1"]) == 0
     return root
 
 
@@ -55,7 +59,7 @@ def test_the_learned_doom_is_a_pettingzoo_env(doom_run):
         obs, infos = env.reset(seed=3)
         assert env._players is None, "after reset the game's processes are gone: the model runs"
         for t in range(5):
-            obs, rewards, terms, truncs, infos = env.step({a: t % vz.NUM_ACTIONS for a in env.agents})
+            obs, rewards, _, truncs, infos = env.step({a: t % vz.NUM_ACTIONS for a in env.agents})
         assert all(truncs.values()) and not env.agents
         for a, o in obs.items():
             assert o["rgb"].shape == (32, 32, 3) and o["rgb"].dtype == np.uint8
@@ -77,3 +81,17 @@ def test_a_checkpoint_of_another_world_or_camera_is_refused(doom_run, tmp_path):
         vz.parallel_env(backend="model", checkpoint=doom_run / "run", **{**GAME, "frame_size": 64})
     with pytest.raises(CheckpointError, match="no world-model checkpoint"):
         vz.parallel_env(backend="model", checkpoint=tmp_path / "missing", **GAME)
+
+
+def test_the_doom_benchmark_writes_its_tables(doom_run, tmp_path):
+    out = tmp_path / "bench"
+    args = ["bench", "vizdoom", "--quick", "--no-progress", "--out", str(out), "--env-kwargs", json.dumps(FOUR)]
+    args += ["--checkpoint", str(doom_run / "run"), "--stacked-checkpoint", str(doom_run / "stacked")]
+    assert main(args) == 0
+    res = json.loads((out / "model.json").read_text())["results"]
+    assert res["episodes"] == 2 and set(res["fidelity"]) == {"1", "10"}
+    assert set(res["fidelity"]["10"]["psnr"]) == {"shared", "stacked", "persistence", "mean"}
+    contrast = res["contrast"]["value"]
+    # The game's own frames agree where its depth says two players see one point: the matches are real.
+    assert res["matches"] > 100 and contrast["game"] > 0.2 > contrast["mean"]
+    assert (out / "model.md").read_text().startswith("# vizdoom/model") and (out / "strip.png").stat().st_size > 0

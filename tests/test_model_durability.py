@@ -20,8 +20,9 @@ from multiworld.state import WorldStore
 
 STEPS = 10
 # A world per scenario whose decoded static scene (walls, floor, goals) has drifted from the one
-# read out at reset by the later resume points: resuming must keep the reset's.
-SEEDS = {"roam-v0": 14, "forage-v0": 18, "push-v0": 6}
+# read out at reset by the later resume points: resuming must keep the reset's. (Picked for the
+# shipped checkpoint; with no push or pickup at those points, since a reset reports no events.)
+SEEDS = {"roam-v0": 14, "forage-v0": 18, "push-v0": 8}
 
 
 def _snapshot(env, out) -> dict:
@@ -134,8 +135,9 @@ def test_a_stored_model_world_names_its_checkpoint_and_refuses_another(tmp_path,
         "init": "map",
         "sampler_steps": 0,
         "noise_key": int(env.sim.noise_keys[0]),
-        "precision": "fp32",
+        "precision": env.sim.precision,  # bf16 on CPUs that compute it natively, else fp32
     }
+    assert env.sim.precision in ("fp32", "bf16")
 
     other = multiworld.parallel_env("forage-v0", num_agents=2, backend="model")  # the shipped checkpoint
     with pytest.raises(CheckpointError) as err:

@@ -31,7 +31,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         return argparse.ArgumentParser.format_help(p)
 
     p.format_help = format_help
-    p.add_argument("benchmark", choices=[*BENCHMARKS, "all"], help="which benchmark to run")
+    p.add_argument(
+        "benchmark",
+        choices=[*BENCHMARKS, "all", "vizdoom"],
+        help="which benchmark to run (vizdoom: the Doom model against the game, multiworld.bench.doom)",
+    )
     p.add_argument(
         "--backend", default="model", choices=["model", "oracle"], help="backend under test (default: %(default)s)"
     )
@@ -71,6 +75,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "--threads", type=_positive, default=None, help="torch CPU threads in this process (default: torch's)"
     )
     p.add_argument("--no-progress", action="store_true", help="hide the progress bars")
+    p.add_argument(
+        "--env-kwargs",
+        default=None,
+        metavar="JSON",
+        help="vizdoom only: the game's parallel_env arguments (default: those the shipped checkpoint was "
+        "recorded with, multiworld.bench.doom.DOOM_ENV)",
+    )
     p.set_defaults(func=run)
 
 
@@ -97,6 +108,11 @@ def _positive(text: str) -> int:
 
 def run(args: argparse.Namespace) -> int:
     import torch
+
+    if args.benchmark == "vizdoom":
+        return run_vizdoom(args)
+    if args.env_kwargs is not None:
+        raise ValueError("--env-kwargs applies to the vizdoom benchmark only")
 
     from multiworld.bench.runner import Runner, Settings
     from multiworld.bench.suite import run_benchmark
@@ -140,4 +156,26 @@ def run(args: argparse.Namespace) -> int:
         heads = {v: h for v, h in heads.items() if h}
         for v, h in heads.items():
             print(f"  {name} {v}: " + ", ".join(f"{k}={x:.4g}" for k, x in h.items()))
+    return 0
+
+
+def run_vizdoom(args: argparse.Namespace) -> int:
+    """The Doom benchmark: 12 held-out episodes of 100 steps (``--quick``: 2 of 12)."""
+    import torch
+
+    from multiworld.bench import doom
+    from multiworld.data.recorder import parse_env_kwargs
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    env_kwargs = {**doom.DOOM_ENV, **parse_env_kwargs(args.env_kwargs)}
+    episodes, steps = (2, 12) if args.quick else (12, 100)
+    start = time.perf_counter()
+    res = doom.run(
+        args.checkpoint, args.stacked_checkpoint, env_kwargs, episodes, steps, args.out, progress=not args.no_progress
+    )
+    print(f"bench vizdoom: wrote {args.out}/ in {time.perf_counter() - start:.0f} s")
+    for t, f in res["fidelity"].items():
+        print(f"  view PSNR at step {t}: " + ", ".join(f"{v} {x:.2f}" for v, x in f["psnr"].items()))
+    print("  consistency contrast: " + ", ".join(f"{v} {x:.3f}" for v, x in res["contrast"]["value"].items()))
     return 0

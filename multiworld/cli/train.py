@@ -101,7 +101,7 @@ def run(args: argparse.Namespace) -> int:
         fields = model_fields(recorded)
         preset.model.camera, preset.model.worlds = fields["camera"], fields["worlds"]
         preset.model.dynamics.actions = preset.stacked.actions = fields["actions"]
-        preset.stacked.worlds = fields["worlds"]
+        preset.stacked.worlds, preset.stacked.image = fields["worlds"], fields["camera"]["width"]
         sampler = RecordingBatcher(train_rs, tcfg.batch_size, tcfg.horizon, seed=args.seed)
         val = RecordingBatcher(val_rs, 4, tcfg.horizon, seed=12345)
         data_info = {
