@@ -68,6 +68,8 @@ def _record_env(args: argparse.Namespace) -> int:
 
     factory = load_factory(args.env)
     kwargs = parse_env_kwargs(args.env_kwargs)
-    rows = record_env(factory, args.out, args.episodes, args.steps, seed=args.seed, env_kwargs=kwargs, spec=args.env)
+    rows = record_env(
+        factory, args.out, args.episodes, args.steps, seed=args.seed, env_kwargs=kwargs, spec=args.env, progress=True
+    )
     print(f"wrote {args.episodes} episodes ({rows} steps) of {args.env} to {args.out}")
     return 0

@@ -39,6 +39,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
+from tqdm import tqdm
 
 CAMERA_KEYS = ("height", "width", "fov_degrees", "eye_height", "near", "far")
 METADATA_KEYS = ("world", "grid_size", "bounds", "cell_size", "units", "camera")
@@ -178,6 +179,7 @@ def record_env(
     env_kwargs: Mapping[str, Any] | None = None,
     spec: str | None = None,
     commit_every: int = 50,
+    progress: bool = False,
 ) -> int:
     """Record ``episodes`` episodes of at most ``steps`` steps of ``factory(**env_kwargs)`` with a
     seeded random policy into the store at ``out``; returns the rows written (resets excluded)."""
@@ -198,7 +200,8 @@ def record_env(
             "world_metadata": meta,
             "recorder": {"env": spec, "env_kwargs": dict(env_kwargs or {}), "policy": "random", "seed": seed},
         }
-        with WorldStore.open(str(out), mode="a") as store:
+        bar = tqdm(total=episodes * steps, desc=f"record {meta['world']}", unit="step", disable=not progress)
+        with WorldStore.open(str(out), mode="a") as store, bar:
             for e in range(episodes):
                 world_seed = seed + e
                 rng = np.random.Generator(np.random.PCG64(world_seed))
@@ -238,6 +241,7 @@ def record_env(
                             commit=t % commit_every == 0,
                         )
                         rows += 1
+                        bar.update()
                         if not env.agents:
                             break
     finally:
