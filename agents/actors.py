@@ -103,14 +103,12 @@ class ModelRenderer:
         self, checkpoint=None, device: str = "cpu", render: RenderConfig | None = None, precision: str | None = None
     ) -> None:
         from multiworld.models.checkpoint import load_checkpoint
-        from multiworld.models.geometry import Camera
         from multiworld.runtime.model import default_precision, resolve_device
 
         dev = resolve_device(device)
         self.model = load_checkpoint(checkpoint, dev)
         self.precision = precision or default_precision(dev)  # as the in-process simulator renders
-        r = render or RenderConfig()
-        self.cam = Camera(r.height, r.width, r.fov_degrees, r.eye_height)
+        self.cam = (render or RenderConfig()).camera
 
     def render(self, payload: dict, agents: np.ndarray, depth: bool) -> tuple[np.ndarray, np.ndarray | None]:
         import torch

@@ -109,14 +109,7 @@ def _arena_metadata(base) -> dict[str, Any]:
         "bounds": [0.0, 0.0, float(size), float(size)],
         "cell_size": 1.0,
         "units": "cells",
-        "camera": {
-            "height": cfg.height,
-            "width": cfg.width,
-            "fov_degrees": cfg.fov_degrees,
-            "eye_height": cfg.eye_height,
-            "near": cfg.near,
-            "far": float(base.max_depth),
-        },
+        "camera": cfg.metadata(far=base.max_depth),
     }
 
 

@@ -2,9 +2,10 @@
 
 Everything here is where a ray from a camera goes, and where a point lands in a camera; none of
 it knows what the world contains. The world-aligned grid has cell (i, j) covering
-``x in [j, j+1), y in [i, i+1)`` (x east, y south); a camera sits at (x, y, eye height), looks
-along its heading with no pitch or roll, and image column ``w`` looks along
-``forward + right * cam_x[w]`` so that the ray parameter ``t`` is depth along the view axis.
+``x in [j, j+1), y in [i, i+1)`` (x east, y south); a camera (``multiworld.world.camera.Camera``,
+the oracle's too) sits at (x, y, eye height), looks along its heading with no pitch or roll,
+and image column ``w`` looks along ``forward + right * cam_x[w]`` so that the ray parameter
+``t`` is depth along the view axis.
 """
 
 from __future__ import annotations
@@ -14,28 +15,9 @@ import math
 
 import torch
 
-
-@dataclasses.dataclass(frozen=True)
-class Camera:
-    """Pinhole camera of every agent: image size, horizontal field of view and eye height."""
-
-    height: int = 64
-    width: int = 64
-    fov_degrees: float = 90.0
-    eye_height: float = 0.5
-    near: float = 0.05
-
-    @property
-    def focal(self) -> float:
-        return (self.width / 2) / math.tan(math.radians(self.fov_degrees) / 2)
-
-    def cam_x(self, device=None) -> torch.Tensor:
-        """(W,) lateral slope of each column's ray (right component per unit of depth)."""
-        return (torch.arange(self.width, device=device, dtype=torch.float32) + 0.5 - self.width / 2) / self.focal
-
-    def row_tan(self, device=None) -> torch.Tensor:
-        """(H,) tangent of each pixel row's elevation (positive above the horizon)."""
-        return (self.height / 2 - torch.arange(self.height, device=device, dtype=torch.float32) - 0.5) / self.focal
+# The agents' one camera, shared with the oracle's renderer (``RenderConfig`` is a ``Camera``);
+# ``multiworld.models.geometry.Camera`` stays its name here.
+from multiworld.world.camera import Camera
 
 
 def frames(poses: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

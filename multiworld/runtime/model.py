@@ -206,7 +206,6 @@ class ModelSimulator(InProcessSimulator):
         **arena_overrides,
     ) -> None:
         from multiworld.models.checkpoint import DEFAULT_CHECKPOINT, load_checkpoint, read_config
-        from multiworld.models.geometry import Camera
         from multiworld.models.world_model import scenario_id
 
         self.scenario = get_scenario(scenario) if isinstance(scenario, str) else scenario
@@ -241,7 +240,7 @@ class ModelSimulator(InProcessSimulator):
         # trained at 64x64, 90 degrees, where its fidelity is measured. The encoder reads the
         # reset views at the size it was trained on.
         render = render or RenderConfig()
-        self.cam = Camera(render.height, render.width, render.fov_degrees, render.eye_height)
+        self.cam = render.camera  # the oracle's camera, near plane included
         self.sensor = Raycaster(RenderConfig(), device=self.device)
         precision = precision or default_precision(self.device)
         if precision not in ("fp32", "bf16"):

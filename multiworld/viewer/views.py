@@ -159,19 +159,24 @@ class ViewSource:
             parts.append(self._render_oracle(lo, hi) if self.kind == "oracle" else self._render_model(lo, hi))
         return np.concatenate(parts) if parts else np.zeros((0, 0, self.height, self.width, 3), np.uint8)
 
+    def render_config(self):
+        """The oracle's renderer config at the world's frame size; its ``.camera`` renders model worlds."""
+        from multiworld.world.render import RenderConfig
+
+        return RenderConfig(height=self.height, width=self.width)
+
     def _render_oracle(self, start: int, stop: int) -> np.ndarray:
-        from multiworld.world.render import Raycaster, RenderConfig
+        from multiworld.world.render import Raycaster
 
         states = self.reader.states(start, stop)
         with self.checkpoints.lock:
             if self._raycaster is None:
-                self._raycaster = Raycaster(RenderConfig(height=self.height, width=self.width))
+                self._raycaster = Raycaster(self.render_config())
             return self._raycaster.render(states).rgb.cpu().numpy()
 
     def _render_model(self, start: int, stop: int) -> np.ndarray:
         import torch
 
-        from multiworld.models.geometry import Camera
         from multiworld.models.world_model import LatentState
 
         tokens = np.asarray(self.reader.read("tokens", start, stop), np.float32)
@@ -189,5 +194,5 @@ class ViewSource:
                     f"{self._checkpoint.name} (width {model.cfg.dim})"
                 )
             latent = LatentState.unpack(tokens, size)
-            rgb, _ = model.render(latent, Camera(self.height, self.width))
+            rgb, _ = model.render(latent, self.render_config().camera)
             return (rgb.float().clamp(0, 1) * 255).round().to(torch.uint8).cpu().numpy()

@@ -7,9 +7,10 @@ Every pixel gets an index into a colour atlas (see ``textures``) and colours are
 once at the end. Besides RGB the renderer can return, per pixel, the depth, the entity
 seen and the world point seen: ground-truth correspondences between agents' views.
 
-Camera: at (x, y, eye_height), looking along the heading, no pitch or roll. Depth is the
-distance along the view axis, so a wall at depth d spans ``focal / d`` pixel rows per unit
-of height, with ``focal = (width / 2) / tan(fov / 2)``.
+Camera: ``multiworld.world.camera.Camera`` (shared with the learned model), at (x, y,
+eye_height), looking along the heading, no pitch or roll. Depth is the distance along the view
+axis, so a wall at depth d spans ``focal / d`` pixel rows per unit of height, with
+``focal = (width / 2) / tan(fov / 2)``.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
+from multiworld.world.camera import Camera
 from multiworld.world.state import MAX_AGENTS, WorldState
 from multiworld.world.textures import BOX_MATERIAL, GOAL_PATTERN, SHADES, TEXELS, build_atlas
 
@@ -55,28 +57,14 @@ def single_thread():
 
 
 @dataclasses.dataclass(frozen=True)
-class RenderConfig:
-    height: int = 64
-    width: int = 64
-    fov_degrees: float = 90.0
-    eye_height: float = 0.5
+class RenderConfig(Camera):
+    """The oracle renderer's settings: the agents' :class:`~multiworld.world.camera.Camera` (its
+    fields, validated there; ``.camera`` is the camera alone) and the sizes of the sprites."""
+
     agent_height: float = 0.8
     agent_half_width: float = 0.2
     item_height: float = 0.3
     item_half_width: float = 0.15
-    near: float = 0.05
-
-    def __post_init__(self) -> None:
-        if self.height < 2 or self.width < 2 or self.height % 2 or self.width % 2:
-            raise ValueError(f"image size must be even and >= 2, got {self.height}x{self.width}")
-        if not 10.0 <= self.fov_degrees <= 170.0:
-            raise ValueError(f"fov_degrees must be in [10, 170], got {self.fov_degrees}")
-        if not 0.0 < self.eye_height < 1.0:
-            raise ValueError(f"eye_height must be in (0, 1), got {self.eye_height}")
-
-    @property
-    def focal(self) -> float:
-        return (self.width / 2) / math.tan(math.radians(self.fov_degrees) / 2)
 
 
 @dataclasses.dataclass
@@ -105,12 +93,12 @@ class Raycaster:
         self.device = torch.device(device)
         atlas = build_atlas(cfg.height)
         self.atlas = atlas
-        w, h, f = cfg.width, cfg.height, cfg.focal
+        w, h = cfg.width, cfg.height
         self._cols = torch.arange(w, device=self.device, dtype=torch.float32)
         # Ray direction of column w = forward + right * cam_x[w] (forward component 1: depth = t).
-        self._cam_x = (self._cols + 0.5 - w / 2) / f
+        self._cam_x = cfg.cam_x(self.device)
         rows = torch.arange(h, device=self.device, dtype=torch.float32)
-        self._row_tan = (h / 2 - rows - 0.5) / f  # tangent of the elevation of each pixel row
+        self._row_tan = cfg.row_tan(self.device)  # tangent of the elevation of each pixel row
         self._rows = rows
         # Atlas colours packed as RGBA bytes in one int32 each, so a pixel's colour is one gather.
         rgba = np.concatenate([atlas.colours, np.full((len(atlas.colours), 1), 255, np.uint8)], axis=1)
@@ -369,7 +357,7 @@ def _cast(cx, cy, dx, dy, flat_grid, world_off, s: int):
     )
 
 
-def project(points: np.ndarray, pose: np.ndarray, cfg: RenderConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def project(points: np.ndarray, pose: np.ndarray, cfg: Camera) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Project world points ``(..., 3)`` into the camera at ``pose`` (x, y, heading).
 
     Returns (row, col, depth): continuous pixel coordinates (pixel (r, c) covers [r, r+1) x
