@@ -175,6 +175,8 @@ class ViewSource:
             return self._raycaster.render(states).rgb.cpu().numpy()
 
     def _render_model(self, start: int, stop: int) -> np.ndarray:
+        import contextlib
+
         import torch
 
         from multiworld.models.world_model import LatentState
@@ -194,5 +196,10 @@ class ViewSource:
                     f"{self._checkpoint.name} (width {model.cfg.dim})"
                 )
             latent = LatentState.unpack(tokens, size)
-            rgb, _ = model.render(latent, self.render_config().camera)
+            # The precision the run rendered at (bf16 autocast on CPUs that compute it natively):
+            # the same tokens rendered in fp32 differ by a level here and there.
+            precision = (self.reader.attrs.get("model") or {}).get("precision", "fp32")
+            cast = torch.autocast("cpu", dtype=torch.bfloat16) if precision == "bf16" else contextlib.nullcontext()
+            with cast:
+                rgb, _ = model.render(latent, self.render_config().camera)
             return (rgb.float().clamp(0, 1) * 255).round().to(torch.uint8).cpu().numpy()
