@@ -104,7 +104,7 @@ class ModelRenderer:
     ) -> None:
         from multiworld.models.checkpoint import load_checkpoint
         from multiworld.models.geometry import Camera
-        from multiworld.runtime.model import default_precision, resolve_device
+        from multiworld.sim.model import default_precision, resolve_device
 
         dev = resolve_device(device)
         self.model = load_checkpoint(checkpoint, dev)

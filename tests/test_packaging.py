@@ -70,7 +70,7 @@ def test_built_wheel_imports_every_subpackage_in_a_fresh_venv(tmp_path):
         "    mod = importlib.import_module(name)\n"
         f"    assert pathlib.Path(mod.__file__).is_relative_to({str(venv)!r}), (name, mod.__file__)\n"
         "assert importlib.util.find_spec('state') is None and importlib.util.find_spec('agents') is None\n"
-        "from multiworld.runtime.model import ModelSimulator\n"
+        "from multiworld.sim.model import ModelSimulator\n"
         "from multiworld.world.scenarios import get_scenario\n"
         "ModelSimulator(get_scenario('forage-v0'), 2).reset([0])  # loads the packaged checkpoint\n"
         "from multiworld.viewer.server import _static_files\n"
@@ -79,3 +79,21 @@ def test_built_wheel_imports_every_subpackage_in_a_fresh_venv(tmp_path):
     )
     out = subprocess.run([py, "-c", code], check=True, capture_output=True, text=True, cwd=tmp_path)
     assert out.stdout.strip() == "ok"
+
+
+MOVED = {
+    "multiworld.runtime.base": "multiworld.sim.base",
+    "multiworld.runtime.oracle": "multiworld.sim.oracle",
+    "multiworld.runtime.model": "multiworld.sim.model",
+    "multiworld.runtime.stacked": "multiworld.sim.stacked",
+    "multiworld.runtime.private": "multiworld.sim.private",
+    "multiworld.bench.bounds": "multiworld.sim.bounds",
+}
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
+@pytest.mark.parametrize("old", sorted(MOVED))
+def test_moved_modules_keep_their_old_import_paths(old):
+    import importlib
+
+    assert importlib.import_module(old) is importlib.import_module(MOVED[old])

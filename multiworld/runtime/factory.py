@@ -1,4 +1,4 @@
-"""Build a :class:`~multiworld.runtime.base.Simulator` from a backend name and a runtime name.
+"""Build a :class:`~multiworld.sim.base.Simulator` from a backend name and a runtime name.
 
 Two registries make the plug-in points; the env layer only ever calls :func:`make_simulator`:
 
@@ -20,7 +20,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from multiworld.runtime.base import Simulator
+from multiworld.sim.base import Simulator
 from multiworld.world.render import RenderConfig
 from multiworld.world.scenarios import Scenario, get_scenario
 
@@ -53,7 +53,7 @@ def _oracle(
     device: str = "cpu",
     **kwargs,
 ) -> Simulator:
-    from multiworld.runtime.oracle import OracleSimulator
+    from multiworld.sim.oracle import OracleSimulator
 
     return OracleSimulator(
         scenario, num_agents, num_worlds=num_worlds, render=render, depth=depth, device=device, **kwargs
@@ -66,7 +66,7 @@ def _local(backend: str, **spec) -> Simulator:
 
 BACKENDS: dict[str, BackendFn] = {
     "oracle": _oracle,
-    "model": lambda **spec: __import__("multiworld.runtime.model", fromlist=["ModelSimulator"]).ModelSimulator(**spec),
+    "model": lambda **spec: __import__("multiworld.sim.model", fromlist=["ModelSimulator"]).ModelSimulator(**spec),
 }
 RUNTIMES: dict[str, RuntimeFn] = {
     "local": _local,

@@ -49,7 +49,7 @@ from typing import Any
 import numpy as np
 
 from multiworld.agents.actors import AgentActor, RenderedViews, StateHandle
-from multiworld.runtime.base import Observation, Simulator, restart_inputs
+from multiworld.sim.base import Observation, Simulator, restart_inputs
 from multiworld.world.dynamics import validate_actions
 from multiworld.world.state import WorldState, agent_names
 
@@ -337,7 +337,7 @@ class WorldActor:
     def _record(self, rgb: np.ndarray) -> None:
         """Append this version's row to every running world; create the store worlds of the worlds
         that (re)started, with this version as their row 0."""
-        from multiworld.runtime.base import Observation
+        from multiworld.sim.base import Observation
 
         state = self.sim.world_state()
         if len(self.recorders) != self.sim.num_worlds:

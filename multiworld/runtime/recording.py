@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from multiworld.runtime.base import Observation, Simulator
+from multiworld.sim.base import Observation, Simulator
 from multiworld.state import WorldStore, WorldWriter
 
 
