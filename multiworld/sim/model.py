@@ -19,8 +19,11 @@ import pathlib
 import numpy as np
 import torch
 
+from multiworld.models.checkpoint import check_checkpoint, weights_sha256
+from multiworld.models.refiner import noise_generator, noise_key
 from multiworld.sim.base import InProcessSimulator, Observation, initial_state
 from multiworld.sim.oracle import agent_names
+from multiworld.sim.readout import decode_state, event_dicts
 from multiworld.world.render import Raycaster, RenderConfig
 from multiworld.world.scenarios import Scenario, get_scenario
 from multiworld.world.state import WorldState
@@ -45,132 +48,6 @@ def default_precision(device: torch.device) -> str:
     if device.type == "cpu" and getattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)():
         return "bf16"
     return "fp32"
-
-
-def decode_state(model, latent, ref: WorldState) -> WorldState:
-    """The symbolic state read out of ``latent`` by the decoder heads (measurement only).
-
-    Walls, floor, goals, boxes and items come from the cell heads; agent poses from the agent
-    tokens. Object identities (list order) follow ``ref``, the previous readout: a box that is no
-    longer on a decoded box cell moves to the nearest free decoded box cell; an item is alive
-    while its cell decodes as an item."""
-    with torch.no_grad():
-        dec = {k: v.cpu().numpy() for k, v in model.heads.decode(latent.scene).items()}
-    out = ref.copy()
-    out.walls = dec["wall"].astype(np.uint8)
-    out.floor = dec["floor"].astype(np.uint8)
-    out.goals = dec["goal"].astype(bool)
-    out.poses = latent.poses.detach().float().cpu().numpy().astype(np.float32)
-    b = np.arange(ref.num_worlds)[:, None]
-    if ref.items.shape[1]:
-        out.items_alive = ref.items_alive & dec["item"][b, ref.items[..., 0], ref.items[..., 1]].astype(bool)
-    for w in range(ref.num_worlds):
-        cells = {tuple(c) for c in np.argwhere(dec["box"][w])}
-        keep = [tuple(c) in cells for c in ref.boxes[w]]
-        free = cells - {tuple(c) for c, k in zip(ref.boxes[w], keep) if k}
-        for m in np.flatnonzero(~np.array(keep, bool)):
-            if not free:
-                break
-            c = min(free, key=lambda x, m=m: abs(x[0] - ref.boxes[w, m, 0]) + abs(x[1] - ref.boxes[w, m, 1]))
-            out.boxes[w, m] = c
-            free.discard(c)
-    return out
-
-
-def event_dicts(before: WorldState, after: WorldState, push: np.ndarray, pick: np.ndarray, names: list[str]):
-    """Per world, the event dicts of the model's push and pickup heads, with the box or item
-    identified from the readouts before and after (the one that changed nearest the agent)."""
-    out = []
-    for w in range(after.num_worlds):
-        events = []
-        moved = np.flatnonzero(np.any(before.boxes[w] != after.boxes[w], axis=-1))
-        taken = np.flatnonzero(before.items_alive[w] & ~after.items_alive[w])
-        cell = np.stack([np.floor(after.poses[w, :, 1]), np.floor(after.poses[w, :, 0])], -1)
-        for i, name in enumerate(names):
-            if push[w, i]:
-                if len(moved):
-                    m = moved[np.argmin(np.abs(before.boxes[w, moved] - cell[i]).sum(-1))]
-                    events.append(
-                        {
-                            "type": "push",
-                            "agent": name,
-                            "box": int(m),
-                            "from": before.boxes[w, m].tolist(),
-                            "to": after.boxes[w, m].tolist(),
-                        }
-                    )
-                else:
-                    events.append({"type": "push", "agent": name, "box": -1, "from": [-1, -1], "to": [-1, -1]})
-            if pick[w, i]:
-                pool = taken if len(taken) else np.flatnonzero(before.items_alive[w])
-                item = int(pool[np.argmin(np.abs(before.items[w, pool] - cell[i]).sum(-1))]) if len(pool) else -1
-                events.append({"type": "pickup", "agent": name, "item": item})
-        out.append(events)
-    return out
-
-
-def noise_key(seed: int, world_seed: int) -> int:
-    """The key of one world's sampler noise (63 bits), from the simulator's ``seed`` and the world's seed."""
-    words = [int(seed) % 2**64, int(world_seed) % 2**64]
-    return int(np.random.SeedSequence(words).generate_state(1, np.uint64)[0]) >> 1
-
-
-def noise_generator(key: int, step: int, device: torch.device) -> torch.Generator:
-    """The generator of a world's sampler noise at state version ``step``: a function of the world's
-    key and the step only, so a world resumed from a stored row draws exactly the noise it would
-    have drawn (whatever batch it runs in)."""
-    seed = int(np.random.SeedSequence([int(key), int(step) % 2**64]).generate_state(1, np.uint64)[0])
-    return torch.Generator(device=device).manual_seed(seed)
-
-
-def weights_sha256(model) -> str:
-    """sha256 of ``model``'s weights as ``save_checkpoint`` writes them (``model.safetensors``):
-    the hash a checkpoint of this model records in its ``config.json``."""
-    import hashlib
-
-    from safetensors.torch import save
-
-    from multiworld.models.checkpoint import FORMAT
-
-    tensors = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
-    return hashlib.sha256(save(tensors, metadata={"format": FORMAT})).hexdigest()
-
-
-def _shipped_name(digest: str | None) -> str:
-    """`` (the shipped 'default' checkpoint)`` if ``digest`` is a shipped checkpoint's, else ``""``."""
-    import json
-
-    from multiworld.models.checkpoint import SHIPPED
-
-    if digest:
-        for config in sorted(SHIPPED.glob("*/config.json")):
-            try:
-                if json.loads(config.read_text()).get("weights_sha256") == digest:
-                    return f" (the shipped {config.parent.name!r} checkpoint)"
-            except (OSError, ValueError):
-                continue
-    return ""
-
-
-def check_checkpoint(world_id: str, stored: str | None, mine: str | None) -> None:
-    """Raise CheckpointError unless a stored world's tokens were written by this checkpoint."""
-    from multiworld.models.checkpoint import CheckpointError
-
-    if stored is not None and stored == mine:
-        return
-    if stored is None:
-        raise CheckpointError(
-            f"stored world {world_id!r} has scene tokens but records no checkpoint sha256 (checkpoint_hash "
-            f"is null), so the weights that wrote them are unknown; this simulator runs checkpoint sha256 "
-            f"{mine}{_shipped_name(mine)}. Tokens mean something only to the checkpoint that wrote them: "
-            "resume the world's symbolic state instead (options={'start_state': ...}) or record it again"
-        )
-    raise CheckpointError(
-        f"stored world {world_id!r} was written by checkpoint sha256 {stored}{_shipped_name(stored)}, "
-        f"but this simulator runs checkpoint sha256 {mine}{_shipped_name(mine)}; tokens of one checkpoint "
-        f"mean nothing to another: pass checkpoint=<the directory whose config.json records weights_sha256 "
-        f"{stored}>"
-    )
 
 
 class ModelSimulator(InProcessSimulator):
