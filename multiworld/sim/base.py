@@ -96,14 +96,6 @@ def stored_states(sources: Sequence[tuple[WorldReader, int]], num_worlds: int) -
     return WorldState.concat([reader.state(int(step)) for reader, step in sources])
 
 
-def clear_restarted(obs: Observation, restart: np.ndarray) -> Observation:
-    """``obs`` with reward 0, terminated False and no events for the restarted worlds."""
-    obs.rewards = np.where(restart[:, None], 0, obs.rewards).astype(np.float32)
-    obs.terminated = np.asarray(obs.terminated, bool) & ~restart
-    obs.events = [[] if r else list(ev) for r, ev in zip(restart, obs.events, strict=True)]
-    return obs
-
-
 class Simulator(abc.ABC):
     """B worlds advanced together. Implementations: the oracle and the learned model (both
     :class:`InProcessSimulator`), the Ray runtime, and the private-state wrapper."""
@@ -141,8 +133,10 @@ class Simulator(abc.ABC):
         joint, restart = restart_inputs(actions, restart, start, self.num_worlds, self.num_agents)
         stepped = self.step(joint)
         obs = self.reset(list(seeds), start=self.world_state().replace_worlds(restart, start))
-        obs.rewards, obs.terminated, obs.events = stepped.rewards, stepped.terminated, stepped.events
-        return clear_restarted(obs, restart)
+        obs.rewards, obs.terminated, obs.events = clear_outcome(
+            (stepped.rewards, stepped.terminated, stepped.events), restart
+        )
+        return obs
 
     def resume(self, sources: Sequence[tuple[WorldReader, int]], seeds: list[int]) -> Observation:
         """Continue every world from a stored row: ``sources`` holds one ``(reader, step)`` per world.
@@ -213,10 +207,14 @@ class InProcessSimulator(Simulator):
     ) -> Observation:
         return self.observe(self.advance_and_restart(actions, restart, start, seeds))
 
-    def _first_observation(self) -> Observation:
-        """The observation right after a reset: zero rewards, nothing terminated, no events."""
+    def reset_outcome(self) -> Outcome:
+        """The outcome of a reset: zero rewards, nothing terminated, no events."""
         zeros = np.zeros((self.num_worlds, self.num_agents), np.float32)
-        return self.observe((zeros, np.zeros(self.num_worlds, bool), [[] for _ in range(self.num_worlds)]))
+        return zeros, np.zeros(self.num_worlds, bool), [[] for _ in range(self.num_worlds)]
+
+    def _first_observation(self) -> Observation:
+        """The observation right after a reset."""
+        return self.observe(self.reset_outcome())
 
     @abc.abstractmethod
     def _advance(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray, list[list[dict]]]:
