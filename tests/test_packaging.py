@@ -97,3 +97,11 @@ def test_moved_modules_keep_their_old_import_paths(old):
     import importlib
 
     assert importlib.import_module(old) is importlib.import_module(MOVED[old])
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
+def test_the_split_ray_runtime_keeps_its_old_import_path():
+    from multiworld.runtime import ray_options, ray_runtime, ray_simulator, ray_world
+
+    assert ray_runtime.RayOptions is ray_options.RayOptions and ray_runtime.connect is ray_options.connect
+    assert ray_runtime.WorldActor is ray_world.WorldActor and ray_runtime.build is ray_simulator.build

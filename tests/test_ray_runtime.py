@@ -12,7 +12,7 @@ from ray_fixtures import ray_session  # noqa: F401 - session fixture
 
 import multiworld
 from multiworld.runtime.factory import make_simulator
-from multiworld.runtime.ray_runtime import (
+from multiworld.runtime.ray_options import (
     RayOptions,
     VersionMismatchError,
     WorldActorLostError,

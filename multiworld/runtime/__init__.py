@@ -1,5 +1,6 @@
 """Where a simulator runs: in this process (:mod:`~multiworld.runtime.factory`'s ``local``) or on Ray
-(:mod:`~multiworld.runtime.ray_runtime`). The simulators themselves are in :mod:`multiworld.sim`."""
+(:mod:`~multiworld.runtime.ray_options`, :mod:`~multiworld.runtime.ray_world`,
+:mod:`~multiworld.runtime.ray_simulator`). The simulators themselves are in :mod:`multiworld.sim`."""
 
 
 def _moved(old: str, new: str) -> None:

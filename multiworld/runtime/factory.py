@@ -154,4 +154,4 @@ def make_simulator(
     )
 
 
-register_runtime("ray", lambda b, **s: __import__("multiworld.runtime.ray_runtime", fromlist=["_"]).build(b, **s))
+register_runtime("ray", lambda b, **s: __import__("multiworld.runtime.ray_simulator", fromlist=["_"]).build(b, **s))

@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from multiworld.runtime.ray_runtime import connect
+from multiworld.runtime.ray_options import connect
 
 COMMIT_EVERY = 16  # steps per store commit (one commit marker write per 16 rows)
 
