@@ -280,3 +280,66 @@ def test_model_vector_env_autoreset_on_ray_equals_local(tmp_path):
         assert remote.world_state().equals(local.world_state())
     finally:
         remote.close()
+
+
+def _stored(url: str) -> dict:
+    """Every world of the store at ``url``: its attributes (but its creation time) and every array."""
+    out = {}
+    with WorldStore.open(url, "r") as store:
+        for wid in store.worlds():
+            reader = store.world(wid)
+            arrays = {**reader.static, **{n: reader.read(n) for n in reader.arrays if n not in reader.static}}
+            out[wid] = ({k: v for k, v in reader.attrs.items() if k != "created"}, arrays)
+    return out
+
+
+@pytest.mark.parametrize("backend", ["oracle", "model"])
+def test_local_and_ray_runtimes_record_the_same_store(backend, tiny_checkpoint, tmp_path):
+    """One scenario with the same seeds and actions, an autoreset included, recorded by the local runtime
+    (its simulator and the recorder) and by the ray runtime (its world actor): the two stores hold the
+    same worlds, with every array and every attribute equal (but the time each world was created)."""
+    from multiworld.runtime.recording import WorldsRecorder
+    from multiworld.world.arena import generate
+
+    spec = dict(scenario="forage-v0", num_agents=2, num_worlds=2, render=RENDER)
+    if backend == "model":
+        spec["checkpoint"] = tiny_checkpoint
+    urls = {"local": str(tmp_path / "local"), "ray": str(tmp_path / "ray")}
+    local = make_simulator(backend, "local", **spec)
+    remote = make_simulator(backend, "ray", **spec, ray_options={"store": urls["ray"], "record_frames": True})
+    store = WorldStore.open(urls["local"], "w")
+    recorder = WorldsRecorder(store, local, "forage-v0", frames=True)
+    rng = np.random.default_rng(3)
+    seeds = [5, 6]
+    try:
+        recorder.begin({0: "ep00000-b0", 1: "ep00000-b1"}, seeds)
+        obs = local.reset(seeds)
+        recorder.record(obs, None)
+        _same(obs, remote.reset(seeds))
+        for t in range(6):
+            actions = rng.integers(0, 8, (2, 2))
+            if t == 3:  # world 1 starts over: a new store world, the next episode's
+                mask, seeds, fresh = np.array([False, True]), [5, 16], generate(local.arena, [16])
+                recorder.begin({1: "ep00001-b1"}, seeds)
+                obs = local.step_and_restart(actions, mask, fresh, seeds)
+                _same(obs, remote.step_and_restart(actions, mask, fresh, seeds))
+            else:
+                obs = local.step(actions)
+                _same(obs, remote.step(actions))
+            recorder.record(obs, actions)
+    finally:
+        recorder.close()
+        store.close()
+        remote.close()
+    ours, theirs = _stored(urls["local"]), _stored(urls["ray"])
+    assert sorted(ours) == sorted(theirs) == ["ep00000-b0", "ep00000-b1", "ep00001-b1"]
+    for wid, (attrs, arrays) in ours.items():
+        assert attrs == theirs[wid][0], wid
+        assert arrays.keys() == theirs[wid][1].keys(), wid
+        for name, value in arrays.items():
+            other = theirs[wid][1][name]
+            if name == "events":
+                assert value == other, (wid, name)
+            else:
+                assert value.dtype == other.dtype and np.array_equal(value, other, equal_nan=True), (wid, name)
+    assert ours["ep00000-b1"][1]["step"].tolist() == [0, 1, 2, 3] and "frames" in ours["ep00001-b1"][1]
