@@ -19,9 +19,9 @@ import pathlib
 import numpy as np
 import torch
 
-from multiworld.models.checkpoint import check_checkpoint, weights_sha256
+from multiworld.models.checkpoint import CheckpointError, check_checkpoint, weights_sha256
 from multiworld.models.refiner import noise_generator, noise_key
-from multiworld.sim.base import InProcessSimulator, Observation, initial_state
+from multiworld.sim.base import InProcessSimulator, Observation, initial_state, stored_states
 from multiworld.sim.oracle import agent_names
 from multiworld.sim.readout import decode_state, event_dicts
 from multiworld.world.render import Raycaster, RenderConfig
@@ -107,8 +107,6 @@ class ModelSimulator(InProcessSimulator):
         else:
             self.model = model.to(self.device).eval()
         if not hasattr(self.model, "encode"):
-            from multiworld.models.checkpoint import CheckpointError
-
             raise CheckpointError(
                 f"checkpoint {checkpoint} is a {type(self.model).__name__}, not a latent world model; "
                 "a stacked-frames checkpoint runs as the benchmarks' `stacked` variant (--stacked-checkpoint)"
@@ -223,8 +221,6 @@ class ModelSimulator(InProcessSimulator):
 
     def resume_state(self, sources, seeds: list[int]) -> None:
         """:meth:`resume` without rendering (the Ray world actor's recovery)."""
-        from multiworld.sim.base import stored_states
-
         start = stored_states(sources, self.num_worlds)
         with_tokens = [reader.has_tokens for reader, _ in sources]
         if any(with_tokens) and not all(with_tokens):
