@@ -1,6 +1,6 @@
 """Agent actors of the ray runtime: each holds a renderer replica and renders its agents' views.
 
-The world actor (``multiworld.runtime.ray_runtime``) owns the state and publishes, per state
+The world actor (``multiworld.runtime.ray_world``) owns the state and publishes, per state
 version, a *payload* (what a renderer needs: for the oracle the :class:`WorldState`; for the
 learned model scene tokens, poses and colours) with ``ray.put``. Agent actors receive a
 :class:`StateHandle` (the version plus the payload's ObjectRef) and fetch the payload from the
@@ -103,7 +103,7 @@ class ModelRenderer:
         self, checkpoint=None, device: str = "cpu", render: RenderConfig | None = None, precision: str | None = None
     ) -> None:
         from multiworld.models.checkpoint import load_checkpoint
-        from multiworld.runtime.model import default_precision, resolve_device
+        from multiworld.sim.model import default_precision, resolve_device
 
         dev = resolve_device(device)
         self.model = load_checkpoint(checkpoint, dev)
@@ -220,15 +220,14 @@ class AgentActor:
     ) -> int:
         """Put back the recent frames of rows ``..last`` of ``world_ids`` (one per world; ``last`` one row,
         or one per world when an autoreset left them at different versions) from the store."""
+        from multiworld.runtime.recording import stored_frames
         from multiworld.state import WorldStore
 
         store = WorldStore.open(url, "r", storage_options=storage_options)
         try:
             readers = [store.world(w) for w in world_ids]
             lasts = np.broadcast_to(np.asarray(last, np.int64), (len(world_ids),))
-            k = int(min(self.recent.maxlen or 1, lasts.min() + 1))
-            rows = [lasts - (k - 1 - j) for j in range(k)]
-            frames = [(v.copy(), np.stack([r.frames(int(t)) for r, t in zip(readers, v)])) for v in rows]
+            frames = stored_frames(readers, lasts, self.recent.maxlen)
         finally:
             store.close()
         return self.restore(frames)

@@ -26,8 +26,8 @@ import torch
 from common import markdown_table, write_results
 from tqdm import tqdm
 
-from multiworld.runtime.base import Simulator
 from multiworld.runtime.factory import make_simulator
+from multiworld.sim.base import Simulator
 from multiworld.world.arena import generate
 
 

@@ -34,8 +34,8 @@ from tqdm import tqdm
 from multiworld.bench.fidelity import psnr, symbolic_accuracy
 from multiworld.bench.stats import interval, mean_of, resamples
 from multiworld.models.checkpoint import DEFAULT_CHECKPOINT, load_checkpoint, read_config
-from multiworld.runtime.model import ModelSimulator
 from multiworld.seeds import MODEL_EVALUATION
+from multiworld.sim.model import ModelSimulator
 from multiworld.world.arena import generate
 from multiworld.world.dynamics import step as world_step
 from multiworld.world.render import Raycaster, RenderConfig

@@ -20,12 +20,12 @@ import torch
 from common import markdown_table, write_results
 from tqdm import tqdm
 
-from multiworld.runtime.model import ModelSimulator
 from multiworld.seeds import model_evaluation_seeds
+from multiworld.sim.model import ModelSimulator
 
 
 def measure(checkpoint, agents: int, steps: int, threads: int, sampler_steps: int = 0) -> dict:
-    from multiworld.runtime.model import decode_state
+    from multiworld.sim.model import decode_state
 
     torch.set_num_threads(threads)
     sim = ModelSimulator("forage-v0", agents, checkpoint=checkpoint, sampler_steps=sampler_steps)

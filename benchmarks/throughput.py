@@ -20,7 +20,7 @@ from tqdm import tqdm
 sys.path.insert(0, __import__("os").path.dirname(__file__))
 from common import markdown_table, write_results
 
-from multiworld.runtime.oracle import OracleSimulator
+from multiworld.sim.oracle import OracleSimulator
 from multiworld.world.render import Raycaster
 from multiworld.world.scenarios import get_scenario
 

@@ -11,7 +11,7 @@ The model here is deliberately small and hand-written so the file stays readable
 agent's frame observed at reset and, when the agent turns, rolls the frame sideways by the
 turn's angle in pixels (a pinhole camera: ``focal * tan(angle)`` columns near the centre); it
 ignores every other action. Replace ``TurnShift`` with your network: subclassing
-:class:`multiworld.runtime.stacked.FrameSimulator` gives you the reset observations (every
+:class:`multiworld.sim.stacked.FrameSimulator` gives you the reset observations (every
 agent's view and pose of the start state) and the bookkeeping, so only three methods remain.
 """
 
@@ -21,7 +21,7 @@ import math
 
 import numpy as np
 
-from multiworld.runtime.stacked import FrameSimulator
+from multiworld.sim.stacked import FrameSimulator
 from multiworld.world.render import RenderConfig
 from multiworld.world.state import Action
 

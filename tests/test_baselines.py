@@ -14,14 +14,14 @@ from hypothesis import strategies as st
 from test_bench import one_thread  # noqa: F401 - the same module-scoped one-thread fixture
 
 from multiworld.bench import report, stats, variants
-from multiworld.bench.bounds import MeanFrameSimulator, PersistenceSimulator
 from multiworld.bench.events import EventTask, run_event_task
 from multiworld.bench.variants import VARIANTS, CheckedSimulator, SimSpec, Variant, load_factory, registered
 from multiworld.cli import main
 from multiworld.models.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from multiworld.models.stacked import StackedFramesConfig, StackedFramesModel
-from multiworld.runtime.stacked import StackedFramesSimulator
 from multiworld.seeds import probe_seeds
+from multiworld.sim.bounds import MeanFrameSimulator, PersistenceSimulator
+from multiworld.sim.stacked import StackedFramesSimulator
 from multiworld.world.arena import generate
 from multiworld.world.render import Raycaster
 from multiworld.world.scenarios import get_scenario
@@ -121,7 +121,7 @@ def test_stacked_simulator_steps_every_agent_from_frames_only(tmp_path):
 def test_checkpoint_kinds_are_not_interchangeable(tmp_path):
     from model_fixtures import save_tiny_checkpoint
 
-    from multiworld.runtime.model import ModelSimulator
+    from multiworld.sim.model import ModelSimulator
 
     save_checkpoint(tiny_stacked(), tmp_path / "stacked")
     with pytest.raises(CheckpointError, match="not a latent world model"):
@@ -177,11 +177,11 @@ def test_bounds_fail_every_event_probe():
 
 def test_load_factory_names_what_is_wrong():
     assert callable(load_factory(f"{EXAMPLE}:make"))
-    assert load_factory("multiworld.bench.bounds:PersistenceSimulator") is PersistenceSimulator
+    assert load_factory("multiworld.sim.bounds:PersistenceSimulator") is PersistenceSimulator
     for bad, match in (
         ("nocolon", "module:factory"),
         ("no_such_module_xyz:make", "cannot import"),
-        ("multiworld.bench.bounds:nothing", "no callable"),
+        ("multiworld.sim.bounds:nothing", "no callable"),
         ("missing_file.py:make", "no file"),
     ):
         with pytest.raises(ValueError, match=match):
@@ -297,8 +297,8 @@ def test_private_model_renders_only_each_copys_owner_view_and_the_same_pixels():
     the ones a full render gives (within one intensity level: batch sizes round differently)."""
     from model_fixtures import tiny_world_model
 
-    from multiworld.runtime.model import ModelSimulator
-    from multiworld.runtime.private import PrivateStateSimulator
+    from multiworld.sim.model import ModelSimulator
+    from multiworld.sim.private import PrivateStateSimulator
 
     model = tiny_world_model()
     private = PrivateStateSimulator(lambda w: ModelSimulator("roam-v0", 3, w, model=model), 3, 2)

@@ -19,9 +19,9 @@ from multiworld.bench.revisit import RevisitTask, run_revisit_task
 from multiworld.bench.state_accuracy import state_accuracy
 from multiworld.bench.variants import SimSpec
 from multiworld.cli import main
-from multiworld.runtime.oracle import OracleSimulator
-from multiworld.runtime.private import PrivateStateSimulator
 from multiworld.seeds import PROBE_SEED_BASE, TRAIN_SEED_LIMIT, check_held_out, probe_seeds
+from multiworld.sim.oracle import OracleSimulator
+from multiworld.sim.private import PrivateStateSimulator
 from multiworld.world.arena import ArenaConfig, generate
 from multiworld.world.render import Raycaster
 from multiworld.world.scenarios import get_scenario

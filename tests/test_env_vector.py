@@ -204,7 +204,7 @@ def test_supersuit_vector_wrappers(scenario):
 
 def _sim(backend: str, num_worlds: int):
     from multiworld.runtime.factory import make_simulator
-    from multiworld.runtime.private import PrivateStateSimulator
+    from multiworld.sim.private import PrivateStateSimulator
     from multiworld.world.render import RenderConfig
 
     def make(worlds: int, kind: str = backend):
@@ -259,7 +259,7 @@ def test_step_and_restart_restarts_one_world_and_leaves_the_others_alone(backend
 
 
 def test_oracle_step_and_restart_equals_the_generic_step_then_reset():
-    from multiworld.runtime.base import Simulator
+    from multiworld.sim.base import Simulator
 
     fast, generic = _sim("oracle", 3), _sim("oracle", 3)
     arena = get_scenario("push-v0").arena_config(num_agents=3)

@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from multiworld.models.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from multiworld.models.data import SequenceBatcher, make_sequences, private_inputs
 from multiworld.models.world_model import LatentState, WorldModel
-from multiworld.runtime.model import ModelSimulator
+from multiworld.sim.model import ModelSimulator
 
 
 @pytest.fixture(scope="module")

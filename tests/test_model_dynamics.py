@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from multiworld.models.dynamics import OWN_VALUES, SHARED_VALUES, payout_class
 from multiworld.models.quantize import BOUND, STEP, on_lattice, snap
 from multiworld.models.world_model import LatentState
-from multiworld.runtime.model import ModelSimulator
+from multiworld.sim.model import ModelSimulator
 from multiworld.world.state import Action
 
 

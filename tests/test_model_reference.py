@@ -22,7 +22,7 @@ REFERENCE = DEFAULT_CHECKPOINT / "reference.json"
 
 
 def reference_outputs() -> dict:
-    from multiworld.runtime.model import ModelSimulator
+    from multiworld.sim.model import ModelSimulator
 
     torch.set_num_threads(1)
     sim = ModelSimulator("forage-v0", 3, num_worlds=2)

@@ -22,7 +22,7 @@ STEPS = 50
 
 
 def test_the_guard_catches_every_path_to_the_oracle():
-    from multiworld.runtime import base, oracle
+    from multiworld.sim import base, oracle
     from multiworld.world import arena, topdown
     from multiworld.world.render import Raycaster
 

@@ -70,7 +70,7 @@ def test_built_wheel_imports_every_subpackage_in_a_fresh_venv(tmp_path):
         "    mod = importlib.import_module(name)\n"
         f"    assert pathlib.Path(mod.__file__).is_relative_to({str(venv)!r}), (name, mod.__file__)\n"
         "assert importlib.util.find_spec('state') is None and importlib.util.find_spec('agents') is None\n"
-        "from multiworld.runtime.model import ModelSimulator\n"
+        "from multiworld.sim.model import ModelSimulator\n"
         "from multiworld.world.scenarios import get_scenario\n"
         "ModelSimulator(get_scenario('forage-v0'), 2).reset([0])  # loads the packaged checkpoint\n"
         "from multiworld.viewer.server import _static_files\n"
@@ -79,3 +79,17 @@ def test_built_wheel_imports_every_subpackage_in_a_fresh_venv(tmp_path):
     )
     out = subprocess.run([py, "-c", code], check=True, capture_output=True, text=True, cwd=tmp_path)
     assert out.stdout.strip() == "ok"
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
+def test_moved_modules_keep_their_old_import_paths():
+    import importlib
+
+    from multiworld.runtime import ray_options, ray_runtime, ray_simulator, ray_world
+
+    moved = [f"runtime.{m}" for m in ("base", "oracle", "model", "stacked", "private")] + ["bench.bounds"]
+    for old in moved:
+        new = "multiworld.sim." + old.split(".")[1]
+        assert importlib.import_module(f"multiworld.{old}") is importlib.import_module(new), old
+    assert ray_runtime.RayOptions is ray_options.RayOptions and ray_runtime.WorldActor is ray_world.WorldActor
+    assert ray_runtime.build is ray_simulator.build

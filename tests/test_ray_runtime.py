@@ -12,7 +12,7 @@ from ray_fixtures import ray_session  # noqa: F401 - session fixture
 
 import multiworld
 from multiworld.runtime.factory import make_simulator
-from multiworld.runtime.ray_runtime import (
+from multiworld.runtime.ray_options import (
     RayOptions,
     VersionMismatchError,
     WorldActorLostError,
@@ -208,51 +208,6 @@ def test_model_backend_matches_local_and_resumes_from_its_tokens(tiny_checkpoint
     assert WorldStore.open(opts["store"], "r").world("ep00000").has_tokens
 
 
-def test_model_autoreset_matches_local_and_gives_only_restarted_worlds_new_records(tiny_checkpoint, tmp_path):
-    """step_and_restart on the ray runtime: the restarted worlds are encoded from their fresh reset in the
-    world actor (as locally), everything equals the local runtime bit for bit, the running worlds keep
-    their store worlds and every restarted world gets a new one, whose rows are the local rows."""
-    from multiworld.world.arena import generate
-
-    spec = dict(scenario="forage-v0", num_agents=2, num_worlds=3, checkpoint=tiny_checkpoint)
-    local = make_simulator("model", "local", **spec)
-    url = str(tmp_path / "store")
-    remote = make_simulator("model", "ray", **spec, ray_options={"agents_per_actor": 1, "store": url})
-    seeds = [1, 2, 3]
-    ids = ["ep00000-b0", "ep00000-b1", "ep00000-b2"]
-    try:
-        _same(local.reset(seeds), remote.reset(seeds))
-        rows = {w: [local.tokens()[b]] for b, w in enumerate(ids)}
-        rng = np.random.default_rng(0)
-        plan = {2: [False, True, False], 4: [True, False, True]}
-        for t in range(6):
-            actions = rng.integers(0, 8, (3, 2))
-            if t in plan:
-                mask = np.array(plan[t])
-                new = [100 * t + b for b in np.flatnonzero(mask)]
-                seeds = [100 * t + b if m else s for b, (m, s) in enumerate(zip(mask, seeds))]
-                fresh = generate(local.arena, new)
-                a = local.step_and_restart(actions, mask, fresh, seeds)
-                b = remote.step_and_restart(actions, mask, fresh, seeds)
-                ids = [f"ep{t // 2:05d}-b{b}" if m else w for b, (m, w) in enumerate(zip(mask, ids))]
-            else:
-                a, b = local.step(actions), remote.step(actions)
-            _same(a, b)
-            for w, tok in zip(ids, local.tokens()):
-                rows.setdefault(w, []).append(tok)
-        assert remote.world_state().equals(local.world_state())
-    finally:
-        remote.close()
-    store = WorldStore.open(url, "r")
-    assert store.worlds() == sorted(rows)
-    for w, tokens in rows.items():
-        reader = store.world(w)
-        assert reader.steps == len(tokens), w
-        assert all(np.array_equal(reader.tokens(t), tok) for t, tok in enumerate(tokens)), w
-        assert reader.checkpoint_hash == local.checkpoint_sha256 and reader.attrs["model"]["init"] == "map"
-    assert store.world("ep00001-b1").seed == 201 and store.world("ep00000-b1").steps == 3
-
-
 def test_model_vector_env_autoreset_on_ray_equals_local(tmp_path):
     """The vector env's autoreset (worlds ending at different steps) on the ray runtime: the same
     observations, rewards, flags and infos as the local runtime, step for step."""
@@ -280,3 +235,74 @@ def test_model_vector_env_autoreset_on_ray_equals_local(tmp_path):
         assert remote.world_state().equals(local.world_state())
     finally:
         remote.close()
+
+
+def _stored(url: str) -> dict:
+    """Every world of the store at ``url``: its attributes (but its creation time) and every array."""
+    out = {}
+    with WorldStore.open(url, "r") as store:
+        for wid in store.worlds():
+            reader = store.world(wid)
+            arrays = {**reader.static, **{n: reader.read(n) for n in reader.arrays if n not in reader.static}}
+            out[wid] = ({k: v for k, v in reader.attrs.items() if k != "created"}, arrays)
+    return out
+
+
+@pytest.mark.parametrize("backend", ["oracle", "model"])
+def test_local_and_ray_runtimes_record_the_same_store(backend, tiny_checkpoint, tmp_path):
+    """One scenario with the same seeds and actions, autoresets included, run by the local runtime (its
+    simulator and the recorder) and by the ray runtime (its world actor): the same observations, and two
+    stores with the same worlds, every array and every attribute equal (but the time each was created).
+    The running worlds keep their store worlds; every restarted world gets a new one."""
+    from multiworld.runtime.recording import WorldsRecorder
+    from multiworld.world.arena import generate
+
+    spec = dict(scenario="forage-v0", num_agents=2, num_worlds=3, render=RENDER)
+    if backend == "model":
+        spec["checkpoint"] = tiny_checkpoint
+    urls = {"local": str(tmp_path / "local"), "ray": str(tmp_path / "ray")}
+    local = make_simulator(backend, "local", **spec)
+    opts = {"agents_per_actor": 1, "store": urls["ray"], "record_frames": True}
+    remote = make_simulator(backend, "ray", **spec, ray_options=opts)
+    store = WorldStore.open(urls["local"], "w")
+    recorder = WorldsRecorder(store, local, "forage-v0", frames=True)
+    seeds, rng = [1, 2, 3], np.random.default_rng(0)
+    try:
+        recorder.begin({b: f"ep00000-b{b}" for b in range(3)}, seeds)
+        obs = local.reset(seeds)
+        _same(obs, remote.reset(seeds))
+        recorder.record(obs, None)
+        plan = {2: [False, True, False], 4: [True, False, True]}  # the worlds that start over at step t
+        for t in range(6):
+            actions = rng.integers(0, 8, (3, 2))
+            if t in plan:
+                mask = np.array(plan[t])
+                seeds = [100 * t + b if m else s for b, (m, s) in enumerate(zip(mask, seeds))]
+                fresh = generate(local.arena, [seeds[b] for b in np.flatnonzero(mask)])
+                recorder.begin({b: f"ep{t // 2:05d}-b{b}" for b in np.flatnonzero(mask)}, seeds)
+                obs = local.step_and_restart(actions, mask, fresh, seeds)
+                _same(obs, remote.step_and_restart(actions, mask, fresh, seeds))
+            else:
+                obs = local.step(actions)
+                _same(obs, remote.step(actions))
+            recorder.record(obs, actions)
+        assert remote.world_state().equals(local.world_state())
+    finally:
+        recorder.close()
+        store.close()
+        remote.close()
+    ours, theirs = _stored(urls["local"]), _stored(urls["ray"])
+    ids = ["ep00000-b0", "ep00000-b1", "ep00000-b2", "ep00001-b1", "ep00002-b0", "ep00002-b2"]
+    assert sorted(ours) == sorted(theirs) == ids
+    for wid, (attrs, arrays) in ours.items():
+        assert attrs == theirs[wid][0], wid
+        assert arrays.keys() == theirs[wid][1].keys(), wid
+        for name, value in arrays.items():
+            other = theirs[wid][1][name]
+            if name == "events":
+                assert value == other, (wid, name)
+            else:
+                assert value.dtype == other.dtype and np.array_equal(value, other, equal_nan=True), (wid, name)
+    assert ours["ep00000-b1"][1]["step"].tolist() == [0, 1, 2] and ours["ep00001-b1"][0]["seed"] == 201
+    assert ours["ep00000-b0"][0]["checkpoint_hash"] == local.checkpoint_sha256
+    assert ("tokens" in ours["ep00001-b1"][1]) == (backend == "model") and "frames" in ours["ep00001-b1"][1]

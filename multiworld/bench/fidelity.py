@@ -72,7 +72,7 @@ def evaluate_fidelity(
 
     ``model``: a loaded world model or a checkpoint path."""
     from multiworld.agents.policies import make_policy
-    from multiworld.runtime.model import ModelSimulator
+    from multiworld.sim.model import ModelSimulator
 
     sc = get_scenario(scenario)
     arena = sc.arena_config(num_agents=num_agents)

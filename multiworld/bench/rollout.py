@@ -9,8 +9,8 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 
 from multiworld.bench.variants import SimSpec
-from multiworld.runtime.base import Observation, Simulator
-from multiworld.runtime.oracle import OracleSimulator
+from multiworld.sim.base import Observation, Simulator
+from multiworld.sim.oracle import OracleSimulator
 
 # hook(step, oracle, oracle_obs, sims, obs): called after reset (step 0) and after every step.
 StepHook = Callable[[int, OracleSimulator, Observation, dict[str, Simulator], dict[str, Observation]], None]

@@ -30,8 +30,8 @@ import tempfile
 import numpy as np
 from gymnasium import spaces
 
-from multiworld.runtime.base import Simulator
 from multiworld.runtime.factory import make_simulator
+from multiworld.sim.base import Simulator
 from multiworld.world.arena import ArenaConfig
 from multiworld.world.render import RenderConfig
 from multiworld.world.scenarios import Scenario

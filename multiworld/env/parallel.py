@@ -62,8 +62,8 @@ from multiworld.env.common import (
     observation_space,
     write_png,
 )
-from multiworld.runtime.base import Observation
 from multiworld.runtime.factory import check_names, positive_int
+from multiworld.sim.base import Observation
 from multiworld.world.render import RenderConfig
 from multiworld.world.scenarios import get_scenario
 from multiworld.world.state import NUM_ACTIONS, WorldState, agent_names

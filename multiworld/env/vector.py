@@ -48,8 +48,8 @@ from multiworld.env.common import (
     new_rng,
     observation_space,
 )
-from multiworld.runtime.base import Observation
 from multiworld.runtime.factory import check_names, positive_int
+from multiworld.sim.base import Observation
 from multiworld.world.arena import generate
 from multiworld.world.render import RenderConfig
 from multiworld.world.scenarios import get_scenario

@@ -12,7 +12,7 @@ import json
 import pathlib
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file, save, save_file
 
 from multiworld.models.stacked import KIND as STACKED_KIND
 from multiworld.models.stacked import StackedFramesConfig, StackedFramesModel
@@ -125,3 +125,41 @@ def load_checkpoint(
             f"checkpoint {path}: weights do not fit the config in config.json: {' '.join(first)}"
         ) from None
     return model.to(device).eval()
+
+
+def weights_sha256(model) -> str:
+    """sha256 of ``model``'s weights as ``save_checkpoint`` writes them (``model.safetensors``):
+    the hash a checkpoint of this model records in its ``config.json``."""
+    tensors = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    return hashlib.sha256(save(tensors, metadata={"format": FORMAT})).hexdigest()
+
+
+def _shipped_name(digest: str | None) -> str:
+    """`` (the shipped 'default' checkpoint)`` if ``digest`` is a shipped checkpoint's, else ``""``."""
+    if digest:
+        for config in sorted(SHIPPED.glob("*/config.json")):
+            try:
+                if json.loads(config.read_text()).get("weights_sha256") == digest:
+                    return f" (the shipped {config.parent.name!r} checkpoint)"
+            except (OSError, ValueError):
+                continue
+    return ""
+
+
+def check_checkpoint(world_id: str, stored: str | None, mine: str | None) -> None:
+    """Raise CheckpointError unless a stored world's tokens were written by this checkpoint."""
+    if stored is not None and stored == mine:
+        return
+    if stored is None:
+        raise CheckpointError(
+            f"stored world {world_id!r} has scene tokens but records no checkpoint sha256 (checkpoint_hash "
+            f"is null), so the weights that wrote them are unknown; this simulator runs checkpoint sha256 "
+            f"{mine}{_shipped_name(mine)}. Tokens mean something only to the checkpoint that wrote them: "
+            "resume the world's symbolic state instead (options={'start_state': ...}) or record it again"
+        )
+    raise CheckpointError(
+        f"stored world {world_id!r} was written by checkpoint sha256 {stored}{_shipped_name(stored)}, "
+        f"but this simulator runs checkpoint sha256 {mine}{_shipped_name(mine)}; tokens of one checkpoint "
+        f"mean nothing to another: pass checkpoint=<the directory whose config.json records weights_sha256 "
+        f"{stored}>"
+    )

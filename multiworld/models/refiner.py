@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -63,3 +64,17 @@ class FlowRefiner(nn.Module):
             t = torch.full((r.shape[0],), i / steps, device=r.device)
             x = x + self.velocity(x, t, r, p) / steps
         return (r + x).clamp(0, 1).permute(0, 2, 3, 1)
+
+
+def noise_key(seed: int, world_seed: int) -> int:
+    """The key of one world's sampler noise (63 bits), from the simulator's ``seed`` and the world's seed."""
+    words = [int(seed) % 2**64, int(world_seed) % 2**64]
+    return int(np.random.SeedSequence(words).generate_state(1, np.uint64)[0]) >> 1
+
+
+def noise_generator(key: int, step: int, device: torch.device) -> torch.Generator:
+    """The generator of a world's sampler noise at state version ``step``: a function of the world's
+    key and the step only, so a world resumed from a stored row draws exactly the noise it would
+    have drawn (whatever batch it runs in)."""
+    seed = int(np.random.SeedSequence([int(key), int(step) % 2**64]).generate_state(1, np.uint64)[0])
+    return torch.Generator(device=device).manual_seed(seed)

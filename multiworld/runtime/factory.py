@@ -1,9 +1,9 @@
-"""Build a :class:`~multiworld.runtime.base.Simulator` from a backend name and a runtime name.
+"""Build a :class:`~multiworld.sim.base.Simulator` from a backend name and a runtime name.
 
 Two registries make the plug-in points; the env layer only ever calls :func:`make_simulator`:
 
 - ``BACKENDS[name](scenario, num_agents, num_worlds, render, depth, device, **kwargs) -> Simulator``
-  builds the simulator in this process (the oracle, later the learned model);
+  builds the simulator in this process (the oracle, the learned model);
 - ``RUNTIMES[name](backend, scenario, num_agents, num_worlds, render, depth, device, **kwargs) -> Simulator``
   decides *where* it runs. ``backend`` is the backend's registered name, so a remote runtime
   can look the builder up again on the other side; ``"local"`` just calls the builder here.
@@ -16,11 +16,12 @@ needs no change, and the conformance tests pick it up through :func:`available_b
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable
 
 import numpy as np
 
-from multiworld.runtime.base import Simulator
+from multiworld.sim.base import Simulator
 from multiworld.world.render import RenderConfig
 from multiworld.world.scenarios import Scenario, get_scenario
 
@@ -44,20 +45,9 @@ def unavailable(kind: str, name: str, message: str | None = None) -> Callable[..
     return build
 
 
-def _oracle(
-    scenario: Scenario,
-    num_agents: int,
-    num_worlds: int = 1,
-    render: RenderConfig | None = None,
-    depth: bool = False,
-    device: str = "cpu",
-    **kwargs,
-) -> Simulator:
-    from multiworld.runtime.oracle import OracleSimulator
-
-    return OracleSimulator(
-        scenario, num_agents, num_worlds=num_worlds, render=render, depth=depth, device=device, **kwargs
-    )
+def _lazy(module: str, name: str) -> Callable[..., Simulator]:
+    """The builder ``name`` of ``module`` (a simulator class, a runtime's builder), imported on first use."""
+    return lambda *args, **spec: getattr(importlib.import_module(module), name)(*args, **spec)
 
 
 def _local(backend: str, **spec) -> Simulator:
@@ -65,13 +55,10 @@ def _local(backend: str, **spec) -> Simulator:
 
 
 BACKENDS: dict[str, BackendFn] = {
-    "oracle": _oracle,
-    "model": lambda **spec: __import__("multiworld.runtime.model", fromlist=["ModelSimulator"]).ModelSimulator(**spec),
+    "oracle": _lazy("multiworld.sim.oracle", "OracleSimulator"),
+    "model": _lazy("multiworld.sim.model", "ModelSimulator"),
 }
-RUNTIMES: dict[str, RuntimeFn] = {
-    "local": _local,
-    "ray": unavailable("runtime", "ray", "the ray runtime is not available yet"),
-}
+RUNTIMES: dict[str, RuntimeFn] = {"local": _local, "ray": _lazy("multiworld.runtime.ray_simulator", "build")}
 
 
 def register_backend(name: str, fn: BackendFn) -> None:
@@ -152,6 +139,3 @@ def make_simulator(
         device=device,
         **kwargs,
     )
-
-
-register_runtime("ray", lambda b, **s: __import__("multiworld.runtime.ray_runtime", fromlist=["_"]).build(b, **s))

@@ -2,7 +2,7 @@
 
 A :class:`RolloutWorker` is a Ray actor built from a :class:`RolloutConfig` (a picklable
 dataclass): it makes its own simulator (``envs_per_worker`` worlds batched in one local
-simulator), its own policy and its own store writers, and runs batches of episodes. Episode
+simulator), its own policy and an EpisodeRecorder per world, and runs batches of episodes. Episode
 ``k`` is world ``f"{world_prefix}ep{k:05d}"`` of the store, seeded with ``seed + k``; each
 world has one writer (the worker running it), so workers never write the same array.
 
@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from multiworld.runtime.ray_runtime import connect
+from multiworld.runtime.ray_options import connect
 
 COMMIT_EVERY = 16  # steps per store commit (one commit marker write per 16 rows)
 
@@ -107,71 +107,44 @@ class RolloutWorker:
     def run(self, episodes: list[int], attempt: int = 0) -> list[dict]:
         """Run ``episodes`` as one batch of worlds until each terminates or reaches ``max_cycles``."""
         from multiworld.agents.policies import make_policy
-        from multiworld.runtime.recording import checkpoint_hash_of, world_attrs
+        from multiworld.runtime.recording import EpisodeRecorder
 
         cfg, store = self.cfg, self.store
         t0 = time.perf_counter()
         sim = self._simulator(len(episodes))
         obs = sim.reset([cfg.seed + k for k in episodes])
         policy = make_policy(cfg.policy, seed=cfg.seed * 1_000_003 + episodes[0])
-        state = sim.world_state()
-        tokens = sim.tokens()  # the model's scene tokens (B, ...), recorded per step; None for the oracle
-        writers = []
+        config = {"backend": cfg.backend, "policy": cfg.policy, "height": cfg.height, "width": cfg.width}
+        recorders = []
         for b, k in enumerate(episodes):
             wid = world_id(cfg, k)
             if wid in store:
                 store.delete_world(wid)  # debris of a failed attempt
-            writers.append(
-                store.create_world(
-                    wid,
-                    state.select(b),
-                    scenario=cfg.scenario,
-                    seed=cfg.seed + k,
-                    config={"backend": cfg.backend, "policy": cfg.policy, "height": cfg.height, "width": cfg.width},
-                    agents=sim.agent_names,
-                    frame_shape=(cfg.height, cfg.width) if cfg.record_frames else None,
-                    frames=obs.rgb[b] if cfg.record_frames else None,
-                    tokens_shape=None if tokens is None else tokens.shape[1:],
-                    tokens_dtype="float32",
-                    tokens=None if tokens is None else tokens[b],
-                    checkpoint_hash=checkpoint_hash_of(sim),
-                    attrs=world_attrs(sim, b),
-                )
+            rec = EpisodeRecorder(
+                store, wid, sim, cfg.scenario, cfg.seed + k, config, b, cfg.record_frames, COMMIT_EVERY
             )
-        n = cfg.agents
+            rec.start(obs)
+            recorders.append(rec)
         alive = np.ones(len(episodes), bool)
         steps = np.zeros(len(episodes), np.int64)
         returns = np.zeros(len(episodes), np.float64)
         for t in range(1, cfg.max_cycles + 1):
             if cfg.crash_at is not None and attempt == 0 and cfg.crash_at == (episodes[0], t):
                 os.kill(os.getpid(), 9)
-            actions = policy.act(state)
+            actions = policy.act(sim.world_state())
             obs = sim.step(actions)
-            state = sim.world_state()
-            tokens = sim.tokens()
-            last = t == cfg.max_cycles
             for b in np.flatnonzero(alive):
                 done = bool(obs.terminated[b])
-                writers[b].append(
-                    state.select(int(b)),
-                    actions[b],
-                    obs.rewards[b],
-                    np.full(n, done),
-                    np.full(n, last and not done),
-                    events=obs.events[b],
-                    frames=obs.rgb[b] if cfg.record_frames else None,
-                    tokens=None if tokens is None else tokens[int(b)],
-                    commit=done or last or t % COMMIT_EVERY == 0,
-                )
+                recorders[b].step(obs, actions, truncated=t == cfg.max_cycles and not done)
                 steps[b] = t
                 returns[b] += float(obs.rewards[b].sum())
                 if done:
                     alive[b] = False
-                    writers[b].close()
+                    recorders[b].close()
             if not alive.any():
                 break
-        for w in writers:
-            w.close()
+        for rec in recorders:
+            rec.close()
         seconds = time.perf_counter() - t0
         info = self.info()
         return [

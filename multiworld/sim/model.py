@@ -1,0 +1,382 @@
+"""The model backend: the learned world model behind the :class:`Simulator` contract.
+
+At reset the model reads observations of the world: every agent's egocentric view and pose,
+and with ``init="map"`` (default) also the top-down map image the env's ``state()`` shows; with
+``init="views"`` only the views, so cells no agent has seen are unknown. From then on no oracle
+is in the loop: the state-update model advances the latent state from the joint actions and
+gives rewards, endings and events from its heads, and every agent's view is rendered from the
+shared state, all agents of all worlds in one batched pass from the same state version.
+
+``world_state()`` (the env's ``state()`` map, the benchmarks' probes) is *read out* of the
+latent state by the decoder heads, with object identities carried over from the previous
+readout; it is never fed back.
+"""
+
+from __future__ import annotations
+
+import pathlib
+
+import numpy as np
+import torch
+
+from multiworld.models.checkpoint import CheckpointError, check_checkpoint, weights_sha256
+from multiworld.models.refiner import noise_generator, noise_key
+from multiworld.sim.base import InProcessSimulator, Observation, initial_state, stored_states
+from multiworld.sim.oracle import agent_names
+from multiworld.sim.readout import decode_state, event_dicts
+from multiworld.world.render import Raycaster, RenderConfig
+from multiworld.world.scenarios import Scenario, get_scenario
+from multiworld.world.state import WorldState
+
+INIT_MODES = ("map", "views")
+
+
+def resolve_device(device: str | torch.device) -> torch.device:
+    """The torch device for ``device``; asking for an accelerator that is not there is an error."""
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {device!r} requested but CUDA is not available on this machine")
+    if dev.type == "mps" and not torch.backends.mps.is_available():
+        raise ValueError(f"device {device!r} requested but MPS is not available on this machine")
+    return dev
+
+
+def default_precision(device: torch.device) -> str:
+    """bf16 where the device computes it natively (CUDA, CPUs with AVX512-BF16), else fp32."""
+    if device.type == "cuda":
+        return "bf16"
+    if device.type == "cpu" and getattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)():
+        return "bf16"
+    return "fp32"
+
+
+class ModelSimulator(InProcessSimulator):
+    """B worlds of N agents simulated by a world-model checkpoint (default: the shipped one).
+
+    ``init``: ``"map"`` (views, poses and the top-down map at reset) or ``"views"`` (views and
+    poses only). ``sampler_steps``: 0 renders deterministically (default); 1..8 runs the flow
+    sampler (the generative head) on top, conditioned on each agent's previous frame (as
+    returned, in uint8) with noise drawn per world from ``(seed, the world's seed, step)``.
+    ``precision``: ``"fp32"`` or ``"bf16"`` (autocast for the renderer); default bf16 on CUDA and on
+    CPUs with bf16 instructions (2.7x faster renders on an AVX512-BF16 core, mean pixel change
+    8e-5), fp32 elsewhere. The state update always runs in float32, so poses and tokens are
+    exact, and the state stays float32 (what the store records).
+    ``checkpoint_sha256`` names the weights (recorded with every stored world, checked on resume).
+    """
+
+    backend = "model"
+
+    def __init__(
+        self,
+        scenario: Scenario | str,
+        num_agents: int,
+        num_worlds: int = 1,
+        render: RenderConfig | None = None,
+        depth: bool = False,
+        device: str = "cpu",
+        checkpoint: str | pathlib.Path | None = None,
+        model=None,
+        init: str = "map",
+        sampler_steps: int = 0,
+        precision: str | None = None,
+        seed: int = 0,
+        **arena_overrides,
+    ) -> None:
+        from multiworld.models.checkpoint import DEFAULT_CHECKPOINT, load_checkpoint, read_config
+        from multiworld.models.world_model import scenario_id
+
+        self.scenario = get_scenario(scenario) if isinstance(scenario, str) else scenario
+        self.scenario_index = scenario_id(self.scenario.name)
+        self.arena = self.scenario.arena_config(num_agents=num_agents, **arena_overrides)
+        self.num_worlds, self.num_agents = num_worlds, num_agents
+        self.agent_names = agent_names(num_agents)
+        self.device = resolve_device(device)
+        if init not in INIT_MODES:
+            raise ValueError(f"init must be one of {INIT_MODES}, got {init!r}")
+        if isinstance(sampler_steps, bool) or not isinstance(sampler_steps, (int, np.integer)):
+            raise ValueError(f"sampler_steps must be an integer in [0, 8], got {sampler_steps!r}")
+        if not 0 <= sampler_steps <= 8:
+            raise ValueError(f"sampler_steps must be in [0, 8], got {sampler_steps}")
+        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+            raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+        # ``model``: an already loaded world model (benchmarks, tests) instead of a checkpoint path.
+        if model is None:
+            path = pathlib.Path(checkpoint) if checkpoint is not None else DEFAULT_CHECKPOINT
+            self.model = load_checkpoint(path, self.device)  # checks the weights against config.json
+        else:
+            self.model = model.to(self.device).eval()
+        if not hasattr(self.model, "encode"):
+            raise CheckpointError(
+                f"checkpoint {checkpoint} is a {type(self.model).__name__}, not a latent world model; "
+                "a stacked-frames checkpoint runs as the benchmarks' `stacked` variant (--stacked-checkpoint)"
+            )
+        self.scenario_index = scenario_id(self.scenario.name, self.model.cfg.worlds)  # the model's own table
+        self.checkpoint_sha256 = read_config(path)["weights_sha256"] if model is None else weights_sha256(self.model)
+        # The renderer's camera is explicit, so any image size and field of view works; it was
+        # trained at 64x64, 90 degrees, where its fidelity is measured. The encoder reads the
+        # reset views at the size it was trained on.
+        render = render or RenderConfig()
+        self.cam = render.camera  # the oracle's camera, near plane included
+        self.sensor = Raycaster(RenderConfig(), device=self.device)
+        precision = precision or default_precision(self.device)
+        if precision not in ("fp32", "bf16"):
+            raise ValueError(f"precision must be 'fp32' or 'bf16', got {precision!r}")
+        self.precision = precision
+        self.init, self.depth, self.sampler_steps, self.seed = init, depth, int(sampler_steps), int(seed)
+        self.latent = None
+        self.readout: WorldState | None = None
+        self.static: WorldState | None = None
+        self.version = np.zeros(num_worlds, np.int64)
+        self.noise_keys = np.zeros(num_worlds, np.int64)
+        self.prev_rgb: torch.Tensor | None = None
+        self._resumed_frames: list[np.ndarray | None] | None = None
+        self._scen = torch.full((num_worlds,), self.scenario_index, dtype=torch.long, device=self.device)
+        self.view_owner: np.ndarray | None = None
+
+    @property
+    def resume_needs_frames(self) -> bool:
+        """With the generative head on, each view is conditioned on the agent's previous view: a
+        stored world needs its views to resume exactly."""
+        return self.sampler_steps > 0
+
+    def render_only(self, owner: np.ndarray) -> None:
+        """Render only agent ``owner[b]``'s view of world b (the others read black): what the
+        private-state wrapper uses, which shows agent i only its own copy i."""
+        owner = np.asarray(owner, np.int64)
+        if owner.shape != (self.num_worlds,) or owner.min() < 0 or owner.max() >= self.num_agents:
+            raise ValueError(f"owner must be ({self.num_worlds},) agent indices, got {owner.shape}")
+        self.view_owner = owner
+
+    def _autocast(self):
+        import contextlib
+
+        if self.precision == "fp32":
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=torch.bfloat16)
+
+    # ----- reset ------------------------------------------------------------------------------
+    def observe_world(self, state: WorldState):
+        """The observations the model starts from: every agent's view (and the map if ``init="map"``).
+
+        The only place the oracle enters: its raycaster draws the views of the reset state (the
+        sensor a real world would provide) and its top-down map draws the map image."""
+        from multiworld.world.topdown import top_down
+
+        views = self.sensor.render(state).rgb
+        poses = torch.as_tensor(state.poses, device=self.device)
+        image = torch.as_tensor(top_down(state), device=self.device) if self.init == "map" else None
+        return views, poses, image
+
+    @torch.no_grad()
+    def _encode(self, state: WorldState):
+        views, poses, image = self.observe_world(state)
+        return self.model.encode(views, poses, state.size, image)
+
+    def reset(self, seeds: list[int], start: WorldState | None = None, tokens: np.ndarray | None = None) -> Observation:
+        self.reset_state(seeds, start, tokens)
+        return self._first_observation()
+
+    @torch.no_grad()
+    def reset_state(self, seeds: list[int], start: WorldState | None = None, tokens: np.ndarray | None = None) -> None:
+        """Reset without rendering: from the observations of each seed's world (or of ``start``),
+        or exactly from stored packed ``tokens`` (B, S*S + N, D) with ``start`` the stored row
+        (whose static scene, as read out at the world's reset, is kept)."""
+        from multiworld.models.world_model import LatentState
+
+        state = initial_state(self.arena, seeds, start, self.num_worlds, self.num_agents)
+        if tokens is not None:
+            if start is None:
+                raise ValueError("tokens need the stored row they belong to as start")
+            tok = np.asarray(tokens, np.float32)
+            d = self.model.cfg.dim
+            expected = (state.num_worlds, state.size * state.size + state.num_agents, d)
+            if tok.shape != expected:
+                raise ValueError(f"tokens must have shape {expected}, got {tok.shape}")
+            if not np.isfinite(tok).all():
+                raise ValueError("tokens contain NaN or infinite values (a row stored without tokens?)")
+            self.latent = LatentState.unpack(tok, state.size, self.device)
+            # The stored row is the readout of these tokens with the static scene read out at the
+            # world's reset; the readout of this step differs from it only in the static cells.
+            decoded = decode_state(self.model, self.latent, state)
+            self.readout = state.copy()
+            self.readout.walls, self.readout.floor, self.readout.goals = decoded.walls, decoded.floor, decoded.goals
+            self.readout.poses = decoded.poses
+            self.static = state.copy()
+        else:
+            self.latent = self._encode(state)
+            self.readout = decode_state(self.model, self.latent, state)
+            self.static = self.readout.copy()
+        self.version = state.step.copy()
+        self.noise_keys = np.array([noise_key(self.seed, s) for s in seeds], np.int64)
+        self.prev_rgb = None
+        self._resumed_frames = None
+
+    def resume(self, sources, seeds: list[int]) -> Observation:
+        """Continue every world exactly from a stored row (``sources``: one ``(reader, step)`` per
+        world): its tokens, its static scene, its sampler's noise key and, with the generative head
+        on, its last views (which the first observation returns as stored). A world stored without
+        tokens (recorded by the oracle) starts from the observations of its stored state instead."""
+        self.resume_state(sources, seeds)
+        return self._first_observation()
+
+    def resume_state(self, sources, seeds: list[int]) -> None:
+        """:meth:`resume` without rendering (the Ray world actor's recovery)."""
+        start = stored_states(sources, self.num_worlds)
+        with_tokens = [reader.has_tokens for reader, _ in sources]
+        if any(with_tokens) and not all(with_tokens):
+            raise ValueError("cannot resume a batch mixing worlds stored with and without scene tokens")
+        if not any(with_tokens):
+            self.reset_state(seeds, start)
+            return
+        for reader, _ in sources:
+            check_checkpoint(reader.world_id, reader.checkpoint_hash, self.checkpoint_sha256)
+        tokens = np.stack([reader.tokens(int(t)) for reader, t in sources])
+        frames = [self._stored_frames(reader, int(t)) for reader, t in sources] if self.sampler_steps else None
+        self.reset_state(seeds, start, tokens)
+        for b, (reader, _) in enumerate(sources):
+            key = (reader.attrs.get("model") or {}).get("noise_key")
+            if key is not None:
+                self.noise_keys[b] = int(key)
+        self._resumed_frames = frames
+
+    def _stored_frames(self, reader, t: int) -> np.ndarray | None:
+        """The views of row ``t`` the sampler conditions its next frame on (None: none recorded)."""
+        stored = reader.attrs.get("model") or {}
+        if not reader.has_frames:
+            if stored.get("sampler_steps"):
+                raise ValueError(
+                    f"stored world {reader.world_id!r} ran the generative head (sampler_steps="
+                    f"{stored['sampler_steps']}) but was recorded without its views: the frame history the "
+                    "sampler conditions on is lost, so it cannot be resumed exactly"
+                )
+            return None
+        frames = reader.frames(t)
+        want = (self.num_agents, self.cam.height, self.cam.width, 3)
+        if frames.shape != want:
+            raise ValueError(
+                f"stored world {reader.world_id!r} recorded views of shape {frames.shape}, this simulator "
+                f"renders {want}: the sampler cannot continue from them"
+            )
+        return frames
+
+    def record_attrs(self, world: int) -> dict:
+        """What a stored copy of world ``world`` records besides the checkpoint's sha256 (the store's
+        ``checkpoint_hash``): the reset mode, the sampler, and the world's sampler noise key."""
+        return {
+            "model": {
+                "init": self.init,
+                "sampler_steps": self.sampler_steps,
+                "noise_key": int(self.noise_keys[world]),
+                "precision": self.precision,
+            }
+        }
+
+    @torch.no_grad()
+    def _restart(self, mask: np.ndarray, start: WorldState) -> None:
+        fresh = self._encode(start)
+        self.latent = self.latent.replace(mask, fresh)
+        first = decode_state(self.model, fresh, start)
+        self.readout = self.readout.replace_worlds(mask, first)
+        self.static = self.static.replace_worlds(mask, first)
+        self.version = self.version.copy()
+        self.version[mask] = start.step
+        if self.prev_rgb is not None:
+            self.prev_rgb[torch.as_tensor(mask, device=self.device)] = self.model.render(fresh, self.cam)[0].clamp(0, 1)
+
+    def advance_and_restart(self, actions: np.ndarray, restart: np.ndarray, start: WorldState, seeds: list[int]):
+        outcome = super().advance_and_restart(actions, restart, start, seeds)
+        mask = np.asarray(restart, bool)
+        self.noise_keys = self.noise_keys.copy()
+        self.noise_keys[mask] = [noise_key(self.seed, s) for s in np.asarray(seeds)[mask]]
+        return outcome
+
+    # ----- step -------------------------------------------------------------------------------
+    def payload(self) -> dict:
+        """What a renderer replica needs to render a state version: the packed latent state."""
+        return {"version": self.version.copy(), "tokens": self.tokens(), "size": self.arena.size}
+
+    @torch.no_grad()
+    def _advance(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray, list[list[dict]]]:
+        if self.latent is None:
+            raise RuntimeError("call reset() before step()")
+        act = torch.as_tensor(actions, device=self.device)
+        self.latent, out = self.model.step(self.latent, act, self._scen)
+        before = self.readout
+        self.readout = decode_state(self.model, self.latent, before)
+        self.version = self.version + 1
+        self.readout.step = self.version.copy()
+        push = (out["push"] > 0).cpu().numpy()
+        pick = (out["pick"] > 0).cpu().numpy()
+        events = event_dicts(before, self.readout, push, pick, self.agent_names)
+        rewards = out["reward"].float().cpu().numpy().astype(np.float32)
+        terminated = (out["done"] > 0).cpu().numpy()
+        return rewards, terminated, events
+
+    def world_state(self) -> WorldState:
+        """The readout with the static scene (walls, floor, goals, item cells) as read out at reset:
+        what the env's ``state()`` shows and the store records (its static arrays never change)."""
+        if self.readout is None:
+            raise RuntimeError("call reset() first")
+        out = self.readout.copy()
+        out.walls, out.floor, out.goals = self.static.walls, self.static.floor, self.static.goals
+        return out
+
+    def decoded_state(self) -> WorldState:
+        """The readout of every cell at this step, static scene included (the drift benchmarks
+        measure how far the tokens of cells that never change have drifted)."""
+        if self.readout is None:
+            raise RuntimeError("call reset() first")
+        return self.readout
+
+    def tokens(self) -> np.ndarray | None:
+        """The whole latent state, packed: ``(B, S*S + N, D)`` (scene tokens, then agent tokens)."""
+        return None if self.latent is None else self.latent.pack()
+
+    def _render(self) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.view_owner is None:
+            return self.model.render(self.latent, self.cam)
+        b, n, h, w = self.num_worlds, self.num_agents, self.cam.height, self.cam.width
+        rgb = torch.zeros(b, n, h, w, 3, device=self.device)
+        depth = torch.zeros(b, n, h, w, device=self.device)
+        for o in np.unique(self.view_owner):  # one pass per owner over the worlds it owns
+            sel = torch.as_tensor(np.flatnonzero(self.view_owner == o), device=self.device)
+            view = torch.tensor([int(o)], device=self.device)
+            r, d = self.model.render(self.latent.select(sel), self.cam, views=view)
+            rgb[sel, int(o)], depth[sel, int(o)] = r[:, 0].float(), d[:, 0].float()
+        return rgb, depth
+
+    def _sample(self, rgb: torch.Tensor) -> torch.Tensor:
+        """The generative head's views (B, N, H, W, 3), quantized to what the observation returns:
+        each world's noise from its own key and state version, each view conditioned on the agent's
+        previous view (its deterministic render right after a reset), or the stored views of a
+        resumed row."""
+        prev = rgb if self.prev_rgb is None else self.prev_rgb
+        resumed = self._resumed_frames
+        out = torch.empty_like(rgb)
+        for b in range(self.num_worlds):
+            if resumed is not None and resumed[b] is not None:
+                out[b] = torch.as_tensor(resumed[b], device=self.device).float() / 255
+                continue
+            gen = noise_generator(int(self.noise_keys[b]), int(self.version[b]), self.device)
+            out[b] = self.model.refiner.sample(rgb[b], prev[b], self.sampler_steps, gen)
+        out = (out * 255).round() / 255
+        self.prev_rgb = out
+        return out
+
+    @torch.no_grad()
+    def _observe(self, rewards: np.ndarray, terminated: np.ndarray, events: list[list[dict]]) -> Observation:
+        with self._autocast():
+            rgb, depth = self._render()
+        rgb = rgb.float().clamp(0, 1)
+        if self.sampler_steps > 0:
+            rgb = self._sample(rgb)
+        self._resumed_frames = None
+        return Observation(
+            rgb=(rgb * 255).round().to(torch.uint8).cpu().numpy(),
+            depth=depth.float().cpu().numpy().astype(np.float32) if self.depth else None,
+            poses=self.latent.poses.float().cpu().numpy().astype(np.float32),
+            rewards=rewards,
+            terminated=np.asarray(terminated, bool),
+            events=events,
+            version=self.version.copy(),
+        )
