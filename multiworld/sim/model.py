@@ -86,7 +86,6 @@ class ModelSimulator(InProcessSimulator):
         from multiworld.models.world_model import scenario_id
 
         self.scenario = get_scenario(scenario) if isinstance(scenario, str) else scenario
-        self.scenario_index = scenario_id(self.scenario.name)
         self.arena = self.scenario.arena_config(num_agents=num_agents, **arena_overrides)
         self.num_worlds, self.num_agents = num_worlds, num_agents
         self.agent_names = agent_names(num_agents)
