@@ -1,15 +1,43 @@
+"""Fixtures shared by the test modules; shared helpers are in ``tests/helpers/``."""
+
 import os
-import pathlib
-import sys
+import shutil
+import tempfile
 
-# Ray binds 127.0.0.1 only with this set, and it must be set before ray is imported.
-os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+# Read by Ray when it is imported: bind this machine's local instance to 127.0.0.1 only.
+os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
 
-# Test modules share small fixtures by importing each other (e.g. `from test_world import open_room`).
-sys.path.insert(0, str(pathlib.Path(__file__).parent))
-
+import pytest
 import torch
 
 # Small batches dominate the tests: one torch thread is faster for them and steadier when
 # the machine is shared (see multiworld.world.render.SMALL_BATCH_PIXELS).
 torch.set_num_threads(1)
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    # The CI machine is small and shared; one thread avoids oversubscription. Restored after.
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="session")
+def ray_session():
+    """A local Ray instance for in-process tests (2 CPUs, loopback only); reused when a test
+    module already started one."""
+    import ray
+
+    if ray.is_initialized():
+        yield ray
+        return
+    os.environ.pop("RAY_ADDRESS", None)
+    tmp = tempfile.mkdtemp(prefix="mwray", dir="/tmp")  # short: unix socket paths are limited
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, _temp_dir=tmp)
+    try:
+        yield ray
+    finally:
+        ray.shutdown()
+        shutil.rmtree(tmp, ignore_errors=True)

@@ -11,7 +11,6 @@ import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from test_bench import one_thread  # noqa: F401 - the same module-scoped one-thread fixture
 
 from multiworld.bench import report, stats, variants
 from multiworld.bench.events import EventTask, run_event_task
@@ -28,6 +27,7 @@ from multiworld.world.scenarios import get_scenario
 
 EXAMPLE = pathlib.Path(__file__).resolve().parent.parent / "examples" / "external_simulator.py"
 SEEDS = probe_seeds("consistency", 2)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py
 
 
 def tiny_stacked(seed: int = 0) -> StackedFramesModel:
@@ -119,9 +119,8 @@ def test_stacked_simulator_steps_every_agent_from_frames_only(tmp_path):
 
 
 def test_checkpoint_kinds_are_not_interchangeable(tmp_path):
-    from model_fixtures import save_tiny_checkpoint
-
     from multiworld.sim.model import ModelSimulator
+    from tests.helpers.model import save_tiny_checkpoint
 
     save_checkpoint(tiny_stacked(), tmp_path / "stacked")
     with pytest.raises(CheckpointError, match="not a latent world model"):
@@ -295,10 +294,9 @@ def test_a_registered_variant_reaches_every_table_plot_and_the_cli_help(monkeypa
 def test_private_model_renders_only_each_copys_owner_view_and_the_same_pixels():
     """The private wrapper asks the model for the owner's view of each copy only; those views are
     the ones a full render gives (within one intensity level: batch sizes round differently)."""
-    from model_fixtures import tiny_world_model
-
     from multiworld.sim.model import ModelSimulator
     from multiworld.sim.private import PrivateStateSimulator
+    from tests.helpers.model import tiny_world_model
 
     model = tiny_world_model()
     private = PrivateStateSimulator(lambda w: ModelSimulator("roam-v0", 3, w, model=model), 3, 2)

@@ -9,7 +9,6 @@ import json
 import numpy as np
 import pytest
 import torch
-from test_world import open_room
 
 from multiworld.bench.consistency import ConsistencyTask, run_consistency_task, summarize_consistency
 from multiworld.bench.correspondence import Matches, disagreement, find_matches, pair_differences
@@ -26,17 +25,10 @@ from multiworld.world.arena import ArenaConfig, generate
 from multiworld.world.render import Raycaster
 from multiworld.world.scenarios import get_scenario
 from multiworld.world.state import NUM_ACTIONS, Action
+from tests.helpers.world import open_room
 
 ORACLE = SimSpec(backend="oracle")
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    # The CI machine is small and shared; one thread avoids oversubscription. Restored after.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py
 
 
 # -- metrics on hand-made inputs -------------------------------------------------------------------

@@ -7,7 +7,7 @@ import dataclasses
 import numpy as np
 import pytest
 import torch
-from model_fixtures import save_tiny_checkpoint, tiny_world_model
+from tests.helpers.model import save_tiny_checkpoint, tiny_world_model
 
 from multiworld.models import geometry
 from multiworld.world.arena import ArenaConfig, generate

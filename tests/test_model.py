@@ -22,7 +22,7 @@ from multiworld.sim.model import ModelSimulator
 
 @pytest.fixture(scope="module")
 def tiny_model() -> WorldModel:
-    from model_fixtures import tiny_world_model
+    from tests.helpers.model import tiny_world_model
 
     return tiny_world_model()
 

@@ -107,7 +107,7 @@ def test_resume_is_exact_at_any_stored_row(tmp_path, scenario, sampler_steps):
 
 @pytest.fixture(scope="module")
 def tiny_checkpoint(tmp_path_factory) -> pathlib.Path:
-    from model_fixtures import save_tiny_checkpoint
+    from tests.helpers.model import save_tiny_checkpoint
 
     return save_tiny_checkpoint(tmp_path_factory.mktemp("ck") / "tiny")
 

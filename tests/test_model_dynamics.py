@@ -18,7 +18,7 @@ from multiworld.world.state import Action
 
 @pytest.fixture(scope="module")
 def tiny_model():
-    from model_fixtures import tiny_world_model
+    from tests.helpers.model import tiny_world_model
 
     return tiny_world_model()
 

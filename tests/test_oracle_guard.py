@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from ray_fixtures import ray_session  # noqa: F401 - session fixture
 
 import multiworld
 from multiworld.runtime import oracle_guard

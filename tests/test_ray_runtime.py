@@ -8,7 +8,6 @@ import time
 
 import numpy as np
 import pytest
-from ray_fixtures import ray_session  # noqa: F401 - session fixture
 
 import multiworld
 from multiworld.runtime.factory import make_simulator
@@ -184,7 +183,7 @@ def test_more_gpus_than_the_cluster_has_is_rejected_before_actors_start():
 @pytest.fixture(scope="module")
 def tiny_checkpoint(tmp_path_factory):
     """A tiny, untrained world model (enough to run the model backend)."""
-    from model_fixtures import save_tiny_checkpoint
+    from tests.helpers.model import save_tiny_checkpoint
 
     return str(save_tiny_checkpoint(tmp_path_factory.mktemp("ck") / "tiny"))
 
@@ -211,7 +210,7 @@ def test_model_backend_matches_local_and_resumes_from_its_tokens(tiny_checkpoint
 def test_model_vector_env_autoreset_on_ray_equals_local(tmp_path):
     """The vector env's autoreset (worlds ending at different steps) on the ray runtime: the same
     observations, rewards, flags and infos as the local runtime, step for step."""
-    from model_fixtures import save_tiny_checkpoint
+    from tests.helpers.model import save_tiny_checkpoint
 
     calm = str(save_tiny_checkpoint(tmp_path / "calm", seed=1))  # its ending head never fires
     kwargs = dict(num_agents=2, backend="model", checkpoint=calm, max_cycles=6, height=24, width=24)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from test_world import open_room
 
 from multiworld.world.arena import ArenaConfig, generate
 from multiworld.world.render import (
@@ -16,6 +15,7 @@ from multiworld.world.render import (
     project,
 )
 from multiworld.world.topdown import mosaic, top_down
+from tests.helpers.world import open_room
 
 
 @pytest.fixture(scope="module")

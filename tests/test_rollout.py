@@ -10,7 +10,6 @@ import urllib.request
 
 import numpy as np
 import pytest
-from ray_fixtures import ray_session  # noqa: F401 - session fixture
 
 from multiworld.runtime.rollout import RolloutConfig, format_summary, run_rollout
 from multiworld.state import WorldStore
