@@ -7,12 +7,12 @@ import dataclasses
 import numpy as np
 import pytest
 import torch
-from tests.helpers.model import save_tiny_checkpoint, tiny_world_model
 
 from multiworld.models import geometry
 from multiworld.world.arena import ArenaConfig, generate
 from multiworld.world.camera import Camera
 from multiworld.world.render import Raycaster, RenderConfig
+from tests.helpers.model import save_tiny_checkpoint, tiny_world_model
 
 # Every camera field away from its default, the near plane included.
 ODD = RenderConfig(height=24, width=32, fov_degrees=70.0, eye_height=0.4, near=0.1)
