@@ -93,5 +93,5 @@ def test_the_doom_benchmark_writes_its_tables(doom_run, tmp_path):
     assert set(res["fidelity"]["10"]["psnr"]) == {"shared", "stacked", "persistence", "mean"}
     contrast = res["contrast"]["value"]
     # The game's own frames agree where its depth says two players see one point: the matches are real.
-    assert res["matches"] > 100 and contrast["game"] > 0.2 > contrast["mean"]
+    assert res["matches"] > 100 and contrast["game"] > 0.05 > contrast["mean"]
     assert (out / "model.md").read_text().startswith("# vizdoom/model") and (out / "strip.png").stat().st_size > 0

@@ -1,7 +1,8 @@
 """The benchmark on Doom: the learned world model against the game's own frames and geometry.
 
 Held-out episodes (probe seeds of the ``vizdoom`` block) are played in the real game with a
-seeded random policy, keeping each player's frames, the game's depth buffer, poses and eye
+seeded random policy from the first frames after the spawn's teleport fog has cleared (as
+``backend="model"`` starts), keeping each player's frames, the game's depth buffer, poses and eye
 heights. Every variant starts from the episode's first frames and poses and is fed the played
 actions:
 
@@ -54,16 +55,20 @@ class DoomEpisode:
 
 def play_episodes(env_kwargs: dict, seeds: list[int], steps: int, progress: bool = True):
     """The held-out episodes, played in the game; returns (episodes, the game's world metadata)."""
+    from multiworld.games.doom_model import spawn_steps
     from multiworld.games.vizdoom import parallel_env
 
-    env = parallel_env(**{**env_kwargs, "obs_type": "rgbd", "max_cycles": steps})
+    warmup = spawn_steps(env_kwargs.get("frame_skip", 4))
+    env = parallel_env(**{**env_kwargs, "obs_type": "rgbd", "max_cycles": steps + warmup})
     episodes = []
     try:
         meta = env.world_metadata()
         bar = tqdm(total=len(seeds) * steps, desc="doom episodes", unit="step", disable=not progress)
         agents = list(env.possible_agents)
         for seed in seeds:
-            obs, infos = env.reset(seed=seed)
+            env.reset(seed=seed)
+            for _ in range(warmup):  # the episode starts when the spawn fog has cleared (as backend="model")
+                obs, _, _, _, infos = env.step({})
             rng = np.random.default_rng(seed)
             seen, acts = [_look(env, agents, obs, infos)], []
             for _ in range(steps):
