@@ -77,7 +77,7 @@ class WorldModelConfig:
     unusual_weight: float = 0.0
     detach_every: int = 0  # truncated backprop through the rollout every k steps (0: never)
     refiner_views: int = 2
-    # The world the model is for: its camera (the one hand-given structure, from the data's
+    # The world the model is for: its camera (hand-given geometry, from the data's
     # metadata) and the names of its scenarios or recorded worlds (the scenario embedding's rows).
     camera: dict = dataclasses.field(default_factory=arena_camera)
     worlds: tuple[str, ...] = ARENA_WORLDS
