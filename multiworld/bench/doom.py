@@ -106,7 +106,7 @@ def roll_shared(model, ep: DoomEpisode, world: str, grid: int) -> np.ndarray:
 
 
 @torch.no_grad()
-def roll_stacked(model, ep: DoomEpisode, world: str, grid: int) -> np.ndarray:
+def roll_stacked(model, ep: DoomEpisode, world: str) -> np.ndarray:
     """(T+1, N, H, W, 3) uint8: the stacked-frames baseline's views from the first frames."""
     dev = model.device
     scen = torch.tensor([model.cfg.worlds.index(world)], device=dev)
@@ -268,7 +268,7 @@ def run(
     views: dict[str, list[np.ndarray]] = {v: [] for v in VARIANTS}
     for ep in tqdm(eps, desc="doom rollouts", unit="episode", disable=not progress):
         views["shared"].append(roll_shared(shared, ep, world, grid))
-        views["stacked"].append(roll_stacked(stacked, ep, world, grid))
+        views["stacked"].append(roll_stacked(stacked, ep, world))
         views["persistence"].append(np.repeat(ep.frames[:1], len(ep.frames), 0))
         views["mean"].append(np.broadcast_to(mean, ep.frames.shape))
     res = summarize(*measure(eps, views, meta, every))
