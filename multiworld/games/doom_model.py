@@ -20,7 +20,6 @@ import pathlib
 import numpy as np
 import torch
 
-from multiworld.env.common import check_action
 from multiworld.games.vizdoom import VizDoomParallelEnv
 
 CHECKPOINT = pathlib.Path(__file__).resolve().parent.parent / "checkpoints" / "vizdoom"
@@ -89,18 +88,8 @@ class VizDoomModelEnv(VizDoomParallelEnv):
     def step(self, actions: dict):
         if self.latent is None:
             raise RuntimeError("call reset() before step()")
-        if not self.agents:
-            raise RuntimeError("the episode is over (every agent terminated or truncated); call reset()")
-        if not isinstance(actions, dict):
-            raise ValueError(f"actions must be a dict of agent name -> action, got {type(actions).__name__}")
-        joint = np.zeros(len(self.possible_agents), np.int64)
-        for agent, action in actions.items():
-            i = self._agent_index.get(agent)
-            if i is None:
-                raise ValueError(f"action for unknown agent {agent!r}; agents are {self.possible_agents}")
-            if action is not None:
-                joint[i] = check_action(agent, action)
-        act = torch.as_tensor(joint, device=self.device)[None]
+        joint = self._checked_actions(actions)
+        act = torch.as_tensor(joint, dtype=torch.long, device=self.device)[None]
         self.latent, out = self.model.step(self.latent, act, self._scenario)
         rgb, depth = self.model.render(self.latent)
         rgb = (rgb[0].clamp(0, 1) * 255).round().to(torch.uint8).cpu().numpy()

@@ -244,6 +244,10 @@ class VizDoomParallelEnv(PlayerProcesses, WorldViews, ParallelEnv):
     def _joint_actions(self, actions) -> list[int]:
         if self._obs is None or self._players is None:
             raise RuntimeError("call reset() before step()")
+        return self._checked_actions(actions)
+
+    def _checked_actions(self, actions) -> list[int]:
+        """The joint action of every possible agent (noop for the missing), or the error that names the problem."""
         if not self.agents:
             raise RuntimeError("the episode is over (every agent terminated or truncated); call reset()")
         if not isinstance(actions, dict):
