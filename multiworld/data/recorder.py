@@ -259,38 +259,45 @@ class Recording:
     truncations: np.ndarray  # (T, N) bool
 
 
-def read_recordings(paths: list[str | pathlib.Path] | str | pathlib.Path, world: str | None = None) -> list[Recording]:
-    """Every recorded world (of ``world``, if given) in the stores at ``paths``."""
+def stored_worlds(paths: list[str | pathlib.Path]):
+    """``(path, reader)`` of every world in the stores at ``paths`` (a missing local store is an
+    error); each store stays open while its readers are in use."""
     from multiworld.state import WorldStore
 
-    if isinstance(paths, (str, pathlib.Path)):
-        paths = [paths]
-    out = []
     for path in paths:
         if not pathlib.Path(path).exists() and "://" not in str(path):
             raise FileNotFoundError(f"no data store at {path}")
         with WorldStore.open(str(path), mode="r") as store:
             for wid in store.worlds():
-                r = store.world(wid)
-                meta = r.config.get("world_metadata")
-                if meta is None or (world is not None and r.scenario != world):
-                    continue
-                if not r.has_frames:
-                    raise ValueError(f"world {wid!r} in {path} has no frames; recorded worlds store them")
-                t = r.steps
-                out.append(
-                    Recording(
-                        wid,
-                        r.scenario,
-                        r.seed,
-                        list(r.agents),
-                        meta,
-                        np.stack([r.frames(i) for i in range(t)]),
-                        np.asarray(r.poses(0, t)),
-                        np.asarray(r.actions(0, t)),
-                        np.asarray(r.rewards(0, t)),
-                        np.asarray(r.terminations(0, t)),
-                        np.asarray(r.truncations(0, t)),
-                    )
-                )
+                yield path, store.world(wid)
+
+
+def read_recordings(paths: list[str | pathlib.Path] | str | pathlib.Path, world: str | None = None) -> list[Recording]:
+    """Every recorded world (of ``world``, if given) in the stores at ``paths``."""
+    if isinstance(paths, (str, pathlib.Path)):
+        paths = [paths]
+    out = []
+    for path, r in stored_worlds(paths):
+        wid = r.world_id
+        meta = r.config.get("world_metadata")
+        if meta is None or (world is not None and r.scenario != world):
+            continue
+        if not r.has_frames:
+            raise ValueError(f"world {wid!r} in {path} has no frames; recorded worlds store them")
+        t = r.steps
+        out.append(
+            Recording(
+                wid,
+                r.scenario,
+                r.seed,
+                list(r.agents),
+                meta,
+                np.stack([r.frames(i) for i in range(t)]),
+                np.asarray(r.poses(0, t)),
+                np.asarray(r.actions(0, t)),
+                np.asarray(r.rewards(0, t)),
+                np.asarray(r.terminations(0, t)),
+                np.asarray(r.truncations(0, t)),
+            )
+        )
     return out

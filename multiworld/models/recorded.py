@@ -92,38 +92,34 @@ def is_recorded(path: str | pathlib.Path) -> bool:
 def load_recorded(paths: list[str | pathlib.Path], world: str | None = None) -> RecordedSet:
     """Every recorded episode (of ``world``) in the stores at ``paths``, as one set; the stores
     must hold one world with one metadata (grid, camera) and one agent count."""
-    from multiworld.state import WorldStore
+    from multiworld.data.recorder import stored_worlds
 
     parts, meta, name = [], None, world
-    for path in paths:
-        if not pathlib.Path(path).exists() and "://" not in str(path):
-            raise FileNotFoundError(f"no data store at {path}")
-        with WorldStore.open(str(path), mode="r") as store:
-            for wid in store.worlds():
-                r = store.world(wid)
-                m = r.config.get("world_metadata")
-                if m is None:
-                    raise ValueError(f"world {wid!r} in {path} was not written by the recorder (no world_metadata)")
-                if name is None:
-                    name = r.scenario
-                if r.scenario != name or r.steps < 2:
-                    continue
-                if meta is None:
-                    meta = m
-                elif m != meta:
-                    raise ValueError(f"world {wid!r} in {path} has other metadata than the first episode of {name!r}")
-                if not r.has_frames:
-                    raise ValueError(f"world {wid!r} in {path} has no frames; the model learns from recorded views")
-                t = r.steps
-                states = r.states(0, t)
-                acts = np.zeros((t, states.num_agents), np.int64)
-                acts[:-1] = np.asarray(r.actions(1, t))
-                rew = np.zeros((t, states.num_agents), np.float32)
-                rew[:-1] = np.asarray(r.rewards(1, t))
-                done = np.zeros(t, bool)
-                done[:-1] = np.asarray(r.terminations(1, t)).all(-1)
-                frames = np.stack([r.frames(i) for i in range(t)])
-                parts.append((frames, states.poses, states.walls, acts, rew, done, r.seed))
+    for path, r in stored_worlds(paths):
+        wid = r.world_id
+        m = r.config.get("world_metadata")
+        if m is None:
+            raise ValueError(f"world {wid!r} in {path} was not written by the recorder (no world_metadata)")
+        if name is None:
+            name = r.scenario
+        if r.scenario != name or r.steps < 2:
+            continue
+        if meta is None:
+            meta = m
+        elif m != meta:
+            raise ValueError(f"world {wid!r} in {path} has other metadata than the first episode of {name!r}")
+        if not r.has_frames:
+            raise ValueError(f"world {wid!r} in {path} has no frames; the model learns from recorded views")
+        t = r.steps
+        states = r.states(0, t)
+        acts = np.zeros((t, states.num_agents), np.int64)
+        acts[:-1] = np.asarray(r.actions(1, t))
+        rew = np.zeros((t, states.num_agents), np.float32)
+        rew[:-1] = np.asarray(r.rewards(1, t))
+        done = np.zeros(t, bool)
+        done[:-1] = np.asarray(r.terminations(1, t)).all(-1)
+        frames = np.stack([r.frames(i) for i in range(t)])
+        parts.append((frames, states.poses, states.walls, acts, rew, done, r.seed))
     if not parts:
         which = "" if world is None else f" of {world!r}"
         raise ValueError(f"no recorded episodes{which} in {[str(p) for p in paths]}")
