@@ -66,6 +66,7 @@ def main(argv: list[str] | None = None) -> int:
                     "render": mode,
                     **{f"PSNR@{h}": by_h.get(str(h), "") for h in (1, 10, 100)},
                     **{f"SSIM@{h}": r["ssim"][mode].get(str(h), "") for h in (1, 100)},
+                    **{f"sharp@{h}": r["sharpness"][mode].get(str(h), "") for h in (1, 100)},
                     **{f"acc@{h}": r["accuracy"].get(str(h), "") if det else "" for h in acc_h},
                     f"cell acc@{last}": r["cell_accuracy"].get(str(last), "") if det else "",
                     f"agent acc@{last}": r["agent_accuracy"].get(str(last), "") if det else "",
@@ -85,7 +86,9 @@ def main(argv: list[str] | None = None) -> int:
         "PSNR in dB (mean per frame); acc = decoded symbolic-state accuracy (cells + agents, see "
         "multiworld/bench/fidelity.py). sampler_k = flow sampler (generative head) with k Euler steps.\n"
         "init=map: the model starts from every agent's view and pose plus the top-down map; "
-        "init=views: from the views and poses only.\n\n"
+        "init=views: from the views and poses only.\n"
+        "sharp = fine detail relative to the oracle's view (mean squared neighbour difference; 1 = as "
+        "sharp, below 1 = blurred, above 1 = noisier).\n\n"
     )
     path = write_results("fidelity", payload, note + markdown_table(rows))
     print(f"wrote {path}")

@@ -92,6 +92,8 @@ def test_the_doom_benchmark_writes_its_tables(doom_run, tmp_path):
     assert res["episodes"] == 2 and set(res["fidelity"]) == {"1", "10"}
     assert set(res["fidelity"]["10"]["psnr"]) == {"shared", "stacked", "persistence", "mean"}
     contrast = res["contrast"]["value"]
-    # The game's own frames agree where its depth says two players see one point: the matches are real.
-    assert res["matches"] > 100 and contrast["game"] > 0.05 > contrast["mean"]
+    # The game's own frames agree where its depth says two players see one point: the matches are
+    # real. The mean frame (the same view for everyone) is the bound of what the image layout alone
+    # gives (matched pixels sit at similar heights); the game's frames must do better than it.
+    assert res["matches"] > 100 and contrast["game"] > max(0.05, contrast["mean"])
     assert (out / "model.md").read_text().startswith("# vizdoom/model") and (out / "strip.png").stat().st_size > 0

@@ -55,20 +55,16 @@ class DoomEpisode:
 
 def play_episodes(env_kwargs: dict, seeds: list[int], steps: int, progress: bool = True):
     """The held-out episodes, played in the game; returns (episodes, the game's world metadata)."""
-    from multiworld.games.doom_model import spawn_steps
     from multiworld.games.vizdoom import parallel_env
 
-    warmup = spawn_steps(env_kwargs.get("frame_skip", 4))
-    env = parallel_env(**{**env_kwargs, "obs_type": "rgbd", "max_cycles": steps + warmup})
+    env = parallel_env(**{**env_kwargs, "obs_type": "rgbd", "max_cycles": steps})
     episodes = []
     try:
         meta = env.world_metadata()
         bar = tqdm(total=len(seeds) * steps, desc="doom episodes", unit="step", disable=not progress)
         agents = list(env.possible_agents)
         for seed in seeds:
-            env.reset(seed=seed)
-            for _ in range(warmup):  # the episode starts when the spawn fog has cleared (as backend="model")
-                obs, _, _, _, infos = env.step({})
+            obs, infos = env.reset(seed=seed)  # the first frames after the spawn fog (as backend="model")
             rng = np.random.default_rng(seed)
             seen, acts = [_look(env, agents, obs, infos)], []
             for _ in range(steps):

@@ -9,6 +9,8 @@ Metrics:
 - ``psnr[h]`` / ``ssim[h]``: mean over worlds and agents of the per-frame PSNR (dB, 8-bit RGB) and
   SSIM between the model's view and the oracle's view after ``h`` steps; for the deterministic
   render and the flow sampler (the generative head, ``sampler_k``: k Euler steps).
+- ``sharpness[h]``: the fine detail of the model's views relative to the oracle's (mean squared
+  neighbour difference, :func:`multiworld.bench.metrics.sharpness`; 1 = as sharp, below = blurred).
 - ``accuracy[h]`` (decoded symbolic-state accuracy): the fraction of correct entries among all
   S x S cells and all N agents of every world. A cell is correct when its decoded class tuple
   (wall material or floor, floor pattern, goal, box present, item present) equals the oracle's;
@@ -25,7 +27,7 @@ import time
 import numpy as np
 
 from multiworld.bench import drift, report, stats
-from multiworld.bench.metrics import ssim
+from multiworld.bench.metrics import sharpness, ssim
 from multiworld.bench.runner import Runner, Settings
 from multiworld.bench.state_accuracy import symbolic_accuracy
 from multiworld.bench.variants import SimSpec
@@ -89,6 +91,7 @@ def evaluate_fidelity(
     out: dict = {"scenario": scenario, "agents": num_agents, "worlds": len(seeds), "policy": policy, "init": init}
     out["psnr"] = {name: {} for name in sims}
     out["ssim"] = {name: {} for name in sims}
+    out["sharpness"] = {name: {} for name in sims}
     out["accuracy"], out["cell_accuracy"], out["agent_accuracy"] = {}, {}, {}
     t0 = time.perf_counter()
     for t in range(1, last + 1):
@@ -104,6 +107,7 @@ def evaluate_fidelity(
             for name in sims:
                 out["psnr"][name][str(t)] = round(psnr(frames[name], truth), 3)
                 out["ssim"][name][str(t)] = round(float(np.mean(ssim(frames[name], truth))), 4)
+                out["sharpness"][name][str(t)] = round(float(np.mean(sharpness(frames[name], truth))), 4)
         if t in accuracy_horizons:
             acc = symbolic_accuracy(sims["deterministic"].decoded_state(), oracle)
             for k, v in acc.items():

@@ -59,3 +59,17 @@ def ssim(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     s = ((2 * mx * my + _C1) * (2 * sxy + _C2)) / ((mx * mx + my * my + _C1) * (sxx + syy + _C2))
     per_channel = s.mean(dim=(1, 2, 3)).reshape(-1, 3)
     return per_channel.mean(dim=1).double().numpy().reshape(lead)
+
+
+def sharpness(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Detail of ``a`` relative to ``b`` per image: the mean squared difference of neighbouring
+    pixels (across and down, every channel) of ``a`` over that of ``b``. 1 = as much fine detail
+    as the reference; a blurred view is below 1, a noisy one can be above it."""
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+
+    def energy(x: np.ndarray) -> np.ndarray:
+        dx = np.diff(x, axis=-2) ** 2
+        dy = np.diff(x, axis=-3) ** 2
+        return dx.mean(axis=(-3, -2, -1)) + dy.mean(axis=(-3, -2, -1))
+
+    return energy(a) / np.maximum(energy(b), 1e-9)

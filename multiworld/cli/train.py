@@ -24,6 +24,15 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-steps", type=int, default=None, help="stop after this many steps (default: the preset's)")
     p.add_argument("--lr", type=float, default=None, help="peak learning rate (default: the preset's)")
     p.add_argument(
+        "--horizon", type=int, default=None, help="free-running steps per training window (default: the preset's)"
+    )
+    p.add_argument(
+        "--event-boost",
+        type=float,
+        default=None,
+        help="windows holding a push or pickup are drawn 1 + this many times as often (default: the preset's)",
+    )
+    p.add_argument(
         "--private-state",
         action="store_true",
         help="train the private-state baseline: the model sees only one agent's action per transition "
@@ -82,6 +91,14 @@ def run(args: argparse.Namespace) -> int:
         if not args.lr > 0:
             raise ValueError(f"--lr must be positive, got {args.lr}")
         tcfg.lr = args.lr
+    if args.horizon is not None:
+        if args.horizon < 1:
+            raise ValueError(f"--horizon must be >= 1, got {args.horizon}")
+        tcfg.horizon = args.horizon
+    if args.event_boost is not None:
+        if not args.event_boost >= 0:
+            raise ValueError(f"--event-boost must be >= 0, got {args.event_boost}")
+        tcfg.event_boost = args.event_boost
     tcfg.seed = args.seed
     out = args.out
     if out.exists() and (out / "last").exists() and not args.resume:

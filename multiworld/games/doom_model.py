@@ -1,7 +1,7 @@
 """The learned Doom: ``multiworld.games.vizdoom.parallel_env(backend="model")``.
 
 ``reset`` starts the real game for the players' first frames and poses (a few seconds; the
-first frames after the spawn's teleport fog has cleared, ``SPAWN_FOG_TICS``), encodes
+game env's reset returns the first frames after the spawn's teleport fog has cleared), encodes
 them into the world model's shared state (``init="views"``: Doom has no map the model reads) and
 ends the game's processes; from then on every ``step`` is the model: the state-update model
 advances the shared state from the joint action and the renderer draws every player's view from
@@ -23,12 +23,6 @@ import torch
 from multiworld.games.vizdoom import VizDoomParallelEnv
 
 CHECKPOINT = pathlib.Path(__file__).resolve().parent.parent / "checkpoints" / "vizdoom"
-SPAWN_FOG_TICS = 48  # Doom's teleport fog at a spawn covers the view for about 40 tics
-
-
-def spawn_steps(frame_skip: int) -> int:
-    """Noop steps after a reset until the spawn fog has cleared from every view."""
-    return -(-SPAWN_FOG_TICS // int(frame_skip))
 
 
 class VizDoomModelEnv(VizDoomParallelEnv):
@@ -65,16 +59,7 @@ class VizDoomModelEnv(VizDoomParallelEnv):
 
     @torch.no_grad()
     def reset(self, seed: int | None = None, options: dict | None = None):
-        super().reset(seed=seed, options=options)
-        # A (re)spawning player's view is filled by the teleport fog for about a second; the
-        # model starts from the first frames after it has cleared (noops meanwhile).
-        limit, self.max_cycles = self.max_cycles, 10**9
-        try:
-            for _ in range(spawn_steps(self.frame_skip)):
-                observations, _, _, _, infos = VizDoomParallelEnv.step(self, {})
-        finally:
-            self.max_cycles = limit
-        self._cycles = 0
+        observations, infos = super().reset(seed=seed, options=options)
         views = torch.as_tensor(np.stack([o["rgb"] for o in self._obs]), device=self.device)[None]
         poses = torch.as_tensor(self.poses(), device=self.device)[None]
         agents = self.agents

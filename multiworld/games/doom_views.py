@@ -21,6 +21,21 @@ VIEW_HEIGHT = 41.0  # Doom units from the floor to the player's eye
 DEPTH_UNITS_PER_LEVEL_480 = 7.25 * 120 / 480
 
 
+# The teleport fog a player spawns in fills its view for about 52 tics (measured on cig_map01
+# at 4 tics per step: cleared by the 14th step after a reset in every view, unless another
+# player's fog is in sight). Reset waits SPAWN_FOG_TICS, then while a view shows the fog.
+SPAWN_FOG_TICS = 56
+SPAWN_FOG_MAX_TICS = 160
+FOG_VISIBLE = 0.02  # fraction of a view in the fog's greens above which it counts as fogged
+
+
+def fog_fraction(rgb: np.ndarray) -> float:
+    """Fraction of the pixels of one uint8 ``(H, W, 3)`` view in the teleport fog's bright greens
+    (cig_map01's walls and floors are browns and greys)."""
+    r, g, b = (rgb[..., i].astype(np.int16) for i in range(3))
+    return float(((g > 120) & (g > r + 30) & (g > b + 30)).mean())
+
+
 class WorldViews:
     """Views of the whole world, read from the env's last replies (``_obs``), map and camera settings."""
 

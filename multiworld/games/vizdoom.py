@@ -34,6 +34,11 @@ lockstep (``Mode.PLAYER``: the game advances only when every player has acted).
   float32 (eye height in cells), ``frags``, ``deaths``, ``health``, ``dead`` (0/1) ints.
 - **Rewards:** the change of the agent's frag count (+1 a kill, -1 a suicide). Dead players
   respawn by themselves (``sv_forcerespawn``) about a second later, far from the others.
+- **Episode starts:** a player enters the map in a teleport fog that fills its view for about
+  1.5 s. ``reset`` returns the first frames after it has left every player's view
+  (``SPAWN_FOG_TICS`` noop tics, then 4 more at a time while a view still shows the fog, at most
+  ``SPAWN_FOG_MAX_TICS``), so every recording, benchmark and model episode starts from views of
+  the map. A respawn during an episode shows the fog, as in the game.
 - **Episodes** end by truncation at ``max_cycles`` steps (or, on ``multi_deathmatch``, by the
   map's exit). ``reset(seed=s)`` starts a fresh game (new player processes, a few seconds)
   with Doom's RNG seeded with ``s``: a netgame seeds its RNG only when the game starts.
@@ -84,7 +89,15 @@ from multiworld.games.doom_players import (  # noqa: F401 (re-exported)
     free_udp_port,
     require_vizdoom,
 )
-from multiworld.games.doom_views import DEPTH_UNITS_PER_LEVEL_480, VIEW_HEIGHT, WorldViews  # noqa: F401
+from multiworld.games.doom_views import (  # noqa: F401 (re-exported)
+    DEPTH_UNITS_PER_LEVEL_480,
+    FOG_VISIBLE,
+    SPAWN_FOG_MAX_TICS,
+    SPAWN_FOG_TICS,
+    VIEW_HEIGHT,
+    WorldViews,
+    fog_fraction,
+)
 from multiworld.world.state import agent_names
 
 MAPS = {
@@ -231,6 +244,7 @@ class VizDoomParallelEnv(PlayerProcesses, WorldViews, ParallelEnv):
             # and carries the RNG on), so a seeded reset starts a fresh game.
             self._stop()
             self._start(doom_seed)
+        self._clear_spawn_fog()
         self._rng = rng
         self.world_seed = seed
         self._cycles = 0
@@ -240,6 +254,16 @@ class VizDoomParallelEnv(PlayerProcesses, WorldViews, ParallelEnv):
         if self.render_mode == "human":
             self.render()
         return observations, infos
+
+    def _clear_spawn_fog(self) -> None:
+        """Noop tics until the spawn's teleport fog has left every player's view (frags and deaths
+        count from the end of this wait: rewards are differences)."""
+        noop = [0] * len(self.possible_agents)
+        self._obs = self._exchange(b"S", noop, SPAWN_FOG_TICS)
+        waited = SPAWN_FOG_TICS
+        while waited < SPAWN_FOG_MAX_TICS and max(fog_fraction(o["rgb"]) for o in self._obs) > FOG_VISIBLE:
+            self._obs = self._exchange(b"S", noop, 4)
+            waited += 4
 
     def _joint_actions(self, actions) -> list[int]:
         if self._obs is None or self._players is None:
