@@ -96,8 +96,10 @@ def test_reset_is_seeded_and_poses_in_bounds():
                 assert 0 <= x <= g and 0 <= y <= g and -np.pi <= h < np.pi, infos[a]["pose"]
                 assert obs[a].shape == (32, 32, 4) and obs[a].dtype == np.uint8
                 assert set(infos[a]) == {"pose", "eye_z", "frags", "deaths", "health", "dead"}
-        env.reset()  # the next episode of the running game
+        obs_next, _ = env.reset()  # the next episode of the running game
         obs2, infos2 = env.reset(seed=7)  # a seeded reset starts the same game again
+        for first in (obs1, obs_next, obs2):  # every episode starts after the spawn fog has cleared
+            assert max(vz.fog_fraction(first[a][..., :3]) for a in env.possible_agents) <= vz.FOG_VISIBLE
         for a in env.possible_agents:
             np.testing.assert_array_equal(infos1[a]["pose"], infos2[a]["pose"])
             np.testing.assert_array_equal(obs1[a], obs2[a])
@@ -106,6 +108,25 @@ def test_reset_is_seeded_and_poses_in_bounds():
         assert abs(meta["camera"]["fov_degrees"] - 64.01) < 0.01
     finally:
         env.close()
+
+
+def test_frames_are_area_resampled():
+    """The players' frame resampling: weights of every output pixel sum to one, a flat image stays
+    flat, and each output pixel is the mean of its source block when the sizes divide."""
+    from multiworld.games._doom_player import FrameProcessor, area_matrix
+
+    for src, dst in ((120, 64), (100, 64), (128, 32)):
+        np.testing.assert_allclose(area_matrix(src, dst).sum(1), 1.0, rtol=1e-5)
+    rng = np.random.default_rng(0)
+    rgb = rng.integers(0, 256, (120, 160, 3)).astype(np.uint8)
+    depth = rng.integers(0, 256, (120, 160)).astype(np.uint8)
+    flat, _ = FrameProcessor(120, 160, 64, 100)(np.full_like(rgb, 77), depth)
+    assert (flat == 77).all()
+    out, d = FrameProcessor(120, 160, 40, 100)(rgb, depth)  # 3 x 2.5 blocks: check against a slow sum
+    rows = rgb[:, 30:130].astype(np.float64).reshape(40, 3, 100, 3).mean(1)  # 3 source rows each
+    ref = np.repeat(rows, 2, axis=1).reshape(40, 40, 5, 3).mean(2)  # 2.5 source columns = 5 half columns
+    assert np.abs(out.astype(np.float64) - ref).max() <= 0.5 + 1e-6
+    assert d.shape == (40, 40)
 
 
 def test_same_seed_and_actions_give_the_same_run():
