@@ -24,11 +24,11 @@ from multiworld.seeds import model_evaluation_seeds
 from multiworld.sim.model import ModelSimulator
 
 
-def measure(checkpoint, agents: int, steps: int, threads: int, sampler_steps: int = 0) -> dict:
+def measure(checkpoint, agents: int, steps: int, threads: int) -> dict:
     from multiworld.sim.model import decode_state
 
     torch.set_num_threads(threads)
-    sim = ModelSimulator("forage-v0", agents, checkpoint=checkpoint, sampler_steps=sampler_steps)
+    sim = ModelSimulator("forage-v0", agents, checkpoint=checkpoint)
     model = sim.model
     rng = np.random.default_rng(0)
     t0 = time.perf_counter()
@@ -59,7 +59,6 @@ def measure(checkpoint, agents: int, steps: int, threads: int, sampler_steps: in
     return {
         "agents": agents,
         "threads": threads,
-        "sampler_steps": sampler_steps,
         "env_steps_per_s": round(steps / total, 1),
         "agent_frames_per_s": round(steps * agents / total, 1),
         "ms_per_step": ms(total),
@@ -76,8 +75,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--steps", type=int, default=200)
     args = p.parse_args(argv)
     rows = []
-    for agents, threads, smp in tqdm(((4, 1, 0), (4, 2, 0), (8, 1, 0), (4, 1, 4)), desc="model speed"):
-        r = measure(args.checkpoint, agents, args.steps, threads, smp)
+    for agents, threads in tqdm(((4, 1), (4, 2), (8, 1)), desc="model speed"):
+        r = measure(args.checkpoint, agents, args.steps, threads)
         print(r, file=sys.stderr)
         rows.append(r)
     payload = {

@@ -65,7 +65,7 @@ def test_training_batch_and_shapes(tiny_model):
     assert loss.ndim == 0 and torch.isfinite(loss)
     loss.backward()
     assert all(p.grad is not None for p in tiny_model.renderer.parameters())
-    assert {"render_psnr", "roll_psnr", "pose_err", "push_acc", "pick_acc", "cell_acc", "flow_loss"} <= set(logs)
+    assert {"render_psnr", "roll_psnr", "pose_err", "push_acc", "pick_acc", "cell_acc"} <= set(logs)
     tiny_model.zero_grad(set_to_none=True)
     out = _rollout(tiny_model, steps=2)
     assert out["rgb"].shape == (3, 2, 3, 64, 64, 3) and out["rgb"].dtype == np.uint8
@@ -175,6 +175,63 @@ def test_checkpoint_mismatch_is_a_clear_error(tiny_model, tmp_path):
         make_simulator(backend="model", scenario="forage-v0", num_agents=2, checkpoint=tmp_path / "nowhere")
 
 
+def _with_generative_head(tiny_model, ck: pathlib.Path, extra: dict[str, torch.Tensor]) -> None:
+    """``tiny_model``'s checkpoint with ``extra`` tensors added to its weights, and the config keys
+    of the removed generative head, as checkpoints written before its removal have them."""
+    from safetensors.torch import save_file
+
+    from multiworld.models.checkpoint import FORMAT, sha256_file
+
+    save_checkpoint(tiny_model, ck)
+    tensors = {k: v.contiguous() for k, v in tiny_model.state_dict().items()} | extra
+    save_file(tensors, str(ck / "model.safetensors"), metadata={"format": FORMAT})
+    cfg = json.loads((ck / "config.json").read_text())
+    cfg["weights_sha256"] = sha256_file(ck / "model.safetensors")
+    cfg["model"]["refiner"] = {"channels": 8, "layers": 3, "noise": 0.1, "steps": 4, "train_views": 16}
+    cfg["model"]["refiner_views"] = 2
+    (ck / "config.json").write_text(json.dumps(cfg))
+
+
+def test_a_checkpoint_with_the_removed_generative_head_loads_without_it(tiny_model, tmp_path):
+    """Checkpoints written before the generative head was removed (the shipped ones) load: its
+    ``refiner`` config keys and ``refiner.*`` weights are dropped and the model computes what it did.
+    The file's sha256 still names the weights, so worlds its runs stored stay resumable."""
+    from multiworld.models.checkpoint import DEFAULT_CHECKPOINT, read_config, weights_sha256
+    from multiworld.models.world_model import WorldModel
+
+    ck = tmp_path / "old"
+    head = {"refiner.net.0.weight": torch.zeros(8, 10, 3, 3), "refiner.net.0.bias": torch.zeros(8)}
+    _with_generative_head(tiny_model, ck, head)
+    loaded = load_checkpoint(ck)
+    assert not any(k.startswith("refiner") for k in loaded.state_dict())
+    a, b = _rollout(tiny_model), _rollout(loaded)
+    for k in a:
+        assert np.array_equal(a[k], b[k]), k
+    digest = read_config(ck)["weights_sha256"]
+    assert weights_sha256(loaded) == digest
+    assert ModelSimulator("forage-v0", 2, model=loaded).checkpoint_sha256 == digest
+    with torch.no_grad():  # changed weights are no longer the file's
+        next(loaded.parameters()).add_(1.0)
+    assert weights_sha256(loaded) not in (digest, weights_sha256(tiny_model))
+
+    shipped = read_config(DEFAULT_CHECKPOINT)  # written with the head (its rendering: test_model_reference.py)
+    assert "refiner" in shipped["model"]
+    model = load_checkpoint(DEFAULT_CHECKPOINT)
+    assert isinstance(model, WorldModel) and not hasattr(model, "refiner")
+    assert weights_sha256(model) == shipped["weights_sha256"]
+
+
+def test_a_checkpoint_with_an_unknown_tensor_is_refused(tiny_model, tmp_path):
+    """Only the removed head's ``refiner.*`` weights are dropped: any other extra tensor is an error."""
+    ck = tmp_path / "extra"
+    _with_generative_head(tiny_model, ck, {"decoder.extra.weight": torch.zeros(3)})
+    with pytest.raises(CheckpointError, match=r"do not fit the config.*decoder\.extra\.weight"):
+        load_checkpoint(ck)
+    _with_generative_head(tiny_model, ck, {"refinery.weight": torch.zeros(3)})
+    with pytest.raises(CheckpointError, match=r"refinery\.weight"):
+        load_checkpoint(ck)
+
+
 def test_unknown_scenario_and_init_are_clear_errors(tiny_model):
     with pytest.raises(ValueError, match="init must be one of"):
         ModelSimulator("forage-v0", 2, model=tiny_model, init="dreams")
@@ -222,10 +279,8 @@ def test_tiny_pipeline_end_to_end(tmp_path):
             steps += 1
         assert obs["agent_0"].shape == (64, 64, 3) and infos["agent_0"]["version"] == steps
 
-    result = evaluate_fidelity(
-        load_checkpoint(run), "forage-v0", 2, [500], horizons=(1, 3), accuracy_horizons=(1, 5), sampler_steps=(1,)
-    )
-    assert set(result["psnr"]) == {"deterministic", "sampler_1"} and set(result["ssim"]) == set(result["psnr"])
+    result = evaluate_fidelity(load_checkpoint(run), "forage-v0", 2, [500], horizons=(1, 3), accuracy_horizons=(1, 5))
+    assert set(result["psnr"]) == {"deterministic"} and set(result["ssim"]) == set(result["psnr"])
     assert 0.0 <= result["accuracy"]["5"] <= 1.0
 
 

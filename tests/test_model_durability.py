@@ -1,6 +1,6 @@
-"""Model worlds as durable as oracle worlds: exact resume from any stored row (with and without the
-generative head), the checkpoint that wrote a world checked on resume, and kill -9 crash trials of
-``multiworld run --backend model`` (the full 20 trials: ``benchmarks/model_crash.py``)."""
+"""Model worlds as durable as oracle worlds: exact resume from any stored row, the checkpoint that
+wrote a world checked on resume, and kill -9 crash trials of ``multiworld run --backend model``
+(the full 20 trials: ``benchmarks/model_crash.py``)."""
 
 from __future__ import annotations
 
@@ -31,7 +31,6 @@ def _snapshot(env, out) -> dict:
         "out": out,
         "state": env.state().copy(),
         "world_state": env.world_state().copy(),
-        "prev": None if sim.prev_rgb is None else sim.prev_rgb.clone(),
         "drifted": not np.array_equal(sim.decoded_state().walls, sim.world_state().walls)
         or not np.array_equal(sim.decoded_state().floor, sim.world_state().floor),
     }
@@ -57,10 +56,10 @@ def assert_same(a, b, where: str) -> None:
         assert a == b, where
 
 
-def record_live(url: str, scenario: str, seed: int, sampler_steps: int, steps: int = STEPS, **kwargs):
+def record_live(url: str, scenario: str, seed: int, steps: int = STEPS, **kwargs):
     """Run the model backend in the parallel env, recording the world (views not asked for) and
     every output of every step; returns the snapshots and the joint actions."""
-    env = multiworld.parallel_env(scenario, num_agents=2, backend="model", sampler_steps=sampler_steps, **kwargs)
+    env = multiworld.parallel_env(scenario, num_agents=2, backend="model", **kwargs)
     rng = np.random.default_rng(seed)
     snaps, actions = [_snapshot(env, env.reset(seed=seed))], []
     with WorldStore.open(url, mode="w") as store:
@@ -77,31 +76,28 @@ def record_live(url: str, scenario: str, seed: int, sampler_steps: int, steps: i
     return snaps, actions
 
 
-@pytest.mark.parametrize("sampler_steps", [0, 2])
 @pytest.mark.parametrize("scenario", sorted(SEEDS))
-def test_resume_is_exact_at_any_stored_row(tmp_path, scenario, sampler_steps):
-    """Resume at three rows, replay the stored actions: observations, rewards, flags, infos, state(),
-    world_state() and the sampler's frame history equal the live run's, step for step."""
+def test_resume_is_exact_at_any_stored_row(tmp_path, scenario):
+    """Resume at three rows, replay the stored actions: observations, rewards, flags, infos, state()
+    and world_state() equal the live run's, step for step."""
     url = str(tmp_path / "w.zarr")
-    snaps, actions = record_live(url, scenario, SEEDS[scenario], sampler_steps)
+    snaps, actions = record_live(url, scenario, SEEDS[scenario])
     n = len(snaps) - 1
     assert n == STEPS, f"the episode ended after {n} steps"
     reader = WorldStore.open(url, mode="r").world("w")
-    assert reader.has_frames == (sampler_steps > 0)  # the sampler's frame history is always recorded
-    assert reader.attrs["model"]["sampler_steps"] == sampler_steps
+    assert not reader.has_frames  # views not asked for, and not needed to resume
     points = (0, n // 2, n - 1)
-    if sampler_steps == 0:
-        assert any(snaps[t]["drifted"] for t in points[1:]), "no resume point tests the static scene"
-    env = multiworld.parallel_env(scenario, num_agents=2, backend="model", sampler_steps=sampler_steps)
+    assert any(snaps[t]["drifted"] for t in points[1:]), "no resume point tests the static scene"
+    env = multiworld.parallel_env(scenario, num_agents=2, backend="model")
     for t0 in points:  # one env resumed three times: nothing of an earlier resume may leak into the next
         obs, infos = env.reset(options={"from": {"store": url, "world": "w", "step": t0}})
         live = snaps[t0]
         assert_same((obs, infos), (live["out"][0], live["out"][-1]), f"reset at {t0}")
-        for key in ("state", "world_state", "prev"):
+        for key in ("state", "world_state"):
             assert_same(_snapshot(env, None)[key], live[key], f"reset at {t0}: {key}")
         for t in range(t0 + 1, n + 1):
             got = _snapshot(env, env.step(actions[t - 1]))
-            for key in ("out", "state", "world_state", "prev"):
+            for key in ("out", "state", "world_state"):
                 assert_same(got[key], snaps[t][key], f"resumed at {t0}, step {t}: {key}")
 
 
@@ -133,8 +129,6 @@ def test_a_stored_model_world_names_its_checkpoint_and_refuses_another(tmp_path,
     assert reader.checkpoint_hash == tiny == env.sim.checkpoint_sha256
     assert reader.attrs["model"] == {
         "init": "map",
-        "sampler_steps": 0,
-        "noise_key": int(env.sim.noise_keys[0]),
         "precision": env.sim.precision,  # bf16 on CPUs that compute it natively, else fp32
     }
     assert env.sim.precision in ("fp32", "bf16")
@@ -162,13 +156,8 @@ def test_a_stored_model_world_names_its_checkpoint_and_refuses_another(tmp_path,
         multiworld.parallel_env("forage-v0", num_agents=2, backend="model", checkpoint=str(broken))
 
 
-def test_a_sampler_world_recorded_without_its_views_is_refused(tmp_path, tiny_checkpoint):
-    env = multiworld.parallel_env(
-        "roam-v0", num_agents=2, backend="model", checkpoint=str(tiny_checkpoint), sampler_steps=1
-    )
-    env.reset(seed=1)
-    sim = env.unwrapped.sim
-    url = str(tmp_path / "w.zarr")
+def _store_with_attrs(url: str, sim, attrs: dict) -> None:
+    """Row 0 of ``sim``'s world 0 stored as world "w" with the given attributes."""
     with WorldStore.open(url, mode="w") as store:
         tokens = sim.tokens()
         store.create_world(
@@ -177,11 +166,29 @@ def test_a_sampler_world_recorded_without_its_views_is_refused(tmp_path, tiny_ch
             scenario="roam-v0",
             seed=1,
             checkpoint_hash=sim.checkpoint_sha256,
-            attrs=sim.record_attrs(0),
+            attrs=attrs,
             tokens_shape=tokens.shape[1:],
+            tokens_dtype="float32",
             tokens=tokens[0],
         ).close()
-    with pytest.raises(ValueError, match="recorded without its views"):
+
+
+def test_worlds_stored_before_the_generative_head_was_removed(tmp_path, tiny_checkpoint):
+    """Stores written while the model had a generative head carry ``sampler_steps`` and ``noise_key``:
+    a world that rendered deterministically (``sampler_steps`` 0) resumes exactly as before; one
+    that ran the head is refused with a clear error."""
+    env = multiworld.parallel_env("roam-v0", num_agents=2, backend="model", checkpoint=str(tiny_checkpoint))
+    obs, _ = env.reset(seed=1)
+    sim = env.unwrapped.sim
+    old = {"model": {"init": "map", "sampler_steps": 0, "noise_key": 12345, "precision": sim.precision}}
+    url = str(tmp_path / "old.zarr")
+    _store_with_attrs(url, sim, old)
+    resumed, _ = env.reset(options={"from": {"store": url, "world": "w", "step": 0}})
+    assert_same(resumed, obs, "resumed old world")
+    old["model"]["sampler_steps"] = 2
+    url = str(tmp_path / "sampled.zarr")
+    _store_with_attrs(url, sim, old)
+    with pytest.raises(ValueError, match=r"generative head \(sampler_steps=2\), which was removed"):
         env.reset(options={"from": {"store": url, "world": "w", "step": 0}})
 
 

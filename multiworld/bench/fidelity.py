@@ -7,8 +7,8 @@ joint actions, which are fed to both. The model runs with no oracle in the loop.
 
 Metrics:
 - ``psnr[h]`` / ``ssim[h]``: mean over worlds and agents of the per-frame PSNR (dB, 8-bit RGB) and
-  SSIM between the model's view and the oracle's view after ``h`` steps; for the deterministic
-  render and the flow sampler (the generative head, ``sampler_k``: k Euler steps).
+  SSIM between the model's view and the oracle's view after ``h`` steps (its deterministic render,
+  keyed ``"deterministic"``).
 - ``sharpness[h]``: the fine detail of the model's views relative to the oracle's (mean squared
   neighbour difference, :func:`multiworld.bench.metrics.sharpness`; 1 = as sharp, below = blurred).
 - ``accuracy[h]`` (decoded symbolic-state accuracy): the fraction of correct entries among all
@@ -65,7 +65,6 @@ def evaluate_fidelity(
     seeds: list[int],
     horizons: tuple[int, ...] = (1, 10, 100),
     accuracy_horizons: tuple[int, ...] = (1, 10, 100, 1000),
-    sampler_steps: tuple[int, ...] = (),
     policy: str = "scripted",
     init: str = "map",
     policy_seed: int = 0,
@@ -82,34 +81,26 @@ def evaluate_fidelity(
     raycaster = Raycaster(RenderConfig())
     loaded = not isinstance(model, (str, type(None))) and hasattr(model, "renderer")
     kw = {"model": model} if loaded else {"checkpoint": model}
-    sims = {"deterministic": ModelSimulator(scenario, num_agents, len(seeds), init=init, **kw)}
-    for k in sampler_steps:
-        sims[f"sampler_{k}"] = ModelSimulator(scenario, num_agents, len(seeds), init=init, sampler_steps=k, **kw)
-    frames = {name: sim.reset(list(seeds)).rgb for name, sim in sims.items()}
+    sim = ModelSimulator(scenario, num_agents, len(seeds), init=init, **kw)
+    sim.reset(list(seeds))
     pol = make_policy(policy, seed=policy_seed)
     last = max(max(horizons, default=0), max(accuracy_horizons, default=0))
     out: dict = {"scenario": scenario, "agents": num_agents, "worlds": len(seeds), "policy": policy, "init": init}
-    out["psnr"] = {name: {} for name in sims}
-    out["ssim"] = {name: {} for name in sims}
-    out["sharpness"] = {name: {} for name in sims}
+    # by render: the deterministic one (the only one since the generative head was removed)
+    out["psnr"], out["ssim"], out["sharpness"] = {"deterministic": {}}, {"deterministic": {}}, {"deterministic": {}}
     out["accuracy"], out["cell_accuracy"], out["agent_accuracy"] = {}, {}, {}
     t0 = time.perf_counter()
     for t in range(1, last + 1):
         actions = pol.act(oracle)
         oracle, _ = world_step(oracle, actions, arena)
-        render = t in horizons
-        for name, sim in sims.items():
-            if name != "deterministic" and not render and t > max(horizons, default=0):
-                continue
-            frames[name] = sim.step(actions).rgb
-        if render:
+        frames = sim.step(actions).rgb
+        if t in horizons:
             truth = raycaster.render(oracle).rgb.numpy()
-            for name in sims:
-                out["psnr"][name][str(t)] = round(psnr(frames[name], truth), 3)
-                out["ssim"][name][str(t)] = round(float(np.mean(ssim(frames[name], truth))), 4)
-                out["sharpness"][name][str(t)] = round(float(np.mean(sharpness(frames[name], truth))), 4)
+            out["psnr"]["deterministic"][str(t)] = round(psnr(frames, truth), 3)
+            out["ssim"]["deterministic"][str(t)] = round(float(np.mean(ssim(frames, truth))), 4)
+            out["sharpness"]["deterministic"][str(t)] = round(float(np.mean(sharpness(frames, truth))), 4)
         if t in accuracy_horizons:
-            acc = symbolic_accuracy(sims["deterministic"].decoded_state(), oracle)
+            acc = symbolic_accuracy(sim.decoded_state(), oracle)
             for k, v in acc.items():
                 out[k][str(t)] = round(v, 5)
     out["seconds"] = round(time.perf_counter() - t0, 1)

@@ -119,7 +119,7 @@ def run(args: argparse.Namespace) -> int:
         preset.model.camera, preset.model.worlds = fields["camera"], fields["worlds"]
         preset.model.dynamics.actions = preset.stacked.actions = fields["actions"]
         preset.stacked.worlds, preset.stacked.image = fields["worlds"], fields["camera"]["width"]
-        sampler = RecordingBatcher(train_rs, tcfg.batch_size, tcfg.horizon, seed=args.seed)
+        batcher = RecordingBatcher(train_rs, tcfg.batch_size, tcfg.horizon, seed=args.seed)
         val = RecordingBatcher(val_rs, 4, tcfg.horizon, seed=12345)
         data_info = {
             "world": recorded.world,
@@ -129,7 +129,7 @@ def run(args: argparse.Namespace) -> int:
         }
     else:
         sets = load_sequences(args.data)
-        sampler = SequenceBatcher(
+        batcher = SequenceBatcher(
             sets,
             tcfg.batch_size,
             tcfg.horizon,
@@ -182,12 +182,12 @@ def run(args: argparse.Namespace) -> int:
         out_["score"] = round((out_[first] + out_["roll_psnr"]) / 2 - 20 * out_["pose_err"], 4)
         return out_
 
-    trainer = Trainer(model, sampler.sample, tcfg, out, save, evaluate, progress=not args.no_progress)
+    trainer = Trainer(model, batcher.sample, tcfg, out, save, evaluate, progress=not args.no_progress)
     if args.resume and trainer.load_state(load_weights):
         print(f"resumed {out} at step {trainer.step} ({trainer.elapsed / 60:.1f} min)")
     else:
         if stacked:  # the `mean` bound of the benchmarks: the training data's mean frame
-            model.mean_frame.copy_(mean_frame(sampler))
+            model.mean_frame.copy_(mean_frame(batcher))
         (out / "run.json").write_text(json.dumps(info, indent=2))
     summary = trainer.run()
     # The run's shippable checkpoint is the best one by validation score, copied to the run's root.
@@ -227,11 +227,11 @@ def warm_start(model, path: pathlib.Path) -> dict:
     }
 
 
-def mean_frame(sampler, batches: int = 32):
+def mean_frame(batcher, batches: int = 32):
     """The mean view (H, W, 3) in [0, 1] over ``batches`` batches of the training sequences."""
     total, count = 0.0, 0
     for _ in range(batches):
-        views = sampler.sample()["views"]
+        views = batcher.sample()["views"]
         total = total + views.sum(dim=(0, 1, 2))
         count += views.shape[0] * views.shape[1] * views.shape[2]
     return (total / count).float()

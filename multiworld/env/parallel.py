@@ -169,7 +169,7 @@ class MultiWorldParallelEnv(ParallelEnv):
 
         ``options={"from": {"store": URL, "world": ID, "step": T}}`` continues from row T of a
         stored world exactly (the simulator's ``resume``: the symbolic state for the oracle; the
-        scene tokens, static scene and sampler state for the model backend, whose checkpoint
+        scene tokens and static scene for the model backend, whose checkpoint
         must be the one that wrote the world); ``options={"start_state": WorldState}`` (one
         world) starts from a given state. Other option keys are ignored."""
         start = source = None

@@ -3,6 +3,10 @@
 ``config.json`` records the resolved :class:`WorldModelConfig` and the sha256 of the weights file
 written beside it; loading checks both, so a checkpoint whose weights and config do not belong
 together fails with a clear message instead of producing garbage.
+
+Checkpoints written before the generative head (the flow-matching "refiner") was removed still
+load: their ``refiner``/``refiner_views`` config keys and ``refiner.*`` weights are dropped, and
+only those (any other unknown key or tensor is still an error).
 """
 
 from __future__ import annotations
@@ -26,6 +30,11 @@ DEFAULT_CHECKPOINT = SHIPPED / "default"
 PRIVATE_CHECKPOINT = SHIPPED / "private"
 # The stacked-frames baseline (no state): the same data and budget, trained with `--stacked-frames`.
 STACKED_CHECKPOINT = SHIPPED / "stacked"
+
+
+# What checkpoints of the removed generative head carry and loading drops: config keys, tensor prefix.
+RETIRED_CONFIG_KEYS = ("refiner", "refiner_views")
+RETIRED_WEIGHTS = "refiner."
 
 
 class CheckpointError(ValueError):
@@ -95,7 +104,8 @@ def build_model(model_config: dict) -> WorldModel | StackedFramesModel:
     the stacked-frames baseline when ``kind`` says so."""
     if model_config.get("kind") == STACKED_KIND:
         return StackedFramesModel(StackedFramesConfig.from_dict(model_config))
-    return WorldModel(WorldModelConfig.from_dict(model_config))
+    kept = {k: v for k, v in model_config.items() if k not in RETIRED_CONFIG_KEYS}
+    return WorldModel(WorldModelConfig.from_dict(kept))
 
 
 def load_checkpoint(
@@ -117,6 +127,9 @@ def load_checkpoint(
     except (TypeError, ValueError, KeyError, AttributeError) as e:
         raise CheckpointError(f"checkpoint {path}: config.json does not describe a valid world model: {e}") from None
     tensors = load_file(str(path / "model.safetensors"), device=str(device))
+    retired = sorted(k for k in tensors if k.startswith(RETIRED_WEIGHTS)) if isinstance(model, WorldModel) else []
+    for k in retired:  # the removed generative head's weights
+        del tensors[k]
     try:
         model.load_state_dict(tensors, strict=True)
     except RuntimeError as e:
@@ -124,14 +137,26 @@ def load_checkpoint(
         raise CheckpointError(
             f"checkpoint {path}: weights do not fit the config in config.json: {' '.join(first)}"
         ) from None
-    return model.to(device).eval()
+    model = model.to(device).eval()
+    if retired:
+        # Without the dropped tensors these weights hash to another sha256 than the file's, which is
+        # the one stored worlds record: remember the file's for as long as the weights are unchanged.
+        model._file_sha256 = (_state_sha256(model), digest)
+    return model
+
+
+def _state_sha256(model) -> str:
+    tensors = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    return hashlib.sha256(save(tensors, metadata={"format": FORMAT})).hexdigest()
 
 
 def weights_sha256(model) -> str:
     """sha256 of ``model``'s weights as ``save_checkpoint`` writes them (``model.safetensors``):
-    the hash a checkpoint of this model records in its ``config.json``."""
-    tensors = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
-    return hashlib.sha256(save(tensors, metadata={"format": FORMAT})).hexdigest()
+    the hash a checkpoint of this model records in its ``config.json``. For weights loaded, and not
+    changed since, from a checkpoint written with the removed generative head: that file's sha256."""
+    digest = _state_sha256(model)
+    loaded = getattr(model, "_file_sha256", None)
+    return loaded[1] if loaded is not None and loaded[0] == digest else digest
 
 
 def _shipped_name(digest: str | None) -> str:

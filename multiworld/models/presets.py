@@ -7,7 +7,6 @@ import dataclasses
 from multiworld.models.dynamics import StateUpdateConfig
 from multiworld.models.encoder import EncoderConfig
 from multiworld.models.heads import HeadsConfig
-from multiworld.models.refiner import RefinerConfig
 from multiworld.models.renderer import RendererConfig
 from multiworld.models.stacked import StackedFramesConfig
 from multiworld.models.trainer import TrainConfig
@@ -29,20 +28,19 @@ class Preset:
     stacked_event_boost: float | None = None
 
 
-def _model(dim: int, hidden: int, render_hidden: int, refiner_channels: int, **kw) -> WorldModelConfig:
+def _model(dim: int, hidden: int, render_hidden: int, **kw) -> WorldModelConfig:
     return WorldModelConfig(
         encoder=EncoderConfig(dim=dim, hidden=hidden, image_channels=hidden // 2),
         dynamics=StateUpdateConfig(dim=dim, hidden=2 * hidden, message=dim),
         renderer=RendererConfig(dim=dim, hidden=render_hidden, floor_hidden=hidden),
         heads=HeadsConfig(dim=dim, hidden=hidden),
-        refiner=RefinerConfig(channels=refiner_channels, layers=3),
         **kw,
     )
 
 
 def _tiny() -> Preset:
     return Preset(
-        _model(16, 32, 32, 8, columns_first=8, columns_rollout=4),
+        _model(16, 32, 32, columns_first=8, columns_rollout=4),
         TrainConfig(
             batch_size=2,
             horizon=3,
@@ -63,7 +61,7 @@ def _default() -> Preset:
     return Preset(
         # Second edition: quantised tokens, learned motion, reward lattice; 12 free-running steps
         # under state noise up to 0.15 (a level flip now and then), event-rich windows drawn 4x.
-        _model(32, 64, 96, 16, state_noise=0.15),
+        _model(32, 64, 96, state_noise=0.15),
         TrainConfig(
             batch_size=8,
             horizon=12,

@@ -1,4 +1,4 @@
-"""The learned world model: encoder + state-update model + renderer (+ decoder heads, flow sampler).
+"""The learned world model: encoder + state-update model + renderer (+ decoder heads).
 
 The rollout state is :class:`LatentState`: scene tokens ``(B, S, S, D)`` and agent tokens
 ``(B, N, D)`` (pose, then latent), tensors only. ``encode`` builds it from observations (the
@@ -27,7 +27,6 @@ from multiworld.models.encoder import EncoderConfig, SceneEncoder
 from multiworld.models.geometry import Camera, wrap_angle
 from multiworld.models.heads import DecoderHeads, HeadsConfig
 from multiworld.models.quantize import snap
-from multiworld.models.refiner import FlowRefiner, RefinerConfig
 from multiworld.models.renderer import RayRenderer, RendererConfig
 
 # Scenario conditioning: the state-update model learns rewards and endings per scenario (or per
@@ -56,7 +55,6 @@ class WorldModelConfig:
     dynamics: StateUpdateConfig = dataclasses.field(default_factory=StateUpdateConfig)
     renderer: RendererConfig = dataclasses.field(default_factory=RendererConfig)
     heads: HeadsConfig = dataclasses.field(default_factory=HeadsConfig)
-    refiner: RefinerConfig = dataclasses.field(default_factory=RefinerConfig)
     map_fraction: float = 0.75  # training resets that see the map (the rest: views only)
     state_noise: float = 0.1  # max std of the noise put on the scene tokens before each step
     pose_noise: float = 0.01
@@ -76,7 +74,6 @@ class WorldModelConfig:
     # 0.11 without learning the blocked moves (model card); a smaller weight is untried.
     unusual_weight: float = 0.0
     detach_every: int = 0  # truncated backprop through the rollout every k steps (0: never)
-    refiner_views: int = 2
     # The world the model is for: its camera (hand-given geometry, from the data's
     # metadata) and the names of its scenarios or recorded worlds (the scenario embedding's rows).
     camera: dict = dataclasses.field(default_factory=arena_camera)
@@ -96,7 +93,6 @@ class WorldModelConfig:
             "dynamics": StateUpdateConfig,
             "renderer": RendererConfig,
             "heads": HeadsConfig,
-            "refiner": RefinerConfig,
         }
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = set(d) - known
@@ -165,7 +161,6 @@ class WorldModel(nn.Module):
         self.dynamics = StateUpdateModel(cfg.dynamics)
         self.renderer = RayRenderer(cfg.renderer, cam)
         self.heads = DecoderHeads(cfg.heads)
-        self.refiner = FlowRefiner(cfg.refiner)
 
     @property
     def device(self) -> torch.device:
@@ -310,14 +305,6 @@ class WorldModel(nn.Module):
                 note("roll_psnr", lr_["render_psnr"])
                 note("roll_cell_acc", lg["cell_acc"])
 
-        if cfg.refiner_views:  # the generative head learns the residual of full deterministic renders
-            with torch.no_grad():
-                v = min(cfg.refiner_views, views.shape[2])
-                full, _ = self.renderer(scene.detach()[:1], agents.detach()[:1], views=torch.arange(v, device=dev))
-            l_f, lg = self.refiner(full[0], views[0, t1 - 2, :v], views[0, t1 - 1, :v])
-            add("refiner", l_f)
-            metrics.update({k: [torch.as_tensor(x)] for k, x in lg.items()})
-
         scales = self.scales()
         unknown = set(losses) - set(scales)
         if unknown:
@@ -340,7 +327,6 @@ class WorldModel(nn.Module):
             "events": cfg.event_weight,
             "payout": cfg.payout_weight,
             "latent": cfg.latent_weight,
-            "refiner": 1.0,
         }
 
 

@@ -55,7 +55,7 @@ class RaySimulator(Simulator):
         self.agent_names = agent_names(self.num_agents)
         self.depth = bool(spec.get("depth", False))
         self.opts = opts = validate_options(opts, self.num_agents)
-        check_backend(backend, spec)
+        check_backend(backend)
         connect(opts.address)
         import ray
 

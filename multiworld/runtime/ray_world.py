@@ -21,29 +21,25 @@ from multiworld.runtime.recording import WorldsRecorder, stored_frames
 from multiworld.sim.base import Observation, Outcome
 from multiworld.world.state import WorldState
 
-# Backends whose simulator a world actor can drive. The model renders deterministically on the ray
-# runtime: the flow sampler conditions each view on the agent's previous one, which agent actors
-# holding a subset of the agents do not share.
+# Backends whose simulator a world actor can drive.
 WORLD_BACKENDS = ("oracle", "model")
 # The in-process simulator's public methods that publish a new state version.
 STEPS = ("reset_state", "advance", "advance_and_restart")
 
 
-def check_backend(backend: str, spec: dict) -> None:
-    """Refuse a backend (or a model setting) the ray runtime cannot run, before anything starts."""
+def check_backend(backend: str) -> None:
+    """Refuse a backend the ray runtime cannot run, before anything starts."""
     if backend not in WORLD_BACKENDS:
         raise ValueError(
             f"the ray runtime does not support backend {backend!r} yet; supported: {sorted(WORLD_BACKENDS)}"
         )
-    if backend == "model" and spec.get("sampler_steps", 0):
-        raise ValueError("the ray runtime renders the model deterministically: sampler_steps must be 0")
 
 
 def world_simulator(backend: str, spec: dict):
     """The in-process simulator a world actor drives (without rendering: built without depth)."""
     from multiworld.runtime.factory import BACKENDS
 
-    check_backend(backend, spec)
+    check_backend(backend)
     sim = BACKENDS[backend](**{**spec, "depth": False})
     missing = [m for m in (*STEPS, "resume_state", "payload", "reset_outcome") if not hasattr(sim, m)]
     if missing:

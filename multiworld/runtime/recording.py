@@ -4,8 +4,7 @@ Row t of a store world is the state after t steps (row 0 the reset state); row t
 holds the joint action that produced it, its rewards and flags, events, the model's scene
 tokens (model backend) and, optionally, every agent's rendered view. A model world also records
 the checkpoint's sha256 (``checkpoint_hash``) and what else its exact resume needs
-(:meth:`Simulator.record_attrs`: the reset mode, the sampler and its noise key); with the
-generative head on its views are always recorded (the sampler conditions on them).
+(:meth:`Simulator.record_attrs`: the reset mode and the render precision).
 
 :class:`EpisodeRecorder` writes one world; :class:`WorldsRecorder` writes every world of a batch,
 a new store world for each world that starts over. The Ray runtime's world actor records through
@@ -41,8 +40,7 @@ class EpisodeRecorder:
 
     Call :meth:`start` right after ``sim.reset`` and :meth:`step` after each ``sim.step``.
     Each step is committed as it is written (``commit_every`` > 1 batches commits: fewer
-    writes, and a crash loses at most the uncommitted tail). ``frames=False`` is overridden
-    when the simulator needs its views to resume (``sim.resume_needs_frames``).
+    writes, and a crash loses at most the uncommitted tail).
     """
 
     store: WorldStore
@@ -58,7 +56,6 @@ class EpisodeRecorder:
 
     def start(self, obs: Observation) -> None:
         b = self.world_index
-        self.frames = bool(self.frames or getattr(self.sim, "resume_needs_frames", False))
         tokens = self._tokens()
         self.writer = self.store.create_world(
             self.world_id,
@@ -99,7 +96,6 @@ class EpisodeRecorder:
 
     def reopen(self) -> int:
         """Continue the stored world (after a crash) instead of :meth:`start`: its last committed row."""
-        self.frames = bool(self.frames or getattr(self.sim, "resume_needs_frames", False))
         self.writer = self.store.writer(self.world_id)
         return self.writer.steps - 1
 

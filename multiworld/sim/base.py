@@ -106,8 +106,6 @@ class Simulator(abc.ABC):
     agent_names: list[str]
     # sha256 of the learned model's weights (the store's ``checkpoint_hash``); None for the oracle.
     checkpoint_sha256: str | None = None
-    # A stored world of this simulator resumes exactly only if its views were recorded too.
-    resume_needs_frames: bool = False
 
     @abc.abstractmethod
     def reset(self, seeds: list[int], start: WorldState | None = None, tokens: np.ndarray | None = None) -> Observation:
@@ -142,7 +140,7 @@ class Simulator(abc.ABC):
         """Continue every world from a stored row: ``sources`` holds one ``(reader, step)`` per world.
 
         This default restarts from the rows' symbolic states (all the oracle needs); the model
-        backend also restores its latent state, its static scene and its sampler (exact resume)."""
+        backend also restores its latent state and its static scene (exact resume)."""
         return self.reset(list(seeds), start=stored_states(sources, self.num_worlds))
 
     def record_attrs(self, world: int) -> dict[str, Any]:

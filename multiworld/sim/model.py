@@ -20,7 +20,6 @@ import numpy as np
 import torch
 
 from multiworld.models.checkpoint import CheckpointError, check_checkpoint, weights_sha256
-from multiworld.models.refiner import noise_generator, noise_key
 from multiworld.sim.base import InProcessSimulator, Observation, initial_state, stored_states
 from multiworld.sim.oracle import agent_names
 from multiworld.sim.readout import decode_state, event_dicts
@@ -29,6 +28,19 @@ from multiworld.world.scenarios import Scenario, get_scenario
 from multiworld.world.state import WorldState
 
 INIT_MODES = ("map", "views")
+
+
+def check_deterministic(reader) -> None:
+    """Refuse a stored world that ran the removed generative head (``model.sampler_steps`` > 0 in
+    its attributes): its views came from noise this simulator no longer draws. Worlds recorded with
+    ``sampler_steps`` 0 (the deterministic render, what the model renders now) resume as before."""
+    steps = (reader.attrs.get("model") or {}).get("sampler_steps") or 0
+    if steps:
+        raise ValueError(
+            f"stored world {reader.world_id!r} ran the model's generative head (sampler_steps={steps}), "
+            "which was removed (it measured below the deterministic render: benchmarks/results/fidelity.md); "
+            "it cannot be resumed exactly. Resume its symbolic state with the oracle backend instead"
+        )
 
 
 def resolve_device(device: str | torch.device) -> torch.device:
@@ -54,9 +66,7 @@ class ModelSimulator(InProcessSimulator):
     """B worlds of N agents simulated by a world-model checkpoint (default: the shipped one).
 
     ``init``: ``"map"`` (views, poses and the top-down map at reset) or ``"views"`` (views and
-    poses only). ``sampler_steps``: 0 renders deterministically (default); 1..8 runs the flow
-    sampler (the generative head) on top, conditioned on each agent's previous frame (as
-    returned, in uint8) with noise drawn per world from ``(seed, the world's seed, step)``.
+    poses only). Views are the renderer's deterministic render.
     ``precision``: ``"fp32"`` or ``"bf16"`` (autocast for the renderer); default bf16 on CUDA and on
     CPUs with bf16 instructions (2.7x faster renders on an AVX512-BF16 core, mean pixel change
     8e-5), fp32 elsewhere. The state update always runs in float32, so poses and tokens are
@@ -77,9 +87,7 @@ class ModelSimulator(InProcessSimulator):
         checkpoint: str | pathlib.Path | None = None,
         model=None,
         init: str = "map",
-        sampler_steps: int = 0,
         precision: str | None = None,
-        seed: int = 0,
         **arena_overrides,
     ) -> None:
         from multiworld.models.checkpoint import DEFAULT_CHECKPOINT, load_checkpoint, read_config
@@ -92,12 +100,6 @@ class ModelSimulator(InProcessSimulator):
         self.device = resolve_device(device)
         if init not in INIT_MODES:
             raise ValueError(f"init must be one of {INIT_MODES}, got {init!r}")
-        if isinstance(sampler_steps, bool) or not isinstance(sampler_steps, (int, np.integer)):
-            raise ValueError(f"sampler_steps must be an integer in [0, 8], got {sampler_steps!r}")
-        if not 0 <= sampler_steps <= 8:
-            raise ValueError(f"sampler_steps must be in [0, 8], got {sampler_steps}")
-        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-            raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
         # ``model``: an already loaded world model (benchmarks, tests) instead of a checkpoint path.
         if model is None:
             path = pathlib.Path(checkpoint) if checkpoint is not None else DEFAULT_CHECKPOINT
@@ -121,22 +123,13 @@ class ModelSimulator(InProcessSimulator):
         if precision not in ("fp32", "bf16"):
             raise ValueError(f"precision must be 'fp32' or 'bf16', got {precision!r}")
         self.precision = precision
-        self.init, self.depth, self.sampler_steps, self.seed = init, depth, int(sampler_steps), int(seed)
+        self.init, self.depth = init, depth
         self.latent = None
         self.readout: WorldState | None = None
         self.static: WorldState | None = None
         self.version = np.zeros(num_worlds, np.int64)
-        self.noise_keys = np.zeros(num_worlds, np.int64)
-        self.prev_rgb: torch.Tensor | None = None
-        self._resumed_frames: list[np.ndarray | None] | None = None
         self._scen = torch.full((num_worlds,), self.scenario_index, dtype=torch.long, device=self.device)
         self.view_owner: np.ndarray | None = None
-
-    @property
-    def resume_needs_frames(self) -> bool:
-        """With the generative head on, each view is conditioned on the agent's previous view: a
-        stored world needs its views to resume exactly."""
-        return self.sampler_steps > 0
 
     def render_only(self, owner: np.ndarray) -> None:
         """Render only agent ``owner[b]``'s view of world b (the others read black): what the
@@ -206,20 +199,18 @@ class ModelSimulator(InProcessSimulator):
             self.readout = decode_state(self.model, self.latent, state)
             self.static = self.readout.copy()
         self.version = state.step.copy()
-        self.noise_keys = np.array([noise_key(self.seed, s) for s in seeds], np.int64)
-        self.prev_rgb = None
-        self._resumed_frames = None
 
     def resume(self, sources, seeds: list[int]) -> Observation:
         """Continue every world exactly from a stored row (``sources``: one ``(reader, step)`` per
-        world): its tokens, its static scene, its sampler's noise key and, with the generative head
-        on, its last views (which the first observation returns as stored). A world stored without
-        tokens (recorded by the oracle) starts from the observations of its stored state instead."""
+        world): its tokens and its static scene. A world stored without tokens (recorded by the
+        oracle) starts from the observations of its stored state instead."""
         self.resume_state(sources, seeds)
         return self._first_observation()
 
     def resume_state(self, sources, seeds: list[int]) -> None:
         """:meth:`resume` without rendering (the Ray world actor's recovery)."""
+        for reader, _ in sources:
+            check_deterministic(reader)
         start = stored_states(sources, self.num_worlds)
         with_tokens = [reader.has_tokens for reader, _ in sources]
         if any(with_tokens) and not all(with_tokens):
@@ -230,45 +221,12 @@ class ModelSimulator(InProcessSimulator):
         for reader, _ in sources:
             check_checkpoint(reader.world_id, reader.checkpoint_hash, self.checkpoint_sha256)
         tokens = np.stack([reader.tokens(int(t)) for reader, t in sources])
-        frames = [self._stored_frames(reader, int(t)) for reader, t in sources] if self.sampler_steps else None
         self.reset_state(seeds, start, tokens)
-        for b, (reader, _) in enumerate(sources):
-            key = (reader.attrs.get("model") or {}).get("noise_key")
-            if key is not None:
-                self.noise_keys[b] = int(key)
-        self._resumed_frames = frames
-
-    def _stored_frames(self, reader, t: int) -> np.ndarray | None:
-        """The views of row ``t`` the sampler conditions its next frame on (None: none recorded)."""
-        stored = reader.attrs.get("model") or {}
-        if not reader.has_frames:
-            if stored.get("sampler_steps"):
-                raise ValueError(
-                    f"stored world {reader.world_id!r} ran the generative head (sampler_steps="
-                    f"{stored['sampler_steps']}) but was recorded without its views: the frame history the "
-                    "sampler conditions on is lost, so it cannot be resumed exactly"
-                )
-            return None
-        frames = reader.frames(t)
-        want = (self.num_agents, self.cam.height, self.cam.width, 3)
-        if frames.shape != want:
-            raise ValueError(
-                f"stored world {reader.world_id!r} recorded views of shape {frames.shape}, this simulator "
-                f"renders {want}: the sampler cannot continue from them"
-            )
-        return frames
 
     def record_attrs(self, world: int) -> dict:
         """What a stored copy of world ``world`` records besides the checkpoint's sha256 (the store's
-        ``checkpoint_hash``): the reset mode, the sampler, and the world's sampler noise key."""
-        return {
-            "model": {
-                "init": self.init,
-                "sampler_steps": self.sampler_steps,
-                "noise_key": int(self.noise_keys[world]),
-                "precision": self.precision,
-            }
-        }
+        ``checkpoint_hash``): the reset mode and the render precision."""
+        return {"model": {"init": self.init, "precision": self.precision}}
 
     @torch.no_grad()
     def _restart(self, mask: np.ndarray, start: WorldState) -> None:
@@ -279,15 +237,6 @@ class ModelSimulator(InProcessSimulator):
         self.static = self.static.replace_worlds(mask, first)
         self.version = self.version.copy()
         self.version[mask] = start.step
-        if self.prev_rgb is not None:
-            self.prev_rgb[torch.as_tensor(mask, device=self.device)] = self.model.render(fresh, self.cam)[0].clamp(0, 1)
-
-    def advance_and_restart(self, actions: np.ndarray, restart: np.ndarray, start: WorldState, seeds: list[int]):
-        outcome = super().advance_and_restart(actions, restart, start, seeds)
-        mask = np.asarray(restart, bool)
-        self.noise_keys = self.noise_keys.copy()
-        self.noise_keys[mask] = [noise_key(self.seed, s) for s in np.asarray(seeds)[mask]]
-        return outcome
 
     # ----- step -------------------------------------------------------------------------------
     def payload(self) -> dict:
@@ -344,32 +293,11 @@ class ModelSimulator(InProcessSimulator):
             rgb[sel, int(o)], depth[sel, int(o)] = r[:, 0].float(), d[:, 0].float()
         return rgb, depth
 
-    def _sample(self, rgb: torch.Tensor) -> torch.Tensor:
-        """The generative head's views (B, N, H, W, 3), quantized to what the observation returns:
-        each world's noise from its own key and state version, each view conditioned on the agent's
-        previous view (its deterministic render right after a reset), or the stored views of a
-        resumed row."""
-        prev = rgb if self.prev_rgb is None else self.prev_rgb
-        resumed = self._resumed_frames
-        out = torch.empty_like(rgb)
-        for b in range(self.num_worlds):
-            if resumed is not None and resumed[b] is not None:
-                out[b] = torch.as_tensor(resumed[b], device=self.device).float() / 255
-                continue
-            gen = noise_generator(int(self.noise_keys[b]), int(self.version[b]), self.device)
-            out[b] = self.model.refiner.sample(rgb[b], prev[b], self.sampler_steps, gen)
-        out = (out * 255).round() / 255
-        self.prev_rgb = out
-        return out
-
     @torch.no_grad()
     def _observe(self, rewards: np.ndarray, terminated: np.ndarray, events: list[list[dict]]) -> Observation:
         with self._autocast():
             rgb, depth = self._render()
         rgb = rgb.float().clamp(0, 1)
-        if self.sampler_steps > 0:
-            rgb = self._sample(rgb)
-        self._resumed_frames = None
         return Observation(
             rgb=(rgb * 255).round().to(torch.uint8).cpu().numpy(),
             depth=depth.float().cpu().numpy().astype(np.float32) if self.depth else None,
