@@ -177,13 +177,15 @@ def test_checkpoint_mismatch_is_a_clear_error(tiny_model, tmp_path):
 
 def _with_generative_head(tiny_model, ck: pathlib.Path, extra: dict[str, torch.Tensor]) -> None:
     """``tiny_model``'s checkpoint with ``extra`` tensors added to its weights, and the config keys
-    of the removed generative head, as checkpoints written before its removal have them."""
+    of the removed generative head, as checkpoints written before its removal have them (nor had
+    they the payout classes read off the data: loading allows every class, as the tiny model does)."""
     from safetensors.torch import save_file
 
     from multiworld.models.checkpoint import FORMAT, sha256_file
 
     save_checkpoint(tiny_model, ck)
-    tensors = {k: v.contiguous() for k, v in tiny_model.state_dict().items()} | extra
+    assert tiny_model.dynamics.payouts_seen.all()
+    tensors = {k: v.contiguous() for k, v in tiny_model.state_dict().items() if k != "dynamics.payouts_seen"} | extra
     save_file(tensors, str(ck / "model.safetensors"), metadata={"format": FORMAT})
     cfg = json.loads((ck / "config.json").read_text())
     cfg["weights_sha256"] = sha256_file(ck / "model.safetensors")
@@ -214,8 +216,10 @@ def test_a_checkpoint_with_the_removed_generative_head_loads_without_it(tiny_mod
         next(loaded.parameters()).add_(1.0)
     assert weights_sha256(loaded) not in (digest, weights_sha256(tiny_model))
 
-    shipped = read_config(DEFAULT_CHECKPOINT)  # written with the head (its rendering: test_model_reference.py)
-    assert "refiner" in shipped["model"]
+    assert loaded.dynamics.payouts_seen.all()
+
+    shipped = read_config(DEFAULT_CHECKPOINT)  # re-written without the head (its rendering: test_model_reference.py)
+    assert "refiner" not in shipped["model"] and shipped["payouts"]["from_weights_sha256"].startswith("498b16d4")
     model = load_checkpoint(DEFAULT_CHECKPOINT)
     assert isinstance(model, WorldModel) and not hasattr(model, "refiner")
     assert weights_sha256(model) == shipped["weights_sha256"]

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from multiworld.models.dynamics import OWN_VALUES, SHARED_VALUES, payout_class
@@ -173,6 +173,9 @@ SCENARIO_VALUES = {"roam-v0": {0.0}, "forage-v0": {0.0, 1.0}, "push-v0": {-2.0, 
     seed=st.integers(0, 2**16),
     scripted=st.booleans(),
 )
+@example(
+    scenario="roam-v0", seed=152, scripted=True
+)  # paid 1.0 in roam before the payout classes were read off the data
 def test_shipped_model_rewards_take_only_the_scenarios_values(shipped, scenario, seed, scripted):
     """Random or scripted action sequences on the shipped checkpoint: every reward is one of the
     scenario's values (forage and roam never pay a negative), and only steps with events pay."""
@@ -187,6 +190,42 @@ def test_shipped_model_rewards_take_only_the_scenarios_values(shipped, scenario,
         for w, events in enumerate(obs.events):
             if not events:
                 assert not obs.rewards[w].any() and not obs.terminated[w]
+
+
+def test_payout_classes_are_read_off_the_data():
+    """The model pays only the payout classes its scenario's data pays: a scenario whose data never
+    pays keeps the zero class only, a scenario without data keeps every class."""
+    from multiworld.models.data import data_payouts_seen
+    from multiworld.models.dynamics import OWN_VALUES, SHARED_VALUES
+
+    k = len(OWN_VALUES)
+    roam = np.zeros((50, 4), np.float32)
+    forage = np.zeros((50, 3), np.float32)
+    forage[3, 1] = 1.0  # one agent's pickup: its own payout
+    forage[7] = 1.0  # everyone paid the same: a shared payout
+    seen = data_payouts_seen([(0, roam), (1, forage)], 3)
+    zero_own, zero_shared, one_own, one_shared = (
+        OWN_VALUES.index(0.0),
+        SHARED_VALUES.index(0.0),
+        OWN_VALUES.index(1.0),
+        SHARED_VALUES.index(1.0),
+    )
+    assert seen[0].nonzero().flatten().tolist() == [zero_own, k + zero_shared]
+    assert seen[1].nonzero().flatten().tolist() == sorted([zero_own, one_own, k + zero_shared, k + one_shared])
+    assert seen[2].all()
+
+
+def test_the_shipped_models_pay_only_what_their_data_paid(shipped):
+    """roam-v0 pays nothing, forage-v0 0 or +1: the shipped weights carry that (the
+    ``payouts_seen`` buffer written by ``multiworld train --payouts-only``, model card)."""
+    seen = shipped.dynamics.payouts_seen
+    k = len(OWN_VALUES)
+
+    def values(row: torch.Tensor) -> set[float]:
+        own = {OWN_VALUES[i] for i in row[:k].nonzero().flatten().tolist()}
+        return own | {SHARED_VALUES[i] for i in row[k:].nonzero().flatten().tolist()}
+
+    assert values(seen[0]) == {0.0} and values(seen[1]) == {0.0, 1.0}
 
 
 def test_latent_state_round_trip_keeps_the_lattice(tiny_model):

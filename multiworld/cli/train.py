@@ -52,6 +52,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="start from the weights of this checkpoint directory: every tensor whose name and shape "
         "match is copied, the rest starts fresh (the model card records the chain)",
     )
+    p.add_argument(
+        "--payouts-only",
+        action="store_true",
+        help="no training: read the payout classes each scenario's --data pays into the --init-from "
+        "checkpoint (every other tensor unchanged) and write it to --out",
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=2, help="torch CPU threads (default: %(default)s)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar (logs still go to log.jsonl)")
@@ -62,12 +68,18 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from multiworld.models.checkpoint import load_checkpoint, save_checkpoint
-    from multiworld.models.data import SequenceBatcher, load_sequences, make_sequences
+    from multiworld.models.data import (
+        SequenceBatcher,
+        data_payouts_seen,
+        load_sequences,
+        make_sequences,
+        scenario_rewards,
+    )
     from multiworld.models.presets import get_preset
     from multiworld.models.recorded import RecordingBatcher, is_recorded, load_recorded, model_fields
     from multiworld.models.stacked import StackedFramesModel
     from multiworld.models.trainer import Trainer
-    from multiworld.models.world_model import WorldModel
+    from multiworld.models.world_model import WorldModel, scenario_id
     from multiworld.seeds import validation_seeds
 
     if args.threads < 1:
@@ -150,6 +162,16 @@ def run(args: argparse.Namespace) -> int:
         }
     model = StackedFramesModel(preset.stacked) if stacked else WorldModel(preset.model)
     warm = warm_start(model, args.init_from) if args.init_from is not None and not args.resume else None
+    if not stacked:  # the payout classes each scenario's data pays: the only ones the model pays
+        rewards = (
+            [(0, recorded.rewards)]
+            if kinds == {True}
+            else [(scenario_id(s.scenario), scenario_rewards(s)) for s in sets]
+        )
+        model.dynamics.payouts_seen.copy_(data_payouts_seen(rewards, preset.model.dynamics.scenarios))
+        data_info["payouts_seen"] = model.dynamics.payouts_seen.int().tolist()
+    if args.payouts_only:
+        return _write_payouts_only(args, model, warm, data_info)
     val_batches = [val.sample() for _ in range(2)]
     info = {
         "command": "multiworld " + " ".join(sys.argv[1:]) if sys.argv and "multiworld" in sys.argv[0] else None,
@@ -197,6 +219,33 @@ def run(args: argparse.Namespace) -> int:
             shutil.copy2(best / name, out / name)
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     print(f"trained {summary['step']} steps in {summary['elapsed_seconds'] / 60:.1f} min; checkpoint in {out}")
+    return 0
+
+
+def _write_payouts_only(args: argparse.Namespace, model, warm: dict | None, data_info: dict) -> int:
+    """``--payouts-only``: the --init-from checkpoint with the payout classes of --data, written to --out."""
+    from multiworld.models.checkpoint import read_config, save_checkpoint
+
+    if warm is None or args.stacked_frames:
+        raise ValueError("--payouts-only needs --init-from with a world-model checkpoint (not --stacked-frames)")
+    if warm["fresh"] != ["dynamics.payouts_seen"]:
+        raise ValueError(
+            f"--payouts-only: --init-from {args.init_from} does not fit the model: {warm['fresh']} start fresh"
+        )
+    source = read_config(args.init_from)
+    extra = {k: v for k, v in source.items() if k not in ("format", "format_version", "weights_sha256", "model")}
+    extra["payouts"] = {
+        "command": "multiworld " + " ".join(sys.argv[1:]) if sys.argv and "multiworld" in sys.argv[0] else None,
+        "from_weights_sha256": source["weights_sha256"],
+        "data": [str(p) for p in args.data],
+        "payouts_seen": data_info["payouts_seen"],
+    }
+    metrics_path = args.init_from / "metrics.json"
+    metrics = json.loads(metrics_path.read_text()) if metrics_path.exists() else None
+    digest = save_checkpoint(model, args.out, metrics, extra=extra)
+    print(
+        f"wrote {args.out} (weights sha256 {digest[:12]}...; payout classes per scenario {data_info['payouts_seen']})"
+    )
     return 0
 
 

@@ -35,6 +35,8 @@ STACKED_CHECKPOINT = SHIPPED / "stacked"
 # What checkpoints of the removed generative head carry and loading drops: config keys, tensor prefix.
 RETIRED_CONFIG_KEYS = ("refiner", "refiner_views")
 RETIRED_WEIGHTS = "refiner."
+# Added after the first checkpoints: loading one without it allows every payout class, as before.
+PAYOUTS_SEEN = "dynamics.payouts_seen"
 
 
 class CheckpointError(ValueError):
@@ -130,6 +132,9 @@ def load_checkpoint(
     retired = sorted(k for k in tensors if k.startswith(RETIRED_WEIGHTS)) if isinstance(model, WorldModel) else []
     for k in retired:  # the removed generative head's weights
         del tensors[k]
+    if isinstance(model, WorldModel) and PAYOUTS_SEEN not in tensors:
+        # Written before the payout classes were read off the data: every class stays allowed.
+        tensors[PAYOUTS_SEEN] = model.state_dict()[PAYOUTS_SEEN].to(device)
     try:
         model.load_state_dict(tensors, strict=True)
     except RuntimeError as e:

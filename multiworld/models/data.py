@@ -312,6 +312,46 @@ def eventful_rows(ss: SequenceSet, typical: np.ndarray | None = None, chunk: int
     return out
 
 
+def scenario_rewards(ss: SequenceSet, chunk: int = 4096) -> np.ndarray:
+    """(transitions, N) float32: the scenario's reward of every transition of ``ss`` (the last
+    row of each episode, which has none, left out)."""
+    last = set((ss.offsets + ss.lengths - 1).tolist())
+    rows = np.array([r for r in range(ss.actions.shape[0]) if r not in last], np.int64)
+    arrays, sc = ss.states.arrays(), get_scenario(ss.scenario)
+    out = []
+    for a in range(0, len(rows), chunk):
+        idx = rows[a : a + chunk]
+        before = WorldState(**{k: v[idx] for k, v in arrays.items()})
+        after, events = world_step(before, ss.actions[idx], ss.arena)
+        out.append(np.asarray(sc.reward(before, after, events), np.float32))
+    return np.concatenate(out) if out else np.zeros((0, ss.arena.num_agents), np.float32)
+
+
+def data_payouts_seen(rewards: list[tuple[int, np.ndarray]], scenarios: int) -> torch.Tensor:
+    """The state-update model's ``payouts_seen`` from the training data: ``rewards`` holds
+    (scenario id, (transitions, N) rewards) pairs; see :func:`multiworld.models.dynamics.payouts_seen`."""
+    from multiworld.models.dynamics import payouts_seen
+
+    own, shared, scen = [], [], []
+    for sid, r in rewards:
+        if not len(r):
+            continue
+        t = payout_targets(torch.as_tensor(r, dtype=torch.float32))
+        own.append(t["own_payout"].reshape(-1))
+        shared.append(t["shared_payout"].reshape(-1))
+        scen.append(torch.full((t["own_payout"].numel(),), sid, dtype=torch.long))
+        # the shared classes are per step, the own ones per agent: pair each step with its scenario
+        shared[-1] = shared[-1].repeat_interleave(r.shape[1])
+    if not own:
+        return payouts_seen(
+            torch.zeros(0, dtype=torch.long),
+            torch.zeros(0, dtype=torch.long),
+            torch.zeros(0, dtype=torch.long),
+            scenarios,
+        )
+    return payouts_seen(torch.cat(own), torch.cat(shared), torch.cat(scen), scenarios)
+
+
 class SequenceBatcher:
     """Batches of ``horizon``-step windows of recorded episodes with everything the losses need:
     the oracle's views, depth and top-down map at every step (re-rendered from the stored states),

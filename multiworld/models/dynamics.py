@@ -52,6 +52,20 @@ def payout_class(value: torch.Tensor, values: tuple[float, ...]) -> torch.Tensor
     return (v - values[0]).long()
 
 
+def payouts_seen(own: torch.Tensor, shared: torch.Tensor, scenario: torch.Tensor, scenarios: int) -> torch.Tensor:
+    """``(scenarios, len(OWN_VALUES) + len(SHARED_VALUES))`` bool: which payout classes each
+    scenario's data ever pays (``own`` (M,) / ``shared`` (M,) payout classes of steps of
+    ``scenario`` (M,)). The state-update model pays only these (``payouts_seen`` buffer); a
+    scenario without data keeps every class."""
+    seen = torch.zeros(scenarios, len(OWN_VALUES) + len(SHARED_VALUES), dtype=torch.bool)
+    seen[scenario, own] = True
+    seen[scenario, len(OWN_VALUES) + shared] = True
+    empty = torch.ones(scenarios, dtype=torch.bool)
+    empty[scenario] = False
+    seen[empty] = True
+    return seen
+
+
 @dataclasses.dataclass
 class StateUpdateConfig:
     dim: int = 32
@@ -91,6 +105,11 @@ class StateUpdateModel(nn.Module):
         self.agent2 = _mlp(self_in + 2 * h, h, h)
         self.event_head = nn.Linear(h, 2 + len(OWN_VALUES))  # push, pickup logits, own payout logits
         self.world_head = _mlp(2 * h + d + 8, h // 2, 1 + len(SHARED_VALUES))  # termination, shared payout
+        # Which payout classes each scenario's training data pays (read off the data by the
+        # trainer, ``payouts_seen``): a class a scenario never paid is never predicted for it.
+        self.register_buffer(
+            "payouts_seen", torch.ones(cfg.scenarios, len(OWN_VALUES) + len(SHARED_VALUES), dtype=torch.bool)
+        )
         self.offset = nn.Embedding(win, 16)
         self.send = _mlp(h + 16 + 4, h // 2, m)
         self.cell = nn.Sequential(
@@ -193,7 +212,10 @@ class StateUpdateModel(nn.Module):
         ev = self.event_head(h2)
         pooled = torch.cat([h2.mean(1), h2.amax(1), scene.mean((1, 2)), scen_e], -1)
         world = self.world_head(pooled)
-        own_logits, shared_logits = ev[..., 2:], world[:, 1:]
+        allowed = self.payouts_seen[scenario]  # (B, 8)
+        k = len(OWN_VALUES)
+        own_logits = ev[..., 2:].masked_fill(~allowed[:, None, :k], -1e4)
+        shared_logits = world[:, 1:].masked_fill(~allowed[:, k:], -1e4)
         # The step's reward: payout classes' values, paid only with the model's own events.
         mine = (ev[..., 0] > 0) | (ev[..., 1] > 0)  # (B, N): this agent's push or pickup fired
         anyone = mine.any(1)  # (B,)
