@@ -174,7 +174,7 @@ def run(args: argparse.Namespace) -> int:
         return _write_payouts_only(args, model, warm, data_info)
     val_batches = [val.sample() for _ in range(2)]
     info = {
-        "command": "multiworld " + " ".join(sys.argv[1:]) if sys.argv and "multiworld" in sys.argv[0] else None,
+        "command": _command_line(),
         "preset": args.preset,
         "private_state": private,
         "stacked_frames": stacked,
@@ -222,20 +222,25 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _command_line() -> str | None:
+    """The ``multiworld ...`` command this process runs, when it runs one (recorded with a checkpoint)."""
+    return "multiworld " + " ".join(sys.argv[1:]) if sys.argv and "multiworld" in sys.argv[0] else None
+
+
 def _write_payouts_only(args: argparse.Namespace, model, warm: dict | None, data_info: dict) -> int:
     """``--payouts-only``: the --init-from checkpoint with the payout classes of --data, written to --out."""
     from multiworld.models.checkpoint import read_config, save_checkpoint
 
     if warm is None or args.stacked_frames:
         raise ValueError("--payouts-only needs --init-from with a world-model checkpoint (not --stacked-frames)")
-    if warm["fresh"] != ["dynamics.payouts_seen"]:
+    if set(warm["fresh"]) - {"dynamics.payouts_seen"}:  # absent before the classes were read off data
         raise ValueError(
             f"--payouts-only: --init-from {args.init_from} does not fit the model: {warm['fresh']} start fresh"
         )
     source = read_config(args.init_from)
     extra = {k: v for k, v in source.items() if k not in ("format", "format_version", "weights_sha256", "model")}
     extra["payouts"] = {
-        "command": "multiworld " + " ".join(sys.argv[1:]) if sys.argv and "multiworld" in sys.argv[0] else None,
+        "command": _command_line(),
         "from_weights_sha256": source["weights_sha256"],
         "data": [str(p) for p in args.data],
         "payouts_seen": data_info["payouts_seen"],

@@ -134,7 +134,7 @@ def load_checkpoint(
         del tensors[k]
     if isinstance(model, WorldModel) and PAYOUTS_SEEN not in tensors:
         # Written before the payout classes were read off the data: every class stays allowed.
-        tensors[PAYOUTS_SEEN] = model.state_dict()[PAYOUTS_SEEN].to(device)
+        tensors[PAYOUTS_SEEN] = model.dynamics.payouts_seen.to(device)
     try:
         model.load_state_dict(tensors, strict=True)
     except RuntimeError as e:

@@ -298,13 +298,8 @@ def unusual_motion(before: np.ndarray, after: np.ndarray, actions: np.ndarray, t
 def eventful_rows(ss: SequenceSet, typical: np.ndarray | None = None, chunk: int = 4096) -> np.ndarray:
     """(rows,) bool: the transition from each row has a push or a pickup, or (given the typical
     move of every action) an unusual move: the rare events."""
-    rows = ss.actions.shape[0]
-    out = np.zeros(rows, bool)
-    arrays = ss.states.arrays()
-    for a in range(0, rows, chunk):
-        idx = np.arange(a, min(rows, a + chunk))
-        before = WorldState(**{k: v[idx] for k, v in arrays.items()})
-        after, events = world_step(before, ss.actions[idx], ss.arena)
+    out = np.zeros(ss.actions.shape[0], bool)
+    for idx, before, after, events in _transitions(ss, np.arange(len(out)), chunk):
         rare = (events.pushed >= 0) | (events.picked >= 0)
         if typical is not None:
             rare |= unusual_motion(before.poses, after.poses, ss.actions[idx], typical)
@@ -312,44 +307,43 @@ def eventful_rows(ss: SequenceSet, typical: np.ndarray | None = None, chunk: int
     return out
 
 
-def scenario_rewards(ss: SequenceSet, chunk: int = 4096) -> np.ndarray:
-    """(transitions, N) float32: the scenario's reward of every transition of ``ss`` (the last
-    row of each episode, which has none, left out)."""
-    last = set((ss.offsets + ss.lengths - 1).tolist())
-    rows = np.array([r for r in range(ss.actions.shape[0]) if r not in last], np.int64)
-    arrays, sc = ss.states.arrays(), get_scenario(ss.scenario)
-    out = []
+def _transitions(ss: SequenceSet, rows: np.ndarray, chunk: int):
+    """The oracle's step from each of ``rows`` of ``ss`` with its recorded joint action, ``chunk``
+    rows at a time: ``(rows, before, after, events)``."""
+    arrays = ss.states.arrays()
     for a in range(0, len(rows), chunk):
         idx = rows[a : a + chunk]
         before = WorldState(**{k: v[idx] for k, v in arrays.items()})
         after, events = world_step(before, ss.actions[idx], ss.arena)
-        out.append(np.asarray(sc.reward(before, after, events), np.float32))
+        yield idx, before, after, events
+
+
+def scenario_rewards(ss: SequenceSet, chunk: int = 4096) -> np.ndarray:
+    """(transitions, N) float32: the scenario's reward of every transition of ``ss`` (the last
+    row of each episode, which has none, left out)."""
+    rows = np.setdiff1d(np.arange(ss.actions.shape[0]), ss.offsets + ss.lengths - 1)
+    sc = get_scenario(ss.scenario)
+    out = [np.asarray(sc.reward(b, a, e), np.float32) for _, b, a, e in _transitions(ss, rows, chunk)]
     return np.concatenate(out) if out else np.zeros((0, ss.arena.num_agents), np.float32)
 
 
 def data_payouts_seen(rewards: list[tuple[int, np.ndarray]], scenarios: int) -> torch.Tensor:
-    """The state-update model's ``payouts_seen`` from the training data: ``rewards`` holds
-    (scenario id, (transitions, N) rewards) pairs; see :func:`multiworld.models.dynamics.payouts_seen`."""
-    from multiworld.models.dynamics import payouts_seen
+    """The state-update model's ``payouts_seen`` buffer, read off the training data: ``rewards``
+    holds (scenario id, (transitions, N) rewards) pairs. ``(scenarios, len(OWN_VALUES) +
+    len(SHARED_VALUES))`` bool: the payout classes each scenario's data pays; a scenario without
+    data keeps every class."""
+    from multiworld.models.dynamics import OWN_VALUES, SHARED_VALUES
 
-    own, shared, scen = [], [], []
+    k = len(OWN_VALUES)
+    seen = torch.ones(scenarios, k + len(SHARED_VALUES), dtype=torch.bool)
+    for sid in {sid for sid, r in rewards if len(r)}:
+        seen[sid] = False
     for sid, r in rewards:
-        if not len(r):
-            continue
-        t = payout_targets(torch.as_tensor(r, dtype=torch.float32))
-        own.append(t["own_payout"].reshape(-1))
-        shared.append(t["shared_payout"].reshape(-1))
-        scen.append(torch.full((t["own_payout"].numel(),), sid, dtype=torch.long))
-        # the shared classes are per step, the own ones per agent: pair each step with its scenario
-        shared[-1] = shared[-1].repeat_interleave(r.shape[1])
-    if not own:
-        return payouts_seen(
-            torch.zeros(0, dtype=torch.long),
-            torch.zeros(0, dtype=torch.long),
-            torch.zeros(0, dtype=torch.long),
-            scenarios,
-        )
-    return payouts_seen(torch.cat(own), torch.cat(shared), torch.cat(scen), scenarios)
+        if len(r):
+            t = payout_targets(torch.as_tensor(r, dtype=torch.float32))
+            seen[sid, t["own_payout"].unique()] = True
+            seen[sid, k + t["shared_payout"].unique()] = True
+    return seen
 
 
 class SequenceBatcher:

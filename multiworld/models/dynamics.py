@@ -52,20 +52,6 @@ def payout_class(value: torch.Tensor, values: tuple[float, ...]) -> torch.Tensor
     return (v - values[0]).long()
 
 
-def payouts_seen(own: torch.Tensor, shared: torch.Tensor, scenario: torch.Tensor, scenarios: int) -> torch.Tensor:
-    """``(scenarios, len(OWN_VALUES) + len(SHARED_VALUES))`` bool: which payout classes each
-    scenario's data ever pays (``own`` (M,) / ``shared`` (M,) payout classes of steps of
-    ``scenario`` (M,)). The state-update model pays only these (``payouts_seen`` buffer); a
-    scenario without data keeps every class."""
-    seen = torch.zeros(scenarios, len(OWN_VALUES) + len(SHARED_VALUES), dtype=torch.bool)
-    seen[scenario, own] = True
-    seen[scenario, len(OWN_VALUES) + shared] = True
-    empty = torch.ones(scenarios, dtype=torch.bool)
-    empty[scenario] = False
-    seen[empty] = True
-    return seen
-
-
 @dataclasses.dataclass
 class StateUpdateConfig:
     dim: int = 32
@@ -106,7 +92,8 @@ class StateUpdateModel(nn.Module):
         self.event_head = nn.Linear(h, 2 + len(OWN_VALUES))  # push, pickup logits, own payout logits
         self.world_head = _mlp(2 * h + d + 8, h // 2, 1 + len(SHARED_VALUES))  # termination, shared payout
         # Which payout classes each scenario's training data pays (read off the data by the
-        # trainer, ``payouts_seen``): a class a scenario never paid is never predicted for it.
+        # trainer, ``multiworld.models.data.data_payouts_seen``): a class a scenario never paid is
+        # never predicted for it.
         self.register_buffer(
             "payouts_seen", torch.ones(cfg.scenarios, len(OWN_VALUES) + len(SHARED_VALUES), dtype=torch.bool)
         )
