@@ -138,8 +138,10 @@ class _Players:
                 if msg[:1] == b"E":
                     raise self.error(i, "it failed: " + msg[1:].decode("utf-8", "replace").strip())
                 return msg
-            if proc.poll() is not None:
-                raise self.error(i, f"the process died (exit code {proc.returncode}){self._log_tail(i)}")
+            # In lockstep a live player waits for a dead peer's tics: name whichever player died.
+            for j, other in enumerate(self.procs):
+                if other.poll() is not None:
+                    raise self.error(j, f"the process died (exit code {other.returncode}){self._log_tail(j)}")
             if left <= 0:
                 raise self.error(i, f"no answer within {self.timeout if timeout is None else timeout:.0f} s")
 
