@@ -74,11 +74,37 @@ def test_the_learned_doom_is_a_pettingzoo_env(doom_run):
         env.close()
 
 
+def test_the_documented_doom_model_call_takes_its_sizes_from_the_checkpoint():
+    """README: ``vizdoom.parallel_env(num_agents=4, backend="model")`` runs the shipped checkpoint,
+    trained at grid_size=16 and 64 px (the game backend's defaults are 32 and 64)."""
+    env = vz.parallel_env(num_agents=4, backend="model", max_cycles=2)
+    try:
+        assert (env.grid_size, env.frame_size) == (16, 64)
+        assert env.world_metadata()["camera"]["near"] == pytest.approx(env.model.cfg.camera["near"])
+        obs, _ = env.reset(seed=0)
+        assert env._players is None, "after reset the game's processes are gone: the model runs"
+        for _ in range(2):
+            obs, rewards, _, truncs, infos = env.step({a: 1 for a in env.agents})
+        assert all(truncs.values()) and len(obs) == len(rewards) == 4
+        assert all(o.shape == (64, 64, 3) and np.isfinite(infos[a]["pose"]).all() for a, o in obs.items())
+    finally:
+        env.close()
+    game = vz.parallel_env(num_agents=2)
+    assert (game.grid_size, game.frame_size) == (32, 64)
+
+
 def test_a_checkpoint_of_another_world_or_camera_is_refused(doom_run, tmp_path):
     with pytest.raises(ValueError, match="not on 'vizdoom-cig_map02'"):
         vz.parallel_env(backend="model", checkpoint=doom_run / "run", **{**GAME, "map": "cig_map02"})
-    with pytest.raises(ValueError, match="another camera"):
+    need = "was trained with grid_size=8, frame_size=32; pass those or omit them"
+    with pytest.raises(ValueError, match=need):
         vz.parallel_env(backend="model", checkpoint=doom_run / "run", **{**GAME, "frame_size": 64})
+    with pytest.raises(ValueError, match=need):
+        vz.parallel_env(backend="model", checkpoint=doom_run / "run", **{**GAME, "grid_size": 16})
+    with pytest.raises(ValueError, match="grid_size=16, frame_size=64; pass those or omit them"):
+        vz.parallel_env(num_agents=4, backend="model", grid_size=32)  # the game backend's default grid
+    env = vz.parallel_env(backend="model", checkpoint=doom_run / "run", num_agents=2)  # sizes omitted
+    assert (env.grid_size, env.frame_size) == (8, 32)
     with pytest.raises(CheckpointError, match="no world-model checkpoint"):
         vz.parallel_env(backend="model", checkpoint=tmp_path / "missing", **GAME)
 

@@ -11,6 +11,10 @@ What the model gives: views (``rgb``; ``rgbd`` with its rendered depth in the ga
 levels; ``dict`` with the pose), ``infos[agent]["pose"]`` and ``"frags"`` (the sum of the
 model's rewards this episode), rewards from its own paid events (a frag +1, a suicide -1), and
 endings. Health, deaths and eye height are the game's and are not modelled.
+
+``frame_size`` and ``grid_size`` default to the ones the checkpoint was trained with (read off its
+camera: its width, and its near plane, one map unit in cells, over this map's bounds); an explicit
+value that differs is an error naming the checkpoint's values.
 """
 
 from __future__ import annotations
@@ -20,46 +24,76 @@ import pathlib
 import numpy as np
 import torch
 
-from multiworld.games.vizdoom import VizDoomParallelEnv
+from multiworld.games.doom_env import AUTO, DoomEnvBase, map_file
+from multiworld.games.doom_map import load_map
 
 CHECKPOINT = pathlib.Path(__file__).resolve().parent.parent / "checkpoints" / "vizdoom"
 
 
-class VizDoomModelEnv(VizDoomParallelEnv):
+def checkpoint_sizes(camera: dict, bounds: tuple[float, float, float, float]) -> tuple[int | None, int]:
+    """``(frame_size, grid_size)`` of a checkpoint's ``camera`` on a map with these ``bounds``.
+
+    A square camera is ``frame_size`` = its width, another the native frame (None). The camera's
+    ``near`` is one Doom unit in cells (``1 / cell_size``) and a cell is the map's longer side over
+    the grid, so the grid is that side times ``near``.
+    """
+    frame_size = int(camera["width"]) if int(camera["height"]) == int(camera["width"]) else None
+    x0, y0, x1, y1 = bounds
+    return frame_size, round(max(x1 - x0, y1 - y0) * float(camera["near"]))
+
+
+class VizDoomModelEnv(DoomEnvBase):
     """The learned model of a ViZDoom deathmatch (keyword arguments as the game env, plus
     ``checkpoint``, a directory, default the shipped ``checkpoints/vizdoom``, and ``device``)."""
 
-    def __init__(self, checkpoint: str | pathlib.Path | None = None, device: str = "cpu", **kwargs) -> None:
+    def __init__(
+        self, checkpoint: str | pathlib.Path | None = None, device: str = "cpu", backend: str = "model", **kwargs
+    ) -> None:
         from multiworld.models.checkpoint import load_checkpoint
         from multiworld.models.recorded import CAMERA_FIELDS
         from multiworld.models.stacked import StackedFramesModel
 
-        kwargs.pop("backend", None)
-        super().__init__(**kwargs)
-        self._init_kwargs = {**self._init_kwargs, "backend": "model", "checkpoint": checkpoint, "device": device}
+        if backend != "model":
+            raise ValueError(f'VizDoomModelEnv is backend="model", got backend={backend!r}')
         self.backend = "model"
         self.device = torch.device(device)
-        path = pathlib.Path(checkpoint) if checkpoint is not None else CHECKPOINT
+        self.checkpoint = path = pathlib.Path(checkpoint) if checkpoint is not None else CHECKPOINT
         self.model = load_checkpoint(path, self.device)
         if isinstance(self.model, StackedFramesModel):
             raise ValueError(f"checkpoint {path} is the stacked-frames baseline; backend='model' runs a world model")
-        world, cfg = f"vizdoom-{self.map_name}", self.model.cfg
-        if world not in cfg.worlds:
-            raise ValueError(f"checkpoint {path} was trained on {list(cfg.worlds)}, not on {world!r}")
-        game_cam = self.camera()
+        super().__init__(**kwargs)  # its _sizes reads the checkpoint's
+        self._init_kwargs = {**self._init_kwargs, "backend": "model", "checkpoint": checkpoint, "device": device}
+        cfg, game_cam = self.model.cfg, self.camera()
         diff = [k for k in CAMERA_FIELDS if not np.isclose(float(game_cam[k]), float(cfg.camera[k]), rtol=1e-4)]
-        if diff:
+        if diff:  # the sizes agree: the resolution or the camera's other settings differ
+            theirs, ours = ({k: cam[k] for k in diff} for cam in (cfg.camera, game_cam))
             raise ValueError(
-                f"checkpoint {path} was trained with another camera ({', '.join(diff)} differ): use its "
-                f"frame_size and grid_size ({cfg.camera['width']} px)"
+                f"checkpoint {path} was trained with another camera ({', '.join(diff)} differ): it has {theirs}, "
+                f"resolution={self.resolution!r} gives {ours}"
             )
-        self._scenario = torch.tensor([cfg.worlds.index(world)], device=self.device)
+        self._scenario = torch.tensor([cfg.worlds.index(f"vizdoom-{self.map_name}")], device=self.device)
         self.latent = None
         self._frags = np.zeros(len(self.possible_agents), np.float32)
 
+    def _sizes(self, map: str, frame_size: int | str | None, grid_size: int | None) -> tuple[int | None, int | None]:
+        """The checkpoint's ``(frame_size, grid_size)``; an explicit other value is an error naming them."""
+        cfg, path, world = self.model.cfg, self.checkpoint, f"vizdoom-{map}"
+        if world not in cfg.worlds:
+            raise ValueError(f"checkpoint {path} was trained on {list(cfg.worlds)}, not on {world!r}")
+        need = checkpoint_sizes(cfg.camera, load_map(*map_file(map), grid_size=1).bounds)
+        auto = isinstance(frame_size, str) and frame_size == AUTO
+        given = (need[0] if auto else frame_size, need[1] if grid_size is None else grid_size)
+        if given != need:
+            raise ValueError(
+                f"checkpoint {path} was trained with grid_size={need[1]}, frame_size={need[0]}; pass those or "
+                f"omit them (got grid_size={grid_size!r}, frame_size={frame_size!r})"
+            )
+        return need
+
     @torch.no_grad()
     def reset(self, seed: int | None = None, options: dict | None = None):
-        observations, infos = super().reset(seed=seed, options=options)
+        self._reset_game(seed)
+        observations, infos = self._observations(self.agents), self._infos(self.agents)
         views = torch.as_tensor(np.stack([o["rgb"] for o in self._obs]), device=self.device)[None]
         poses = torch.as_tensor(self.poses(), device=self.device)[None]
         agents = self.agents
@@ -67,6 +101,8 @@ class VizDoomModelEnv(VizDoomParallelEnv):
         self.agents = agents
         self.latent = self.model.encode(views, poses, self.grid_size)
         self._frags[:] = 0
+        if self.render_mode == "human":
+            self.render()
         return observations, infos
 
     @torch.no_grad()
