@@ -89,7 +89,7 @@ def main(argv: list[str] | None = None) -> dict:
         f"median of {args.rounds} rounds of {args.steps} steps"
     )
     payload = {"config": config, "load_average_1min": round(os.getloadavg()[0], 2), "results": results}
-    write_results("autoreset", payload, caption + "\n\n" + markdown_table(rows))
+    write_results("autoreset", payload, caption + "\n\n" + markdown_table(rows), checkpoints={"model": None})
     print(markdown_table(rows))
     return results
 

@@ -7,19 +7,24 @@ import functools
 import json
 import pathlib
 
-from multiworld.bench.report import commit, machine
+from multiworld.bench.provenance import commit, machine, stamp
 from multiworld.bench.report import markdown_table as _markdown_table
 
 RESULTS = pathlib.Path(__file__).resolve().parent / "results"
 
 
-def write_results(name: str, payload: dict, table: str) -> pathlib.Path:
-    """Write ``results/NAME.json`` (payload + machine, commit, time) and ``results/NAME.md``."""
+def write_results(name: str, payload: dict, table: str, checkpoints: dict | None = None) -> pathlib.Path:
+    """Write ``results/NAME.json`` (payload + machine, commit, time, provenance) and ``results/NAME.md``.
+
+    ``checkpoints``: ``{role: checkpoint directory}`` of every checkpoint the benchmark ran (None as a
+    directory: the shipped default), hashed into the provenance block."""
     RESULTS.mkdir(parents=True, exist_ok=True)
+    prov = stamp(checkpoints)
     meta = {"machine": machine(), "commit": commit(), "time": datetime.datetime.now(datetime.UTC).isoformat()}
-    (RESULTS / f"{name}.json").write_text(json.dumps({**meta, **payload}, indent=2))
+    (RESULTS / f"{name}.json").write_text(json.dumps({**meta, **payload, "provenance": prov}, indent=2))
     m = meta["machine"]
-    header = f"# {name}\n\ncommit `{meta['commit']}`, {m['platform']}, {m['cpus']} CPUs, torch {m['torch']}\n\n"
+    load = f"load {prov['load']['start'][0]} at the start, {prov['load']['end'][0]} at the end"
+    header = f"# {name}\n\ncommit `{meta['commit']}`, {m['platform']}, {m['cpus']} CPUs, torch {m['torch']}, {load}\n\n"
     (RESULTS / f"{name}.md").write_text(header + table + "\n")
     return RESULTS / f"{name}.json"
 

@@ -25,6 +25,7 @@ import numpy as np
 import torch
 
 import multiworld
+from multiworld.bench.provenance import stamp
 from multiworld.runtime.factory import make_simulator
 from multiworld.world.render import RenderConfig
 
@@ -118,6 +119,7 @@ def main(argv: list[str] | None = None) -> dict:
         "torch_threads": args.threads,
         "target_overhead_percent": 10.0,
         "machine": {"platform": platform.platform(), "python": platform.python_version()},
+        "provenance": stamp(),
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")

@@ -158,7 +158,8 @@ def main(argv: list[str] | None = None) -> int:
         "results": res,
     }
     table = markdown_table(rows) + "\n\nRewards (scripted policy, 100 steps):\n\n" + markdown_table(rows_r)
-    path = write_results(args.out, payload, __doc__.split("\n\n")[2] + "\n\n" + table)
+    text = __doc__.split("\n\n")[2] + "\n\n" + table
+    path = write_results(args.out, payload, text, checkpoints={"model": args.checkpoint})
     print(table)
     print(f"wrote {path}")
     return 0

@@ -88,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
         "sharp = fine detail relative to the oracle's view (mean squared neighbour difference; 1 = as "
         "sharp, below 1 = blurred, above 1 = noisier).\n\n"
     )
-    path = write_results("fidelity", payload, note + markdown_table(rows))
+    path = write_results("fidelity", payload, note + markdown_table(rows), checkpoints={"model": args.checkpoint})
     print(f"wrote {path}")
     return 0
 

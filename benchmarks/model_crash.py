@@ -307,7 +307,7 @@ def main() -> None:
         f"actions replayed: views, rewards, events, tokens and readout equal its rows to the end). "
         f"{mid} kills landed mid-run.\n\n"
     )
-    write_results("model_crash", payload, summary + markdown_table(rows))
+    write_results("model_crash", payload, summary + markdown_table(rows), checkpoints={"model": None})
     print(summary)
 
 

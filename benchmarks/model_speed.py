@@ -87,7 +87,8 @@ def main(argv: list[str] | None = None) -> int:
         "target": {"env_steps_per_s_4_agents": 30},
     }
     note = "One world, forage-v0, 64x64 views, all agents rendered in one batched pass. ms = per env step.\n\n"
-    print(f"wrote {write_results('model_speed', payload, note + markdown_table(rows))}")
+    path = write_results("model_speed", payload, note + markdown_table(rows), checkpoints={"model": args.checkpoint})
+    print(f"wrote {path}")
     return 0
 
 

@@ -17,7 +17,6 @@ import json
 import os
 import platform
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -27,6 +26,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from multiworld.bench.provenance import commit, stamp
 from multiworld.state import WorldStore
 from multiworld.state import synthetic as syn
 
@@ -44,12 +44,6 @@ def machine_info() -> dict:
                 break
     except OSError:
         pass
-    try:
-        commit = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=True
-        ).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        commit = "unknown"
     import zarr
 
     return {
@@ -58,7 +52,7 @@ def machine_info() -> dict:
         "cpu": cpu,
         "cpu_count": os.cpu_count(),
         "load_avg_at_start": list(os.getloadavg()),
-        "git_commit": commit,
+        "git_commit": commit(),
         "zarr": zarr.__version__,
         "numpy": np.__version__,
         "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
@@ -270,7 +264,7 @@ def main(argv: list[str] | None = None) -> dict:
         reads = bench_reads(str(work / "reads"), steps)
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    report.update(writes=writes, reads=reads, load_avg_at_end=list(os.getloadavg()))
+    report.update(writes=writes, reads=reads, load_avg_at_end=list(os.getloadavg()), provenance=stamp())
     base = next(r for r in writes if r["case"].startswith("zarr"))
     one = writes[0]
     report["notes"] = [

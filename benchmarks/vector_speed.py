@@ -68,7 +68,8 @@ def main(argv: list[str] | None = None) -> int:
         "vector_env, forage-v0, 4 agents per world, 64x64 RGB, random actions; load average at the end "
         f"{[round(x, 1) for x in os.getloadavg()]} (2 cores).\n\n"
     )
-    print(f"wrote {write_results('vector_speed', payload, note + markdown_table(rows))}")
+    path = write_results("vector_speed", payload, note + markdown_table(rows), checkpoints={"model": None})
+    print(f"wrote {path}")
     return 0
 
 

@@ -38,6 +38,7 @@ from torch import nn
 
 import multiworld
 from multiworld.agents.policies import make_policy
+from multiworld.bench.provenance import stamp
 from multiworld.seeds import policy_evaluation_seeds
 
 
@@ -316,6 +317,7 @@ def main(argv=None) -> dict:
         "agent_steps": agent_steps,
         "evaluation": evaluation,
         "ratio_to_random": ratio,
+        "provenance": stamp({"model": args.checkpoint} if args.backend == "model" else None),
     }
     out.with_suffix(".json").write_text(json.dumps(result, indent=1))
     if not args.no_plot:

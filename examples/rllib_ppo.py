@@ -45,6 +45,7 @@ from gymnasium import spaces
 from pettingzoo import ParallelEnv
 
 import multiworld
+from multiworld.bench.provenance import stamp
 
 
 class FloatImages(ParallelEnv):
@@ -185,7 +186,7 @@ def main() -> None:
         ray.shutdown()
     if args.out:
         with open(args.out, "w") as f:
-            json.dump({"random": baseline, "ppo": curve, "args": vars(args)}, f, indent=2)
+            json.dump({"random": baseline, "ppo": curve, "args": vars(args), "provenance": stamp()}, f, indent=2)
 
 
 if __name__ == "__main__":

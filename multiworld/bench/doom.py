@@ -34,6 +34,7 @@ from tqdm import tqdm
 from multiworld.bench import stats
 from multiworld.bench.correspondence import pair_differences
 from multiworld.bench.depth_correspondence import find_depth_matches
+from multiworld.bench.provenance import commit, stamp
 from multiworld.seeds import probe_seeds
 
 FIDELITY_STEPS = (1, 10, 100)
@@ -192,9 +193,11 @@ def strip(episode: DoomEpisode, views: dict[str, np.ndarray], steps=(0, 1, 10, 5
     return img
 
 
-def markdown(res: dict, info: dict) -> str:
+def markdown(res: dict, info: dict, commit_id: str = "unknown") -> str:
     lines = [
         "# vizdoom/model",
+        "",
+        f"commit `{commit_id}`",
         "",
         f"{res['episodes']} held-out episodes of {info['steps']} steps, {info['env']['num_agents']} players, "
         f"map {info['env']['map']}, random actions (probe seeds {info['seeds'][0]}..{info['seeds'][-1]}); "
@@ -269,9 +272,11 @@ def run(
         views["mean"].append(np.broadcast_to(mean, ep.frames.shape))
     res = summarize(*measure(eps, views, meta, every))
     info = {"env": env_kwargs, "steps": steps, "seeds": seeds, "every": every, "world_metadata": meta}
+    stacked_dir = stacked_checkpoint or CHECKPOINT.parent / "vizdoom_stacked"
+    prov = stamp({"shared": checkpoint or CHECKPOINT, "stacked": stacked_dir})
     out.mkdir(parents=True, exist_ok=True)
-    (out / "model.json").write_text(json.dumps({"info": info, "results": res}, indent=2) + "\n")
-    (out / "model.md").write_text(markdown(res, info))
+    (out / "model.json").write_text(json.dumps({"info": info, "results": res, "provenance": prov}, indent=2) + "\n")
+    (out / "model.md").write_text(markdown(res, info, commit()))
     shown = {v: views[v][0] for v in ("shared", "stacked")}
     (out / "strip.png").write_bytes(encode_png(strip(eps[0], shown)))
     return res

@@ -1,17 +1,15 @@
-"""Writing benchmark results: JSON (config, commit, machine, numbers), a markdown table, PNG plots."""
+"""Writing benchmark results: JSON (config, numbers, provenance), a markdown table, PNG plots."""
 
 from __future__ import annotations
 
 import datetime
 import json
 import math
-import os
 import pathlib
-import platform
-import subprocess
 
 import numpy as np
 
+from multiworld.bench.provenance import commit, machine, stamp
 from multiworld.bench.variants import registered
 
 STYLES = {"reference": {"linestyle": "--", "zorder": 3}, "bound": {"linestyle": ":", "alpha": 0.8}}  # by kind
@@ -21,32 +19,6 @@ def legend(variant: str) -> tuple[str, dict]:
     """A variant's label and line style in the plots (an external simulator: its name, plain)."""
     v = registered().get(variant)
     return (variant, {}) if v is None else (v.label, STYLES.get(v.kind, {}))
-
-
-def machine() -> dict:
-    import torch
-
-    return {
-        "platform": platform.platform(),
-        "processor": platform.processor() or platform.machine(),
-        "cpus": os.cpu_count(),
-        "torch_threads": torch.get_num_threads(),
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-    }
-
-
-def commit() -> str:
-    """Short commit of the source tree (``+dirty`` with uncommitted changes), or "unknown"."""
-    here = pathlib.Path(__file__).resolve().parent
-    try:
-        out = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True, cwd=here
-        )
-        dirty = subprocess.run(["git", "status", "--porcelain"], capture_output=True, text=True, cwd=here)
-        return out.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
 
 
 def _clean(x):
@@ -63,7 +35,8 @@ def _clean(x):
 
 
 def write_json(out: pathlib.Path, name: str, results: dict, config: dict) -> pathlib.Path:
-    """``out/NAME.json``: the results at top level, plus ``config``, ``commit``, ``machine``, ``time``."""
+    """``out/NAME.json``: the results at top level, plus ``config``, ``commit``, ``machine``, ``time`` and
+    ``provenance`` (:func:`multiworld.bench.provenance.stamp`, the checkpoints from ``config["weights"]``)."""
     out.mkdir(parents=True, exist_ok=True)
     meta = {
         "benchmark": name,
@@ -71,10 +44,23 @@ def write_json(out: pathlib.Path, name: str, results: dict, config: dict) -> pat
         "commit": commit(),
         "machine": machine(),
         "time": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "provenance": stamp(weights_checkpoints(config)),
     }
     path = out / f"{name}.json"
     path.write_text(json.dumps(_clean({**results, **meta}), indent=2) + "\n")
     return path
+
+
+def weights_checkpoints(config: dict) -> dict:
+    """``{variant: checkpoint path}`` of every variant in ``config["weights"]`` that runs weights."""
+    from multiworld.models.checkpoint import SHIPPED
+
+    out = {}
+    for variant, w in config.get("weights", {}).items():
+        if w.get("weights_sha256"):
+            name = w["weights"]
+            out[variant] = SHIPPED / name.removeprefix("shipped:") if name.startswith("shipped:") else name
+    return out
 
 
 def fmt(x, digits: int = 3) -> str:
