@@ -31,5 +31,11 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python benchmarks/throughput.py
 
+# Regenerate every figure the README quotes, from a committed tree (refuses uncommitted changes to
+# tracked files); FIGURES="store ray" runs some of them (`python benchmarks/figures.py --list`).
+.PHONY: figures
+figures: $(STAMP)
+	$(BIN)/python benchmarks/figures.py $(FIGURES)
+
 clean:
 	rm -rf $(VENV) build dist *.egg-info
