@@ -4,19 +4,17 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from multiworld.world.state import FIELD_DTYPES, WorldState
 
 from . import _layout as L
+from ._handle import StoreHandle
 from ._world import _World, _world_key
 from .errors import CorruptStoreError, StepOutOfRangeError, ValidationError
-from .validate import _as_int, _unpack_events
-
-if TYPE_CHECKING:
-    from .store import WorldStore
+from .validate import _as_int, _unpack_events, check_world_id
 
 
 class WorldReader:
@@ -26,7 +24,7 @@ class WorldReader:
     come from the parent chain transparently.
     """
 
-    def __init__(self, store: WorldStore, world: _World):
+    def __init__(self, store: StoreHandle, world: _World):
         self._store = store
         self._backend = store._backend
         self._world = world
@@ -110,7 +108,7 @@ class WorldReader:
     def _parent(self) -> WorldReader:
         if self._parent_reader is None:
             parent = self._world.attrs["parent"]
-            reader = self._store.world(parent["world"])
+            reader = WorldReader(self._store, self._store._load(check_world_id(parent["world"])))
             if reader.steps <= int(parent["step"]):
                 raise CorruptStoreError(
                     f"world {self.world_id!r} forks {parent['world']!r} at step {parent['step']} "

@@ -9,7 +9,7 @@ from __future__ import annotations
 import secrets
 import weakref
 from collections.abc import Iterable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
@@ -17,13 +17,11 @@ from multiworld.world.state import WorldState
 
 from . import _layout as L
 from ._backend_base import Backend, Lock, ShardWriter
+from ._handle import StoreHandle
 from ._world import MIN_CAPACITY, _grow, _lock_key, _now_iso, _World, _world_key
 from .errors import CorruptStoreError, StepOutOfRangeError, StoreError, WorldExistsError, WorldInUseError
 from .reader import WorldReader
 from .validate import _as_int, _unbatch_state, _validate_row, check_world_id
-
-if TYPE_CHECKING:
-    from .store import WorldStore
 
 _Chunk = tuple[L.ArraySpec, int, bytes]  # (array, row, encoded chunk)
 
@@ -49,7 +47,7 @@ def _write_chunks(backend: Backend, shards: ShardWriter, world_id: str, chunks: 
 
 
 def write_new_world(
-    store: WorldStore, world: _World, static: dict[str, np.ndarray], row0: dict[str, Any]
+    store: StoreHandle, world: _World, static: dict[str, np.ndarray], row0: dict[str, Any]
 ) -> WorldWriter:
     """Write a validated new world (``validate.new_world``), commit its row 0, return its writer."""
     backend, world_id, specs, attrs = store._backend, world.world_id, world.specs, world.attrs
@@ -86,7 +84,7 @@ def write_new_world(
         raise
 
 
-def fork_world(store: WorldStore, world_id: str, step: int, new_world_id: str | None) -> str:
+def fork_world(store: StoreHandle, world_id: str, step: int, new_world_id: str | None) -> str:
     """``WorldStore.fork``: a new world whose rows ``0..step`` are read from ``world_id``."""
     backend = store._backend
     store._writable(f"fork world {world_id!r}")
@@ -151,7 +149,7 @@ class WorldWriter:
 
     def __init__(
         self,
-        store: WorldStore,
+        store: StoreHandle,
         world: _World,
         lock: Lock,
         static: dict[str, np.ndarray] | None = None,
