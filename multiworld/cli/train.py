@@ -156,6 +156,11 @@ def run(args: argparse.Namespace) -> int:
             for i, s in enumerate(sets)
         ]
         val = SequenceBatcher(val_sets, 4, tcfg.horizon, seed=12345, private_state=private)
+        if preset.transitions.every and not (stacked or private):
+            from multiworld.models.transitions import MixedSampler, TransitionSampler
+
+            transitions = TransitionSampler(preset.transitions, seed=args.seed)
+            batcher = MixedSampler(batcher, transitions, preset.transitions.every)
         data_info = {
             "episodes": int(sum(len(s.lengths) for s in sets)),
             "transitions": int(sum(int((s.lengths - 1).sum()) for s in sets)),

@@ -244,6 +244,8 @@ class Batch:
     shared_payout: torch.Tensor
     done: torch.Tensor
     scenario: torch.Tensor
+    free_move: torch.Tensor | None = None  # (B, T, N, 2) the teacher's free move (transitions.move_targets)
+    move_outcome: torch.Tensor | None = None  # (B, T, N) int64 its outcome (index of dynamics.MOVE_OUTCOMES)
 
     def __getitem__(self, key: str):
         return getattr(self, key)

@@ -46,6 +46,13 @@ OWN_VALUES = (-1.0, 0.0, 1.0)
 SHARED_VALUES = (-2.0, -1.0, 0.0, 1.0, 2.0)
 
 
+# The outcomes of a gated move, as the share of its world (x, y) displacement that happens: the
+# whole move, a slide along x, a slide along y, or none (blocked). A hand-given bias for grid
+# worlds whose solid cells are axis-aligned (named in the README and the model card); which outcome
+# happens, and where, is learned.
+MOVE_OUTCOMES = ((1.0, 1.0), (1.0, 0.0), (0.0, 1.0), (0.0, 0.0))
+
+
 def payout_class(value: torch.Tensor, values: tuple[float, ...]) -> torch.Tensor:
     """The class index of each reward ``value`` on the lattice ``values`` (clamped to its range)."""
     v = value.round().clamp(min(values), max(values))
@@ -59,6 +66,14 @@ class StateUpdateConfig:
     message: int = 32
     scenarios: int = 4  # size of the scenario embedding table (see ``world_model.SCENARIO_IDS``)
     actions: int = NUM_ACTIONS  # size of the action embedding table (the world's Discrete actions)
+    # "free": the motion network regresses the turn and the egocentric displacement (first and
+    # second editions). "gated" (third edition): a learned per-action move plus a residual, and a
+    # learned choice among four outcomes of that move: all of it, only its world-x part, only its
+    # world-y part, none of it (see ``MOVE_OUTCOMES``).
+    motion: str = "free"
+    # Whether the trainer's per-scenario payout mask (``payouts_seen``) applies. The second edition
+    # wrote it into trained weights after training; the third edition learns payouts without it.
+    payout_mask: bool = True
 
 
 def _mlp(a: int, h: int, b: int) -> nn.Sequential:
@@ -80,9 +95,16 @@ class StateUpdateModel(nn.Module):
         self.agent1 = _mlp(self_in + h, h, h)
         # The motion network: turn and (forward, right) displacement from the agent's reading of
         # its cells, the others' messages and its action (given again, one-hot, at the input).
-        self.motion = _mlp(h + NUM_ACTIONS, h, 3)
+        if cfg.motion not in ("free", "gated"):
+            raise ValueError(f"unknown motion {cfg.motion!r}: use 'free' or 'gated'")
+        gated = cfg.motion == "gated"
+        self.motion = _mlp(h + NUM_ACTIONS, h, 3 + (len(MOVE_OUTCOMES) if gated else 0))
         nn.init.zeros_(self.motion[-1].weight)
         nn.init.zeros_(self.motion[-1].bias)
+        if gated:  # what each action asks for (turn, forward, right), learned; the motion net adds a residual
+            self.move_table = nn.Embedding(cfg.actions, 3)
+            nn.init.zeros_(self.move_table.weight)
+            self.register_buffer("outcome_masks", torch.tensor(MOVE_OUTCOMES), persistent=False)
         self.latent_head = nn.Linear(h, d - 3)
         nn.init.zeros_(self.latent_head.weight)
         nn.init.zeros_(self.latent_head.bias)
@@ -176,10 +198,19 @@ class StateUpdateModel(nn.Module):
         f1 = self._self_features(scene, xy, heading, act_e, scen_e, latent, self.read)
         h1 = self.agent1(torch.cat([f1, msg1], -1))
         onehot = nn.functional.one_hot(actions, NUM_ACTIONS).to(h1.dtype)
-        turn, fwd, right = self.motion(torch.cat([h1, onehot], -1)).unbind(-1)
+        motion = self.motion(torch.cat([h1, onehot], -1))
+        move_logits = None
+        if cfg.motion == "gated":
+            move_logits = motion[..., 3:]
+            motion = motion[..., :3] + self.move_table(actions)
+        turn, fwd, right = motion.unbind(-1)
         new_heading = wrap_angle(heading + turn)
         c, s = new_heading.cos(), new_heading.sin()  # camera geometry: forward (c, s), right (-s, c)
-        new_xy = xy + torch.stack([fwd * c - right * s, fwd * s + right * c], -1)
+        free_move = torch.stack([fwd * c - right * s, fwd * s + right * c], -1)
+        if move_logits is not None:  # the chosen outcome's share of the move (no gradient through the choice)
+            new_xy = xy + free_move * self.outcome_masks[move_logits.argmax(-1)]
+        else:
+            new_xy = xy + free_move
         new_latent = snap(latent + self.latent_head(h1))
 
         # 2. events at the new poses
@@ -199,10 +230,12 @@ class StateUpdateModel(nn.Module):
         ev = self.event_head(h2)
         pooled = torch.cat([h2.mean(1), h2.amax(1), scene.mean((1, 2)), scen_e], -1)
         world = self.world_head(pooled)
-        allowed = self.payouts_seen[scenario]  # (B, 8)
-        k = len(OWN_VALUES)
-        own_logits = ev[..., 2:].masked_fill(~allowed[:, None, :k], -1e4)
-        shared_logits = world[:, 1:].masked_fill(~allowed[:, k:], -1e4)
+        own_logits, shared_logits = ev[..., 2:], world[:, 1:]
+        if cfg.payout_mask:
+            allowed = self.payouts_seen[scenario]  # (B, 8)
+            k = len(OWN_VALUES)
+            own_logits = own_logits.masked_fill(~allowed[:, None, :k], -1e4)
+            shared_logits = shared_logits.masked_fill(~allowed[:, k:], -1e4)
         # The step's reward: payout classes' values, paid only with the model's own events.
         mine = (ev[..., 0] > 0) | (ev[..., 1] > 0)  # (B, N): this agent's push or pickup fired
         anyone = mine.any(1)  # (B,)
@@ -249,5 +282,8 @@ class StateUpdateModel(nn.Module):
             "done_logit": world[:, 0],
             "own_logits": own_logits,
             "shared_logits": shared_logits,
+            "free_move": free_move,  # (B, N, 2) the move the action asked for, in world cells
         }
+        if move_logits is not None:
+            out["move_logits"] = move_logits  # (B, N, 4) over MOVE_OUTCOMES
         return new_scene, new_agents, out

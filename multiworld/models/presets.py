@@ -10,6 +10,7 @@ from multiworld.models.heads import HeadsConfig
 from multiworld.models.renderer import RendererConfig
 from multiworld.models.stacked import StackedFramesConfig
 from multiworld.models.trainer import TrainConfig
+from multiworld.models.transitions import TransitionConfig
 from multiworld.models.world_model import WorldModelConfig
 
 
@@ -26,12 +27,15 @@ class Preset:
     # on 8-step windows drawn uniformly, and a retraining should reproduce that.
     stacked_horizon: int | None = None
     stacked_event_boost: float | None = None
+    # Cheap oracle transition batches for the state-update model between rendered batches
+    # (``every`` 0: none; the stacked and private baselines never use them).
+    transitions: TransitionConfig = dataclasses.field(default_factory=lambda: TransitionConfig(every=0))
 
 
-def _model(dim: int, hidden: int, render_hidden: int, **kw) -> WorldModelConfig:
+def _model(dim: int, hidden: int, render_hidden: int, motion: str = "gated", **kw) -> WorldModelConfig:
     return WorldModelConfig(
         encoder=EncoderConfig(dim=dim, hidden=hidden, image_channels=hidden // 2),
-        dynamics=StateUpdateConfig(dim=dim, hidden=2 * hidden, message=dim),
+        dynamics=StateUpdateConfig(dim=dim, hidden=2 * hidden, message=dim, motion=motion, payout_mask=False),
         renderer=RendererConfig(dim=dim, hidden=render_hidden, floor_hidden=hidden),
         heads=HeadsConfig(dim=dim, hidden=hidden),
         **kw,
@@ -54,6 +58,7 @@ def _tiny() -> Preset:
             save_minutes=1.0,
         ),
         StackedFramesConfig(channels=(8, 16, 16), cond=16),
+        transitions=TransitionConfig(batch_size=2, horizon=3, warmup=5, agents=(2, 3), every=1),
     )
 
 
@@ -80,6 +85,9 @@ def _default() -> Preset:
         stacked_lr=1e-3,
         stacked_horizon=8,
         stacked_event_boost=0.0,
+        # Third edition: three transition batches (32 worlds x 16 steps, near walls, boxes and
+        # agents) after every rendered batch; the motion is gated and payouts are not masked.
+        transitions=TransitionConfig(batch_size=32, horizon=16, every=3),
     )
 
 

@@ -73,6 +73,7 @@ class WorldModelConfig:
     # 0 in the shipped recipe: 20 in a 20-minute continuation raised the pose error from 0.014 to
     # 0.11 without learning the blocked moves (model card); a smaller weight is untried.
     unusual_weight: float = 0.0
+    motion_weight: float = 1.0  # the gated motion's outcome (cross-entropy) and free move (L1 x pose_weight)
     detach_every: int = 0  # truncated backprop through the rollout every k steps (0: never)
     # The world the model is for: its camera (hand-given geometry, from the data's
     # metadata) and the names of its scenarios or recorded worlds (the scenario embedding's rows).
@@ -216,6 +217,8 @@ class WorldModel(nn.Module):
         encode step 0, then run the state-update model free for T steps. Named losses, each
         averaged over the steps it is taken at, times the matching ``scales`` (DreamerV3's habit);
         metrics stay tensors (no device sync) until the trainer logs them."""
+        if hasattr(batch, "loss"):  # a batch kind with its own objective (transitions.TransitionBatch)
+            return batch.loss(self)
         cfg = self.cfg
         views, depth, maps, poses = batch.views, batch.depth, batch.maps, batch.poses
         cells, colors, actions, scenario = batch.cells, batch.colors, batch.actions, batch.scenario
@@ -275,6 +278,10 @@ class WorldModel(nn.Module):
             # Unusual moves (blocked, shortened, pushed) are rare in the data and weigh more.
             w_pose = 1.0 + cfg.unusual_weight * batch.unusual[:, t - 1]
             add("pose", ((err_xy.sum(-1) / 2 + err_h) * w_pose).mean() / w_pose.mean(), per_step)
+            if batch.move_outcome is not None and "move_logits" in out:
+                l_m = F.cross_entropy(out["move_logits"].flatten(0, 1), batch.move_outcome[:, t - 1].flatten())
+                l_m = l_m + (out["free_move"] - batch.free_move[:, t - 1]).abs().sum(-1).mean() * cfg.pose_weight
+                add("motion", l_m, per_step)
             push, pick = batch.push[:, t - 1], batch.pick[:, t - 1]
             l_e = F.binary_cross_entropy_with_logits(out["push"], push, pos_weight=pos_weight)
             l_e = l_e + F.binary_cross_entropy_with_logits(out["pick"], pick, pos_weight=pos_weight)
@@ -324,6 +331,7 @@ class WorldModel(nn.Module):
             "heads": cfg.heads_weight,
             "occupancy": cfg.occupancy_weight,
             "pose": cfg.pose_weight,
+            "motion": cfg.motion_weight,
             "events": cfg.event_weight,
             "payout": cfg.payout_weight,
             "latent": cfg.latent_weight,

@@ -98,16 +98,22 @@ def _square_free(solid: np.ndarray, xy: np.ndarray, r: float) -> np.ndarray:
     return ~hit.any(axis=(2, 3))
 
 
-def _move_agents(state: WorldState, a: np.ndarray, cfg: ArenaConfig) -> None:
-    poses = state.poses.astype(np.float64)
-    heading = poses[..., 2]
+def intended_move(poses: np.ndarray, a: np.ndarray, cfg: ArenaConfig) -> tuple[np.ndarray, np.ndarray]:
+    """The new heading (B, N) and the move (B, N, 2) each agent's action asks for, before
+    anything stops it (float64). Training reads it as the teacher's free move."""
+    poses = np.asarray(poses, np.float64)
     turn = (a == Action.TURN_RIGHT).astype(np.float64) - (a == Action.TURN_LEFT)
-    heading = np.mod(heading + turn * np.deg2rad(cfg.turn_degrees) + np.pi, 2 * np.pi) - np.pi
+    heading = np.mod(poses[..., 2] + turn * np.deg2rad(cfg.turn_degrees) + np.pi, 2 * np.pi) - np.pi
     fwd = (a == Action.FORWARD).astype(np.float64) - (a == Action.BACK)
     side = (a == Action.STRAFE_RIGHT).astype(np.float64) - (a == Action.STRAFE_LEFT)
     cos, sin = np.cos(heading), np.sin(heading)
     # Forward is (cos, sin); right is (-sin, cos) because y points south.
-    delta = cfg.move_speed * np.stack([fwd * cos - side * sin, fwd * sin + side * cos], axis=-1)
+    return heading, cfg.move_speed * np.stack([fwd * cos - side * sin, fwd * sin + side * cos], axis=-1)
+
+
+def _move_agents(state: WorldState, a: np.ndarray, cfg: ArenaConfig) -> None:
+    poses = state.poses.astype(np.float64)
+    heading, delta = intended_move(poses, a, cfg)
 
     old = poses[..., :2]
     solid = solid_cells(state)
