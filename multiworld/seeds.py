@@ -5,7 +5,7 @@ block                  seeds                        used by
 =====================  ===========================  ==============================================
 training               [0, 1_000_000)               ``multiworld data`` (episode e uses seed + e)
 policy evaluation      [1_000_000, 1_500_000)       held-out worlds of a trained policy (examples)
-validation             [1_500_000, 2_000_000)       ``multiworld train``'s checkpoint selection
+validation             [1_500_000, 2_000_000)       ``multiworld train``'s checkpoint selection only
 model evaluation       [2_000_000, 3_000_000)       ``benchmarks/fidelity.py``, ``model_speed.py``
 probes                 [10_000_000, 16_000_000)     ``multiworld bench``: 1,000,000 per benchmark
 =====================  ===========================  ==============================================
@@ -56,6 +56,15 @@ training_seeds = TRAINING.seeds
 policy_evaluation_seeds = POLICY_EVALUATION.seeds
 validation_seeds = VALIDATION.seeds
 model_evaluation_seeds = MODEL_EVALUATION.seeds
+
+
+def validation_world_seeds(num_agents: int, count: int) -> list[int]:
+    """The held-out worlds that validate a model on ``num_agents`` agents (any scenario): ``count``
+    seeds from ``1000 * num_agents`` into the validation block, one range per agent count.
+    ``multiworld.models.validation`` is their only user (``tests/test_seeds.py`` checks)."""
+    if count > 1000:
+        raise ValueError(f"at most 1000 validation worlds per agent count, got {count}")
+    return VALIDATION.seeds(count, 1000 * num_agents)
 
 
 def probe_seeds(bench: str, count: int, start: int = 0) -> list[int]:

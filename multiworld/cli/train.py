@@ -1,15 +1,16 @@
 """`multiworld train`: train the world model on oracle rollouts from `multiworld data`, or on
 recordings of any env (`multiworld data --env`): then the grid, camera and actions come from the
-recording's metadata, and the last tenth of its episodes (at least one) validates."""
+recording's metadata, and the last tenth of its episodes (at least one) validates.
+
+Runs on the CPU or a GPU (--device, --precision), with batches made in worker processes
+(--workers), or data-parallel on a Ray cluster (--ray-workers); logs in log.jsonl and TensorBoard
+event files (<out>/tensorboard)."""
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import pathlib
-import platform
-import shutil
 import sys
 
 
@@ -59,171 +60,102 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "checkpoint (every other tensor unchanged) and write it to --out",
     )
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--threads", type=int, default=2, help="torch CPU threads (default: %(default)s)")
+    p.add_argument("--threads", type=int, default=2, help="torch CPU threads per process (default: %(default)s)")
+    p.add_argument(
+        "--device",
+        default="auto",
+        help="auto, cpu, cuda or cuda:N (default: %(default)s: the GPU when there is one; asking for CUDA "
+        "where there is none is an error)",
+    )
+    p.add_argument(
+        "--precision",
+        choices=("fp32", "bf16"),
+        default=None,
+        help="fp32, or bf16 autocast (default: bf16 on a GPU that has it, fp32 on the CPU); the checkpoint records it",
+    )
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=0,
+        help="data worker processes per training process (default: %(default)s: batches made in the training loop)",
+    )
+    p.add_argument(
+        "--save-every",
+        type=int,
+        default=None,
+        help="also save the training state every N steps (default: by the clock)",
+    )
+    p.add_argument(
+        "--ray-workers",
+        type=int,
+        default=0,
+        help="data-parallel training on this many Ray Train workers (DDP; default: one process, no Ray)",
+    )
+    p.add_argument(
+        "--address", default=None, help="with --ray-workers: the Ray cluster (HOST:PORT or auto; default: a local one)"
+    )
+    p.add_argument("--use-gpu", action="store_true", help="with --ray-workers: one GPU per worker (NCCL)")
+    p.add_argument(
+        "--max-failures",
+        type=int,
+        default=3,
+        help="with --ray-workers: restarts from the last checkpoint after a lost worker (default: %(default)s)",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bar (logs still go to log.jsonl)")
     p.set_defaults(func=run)
 
 
+def spec_from_args(args: argparse.Namespace):
+    from multiworld.models.training import TrainSpec
+
+    return TrainSpec(
+        data=[str(p) for p in args.data],
+        out=str(args.out),
+        preset=args.preset,
+        minutes=args.minutes,
+        max_steps=args.max_steps,
+        lr=args.lr,
+        horizon=args.horizon,
+        event_boost=args.event_boost,
+        save_every=args.save_every,
+        private_state=args.private_state,
+        stacked_frames=args.stacked_frames,
+        resume=args.resume,
+        init_from=None if args.init_from is None else str(args.init_from),
+        seed=args.seed,
+        threads=args.threads,
+        device=args.device,
+        precision=args.precision,
+        workers=args.workers,
+        progress=not args.no_progress,
+        command=_command_line(),
+    ).validate()
+
+
 def run(args: argparse.Namespace) -> int:
-    import torch
-
-    from multiworld.models.checkpoint import load_checkpoint, save_checkpoint
-    from multiworld.models.data import (
-        SequenceBatcher,
-        data_payouts_seen,
-        load_sequences,
-        make_sequences,
-        scenario_rewards,
-    )
-    from multiworld.models.presets import get_preset
-    from multiworld.models.recorded import RecordingBatcher, is_recorded, load_recorded, model_fields
-    from multiworld.models.stacked import StackedFramesModel
-    from multiworld.models.trainer import Trainer
-    from multiworld.models.world_model import WorldModel, scenario_id
-    from multiworld.seeds import validation_seeds
-
-    if args.threads < 1:
-        raise ValueError(f"--threads must be >= 1, got {args.threads}")
-    torch.set_num_threads(args.threads)
-    torch.manual_seed(args.seed)
-    preset = get_preset(args.preset)
-    tcfg = preset.train
-    if args.minutes is not None:
-        tcfg.minutes = args.minutes
-    if args.max_steps is not None:
-        tcfg.max_steps = args.max_steps
-    if args.stacked_frames:
-        if preset.stacked_lr is not None:
-            tcfg.lr = preset.stacked_lr
-        if preset.stacked_horizon is not None:
-            tcfg.horizon = preset.stacked_horizon
-        if preset.stacked_event_boost is not None:
-            tcfg.event_boost = preset.stacked_event_boost
-    if args.lr is not None:
-        if not args.lr > 0:
-            raise ValueError(f"--lr must be positive, got {args.lr}")
-        tcfg.lr = args.lr
-    if args.horizon is not None:
-        if args.horizon < 1:
-            raise ValueError(f"--horizon must be >= 1, got {args.horizon}")
-        tcfg.horizon = args.horizon
-    if args.event_boost is not None:
-        if not args.event_boost >= 0:
-            raise ValueError(f"--event-boost must be >= 0, got {args.event_boost}")
-        tcfg.event_boost = args.event_boost
-    tcfg.seed = args.seed
-    out = args.out
-    if out.exists() and (out / "last").exists() and not args.resume:
-        raise FileExistsError(f"{out} already holds a run; pass --resume to continue it or choose another --out")
-
-    if args.private_state and args.stacked_frames:
-        raise ValueError("--private-state and --stacked-frames are different baselines; choose one")
-    private, stacked = args.private_state, args.stacked_frames
-    kinds = {is_recorded(p) for p in args.data}
-    if len(kinds) > 1:
-        raise ValueError("--data mixes arena stores and recordings of another env; train on one kind")
-    if kinds == {True}:  # a recorded world: everything world-specific comes from its metadata
-        if private:
-            raise ValueError("--private-state needs the arena's data (its NOOP action); train it on `multiworld data`")
-        recorded = load_recorded(args.data)
-        train_rs, val_rs = recorded.split(max(1, len(recorded.lengths) // 10))
-        fields = model_fields(recorded)
-        preset.model.camera, preset.model.worlds = fields["camera"], fields["worlds"]
-        preset.model.dynamics.actions = preset.stacked.actions = fields["actions"]
-        preset.stacked.worlds, preset.stacked.image = fields["worlds"], fields["camera"]["width"]
-        batcher = RecordingBatcher(train_rs, tcfg.batch_size, tcfg.horizon, seed=args.seed)
-        val = RecordingBatcher(val_rs, 4, tcfg.horizon, seed=12345)
-        data_info = {
-            "world": recorded.world,
-            "episodes": len(train_rs.lengths),
-            "transitions": int((train_rs.lengths - 1).sum()),
-            "validation_seeds": val_rs.seeds,
-        }
-    else:
-        sets = load_sequences(args.data)
-        batcher = SequenceBatcher(
-            sets,
-            tcfg.batch_size,
-            tcfg.horizon,
-            seed=args.seed,
-            private_state=private,
-            event_boost=tcfg.event_boost,
-            unusual_events=not stacked and preset.model.unusual_weight > 0,
-        )
-        # Held-out worlds (seeds far from the data's) for validation, made on the fly by the oracle.
-        val_sets = [
-            make_sequences(s.scenario, s.arena.num_agents, 4, tcfg.horizon + 4, seed=validation_seeds(4, 1000 * i)[0])
-            for i, s in enumerate(sets)
-        ]
-        val = SequenceBatcher(val_sets, 4, tcfg.horizon, seed=12345, private_state=private)
-        if preset.transitions.every and not (stacked or private):
-            from multiworld.models.transitions import MixedSampler, TransitionSampler
-
-            transitions = TransitionSampler(preset.transitions, seed=args.seed)
-            batcher = MixedSampler(batcher, transitions, preset.transitions.every)
-        data_info = {
-            "episodes": int(sum(len(s.lengths) for s in sets)),
-            "transitions": int(sum(int((s.lengths - 1).sum()) for s in sets)),
-        }
-    model = StackedFramesModel(preset.stacked) if stacked else WorldModel(preset.model)
-    warm = warm_start(model, args.init_from) if args.init_from is not None and not args.resume else None
-    if not stacked:  # the payout classes each scenario's data pays: the only ones the model pays
-        rewards = (
-            [(0, recorded.rewards)]
-            if kinds == {True}
-            else [(scenario_id(s.scenario), scenario_rewards(s)) for s in sets]
-        )
-        model.dynamics.payouts_seen.copy_(data_payouts_seen(rewards, preset.model.dynamics.scenarios))
-        data_info["payouts_seen"] = model.dynamics.payouts_seen.int().tolist()
+    spec = spec_from_args(args)
     if args.payouts_only:
-        return _write_payouts_only(args, model, warm, data_info)
-    val_batches = [val.sample() for _ in range(2)]
-    info = {
-        "command": _command_line(),
-        "preset": args.preset,
-        "private_state": private,
-        "stacked_frames": stacked,
-        "data": [str(p) for p in args.data],
-        "init_from": None if warm is None else warm,
-        **data_info,
-        "train": dataclasses.asdict(tcfg),
-        "machine": {"platform": platform.platform(), "python": platform.python_version(), "torch": torch.__version__},
-    }
+        from multiworld.models.training import build_job
 
-    def save(m, path, metrics):
-        save_checkpoint(m, path, metrics, extra={"training": info})
+        job = build_job(spec)
+        return _write_payouts_only(args, job.model, job.warm, job.data_info)
+    if args.ray_workers < 0:
+        raise ValueError(f"--ray-workers must be >= 0, got {args.ray_workers}")
+    if (args.address or args.use_gpu) and not args.ray_workers:
+        raise ValueError("--address and --use-gpu go with --ray-workers N (data-parallel on Ray Train)")
+    if args.ray_workers and args.device != "auto":
+        raise ValueError("--ray-workers places its workers itself: pass --use-gpu for GPUs, not --device")
+    spec.check_out()
+    if args.ray_workers:
+        from multiworld.models.ray_train import fit_on_ray
 
-    def load_weights(m, path):
-        m.load_state_dict(load_checkpoint(path).state_dict())
-
-    def evaluate(m) -> dict:
-        state = torch.get_rng_state()
-        torch.manual_seed(0)
-        logs = [m(b)[1] for b in val_batches]
-        torch.set_rng_state(state)
-        first = "first_psnr" if stacked else "render_psnr"
-        keys = (first, "roll_psnr", "pose_err", "move_ok", "push_acc", "pick_acc")
-        keys += () if stacked else ("cell_acc", "roll_cell_acc")
-        keys += () if stacked else ("reward_err", "unusual_ok")
-        out_ = {k: round(sum(float(x[k]) for x in logs) / len(logs), 5) for k in keys}
-        out_["score"] = round((out_[first] + out_["roll_psnr"]) / 2 - 20 * out_["pose_err"], 4)
-        return out_
-
-    trainer = Trainer(model, batcher.sample, tcfg, out, save, evaluate, progress=not args.no_progress)
-    if args.resume and trainer.load_state(load_weights):
-        print(f"resumed {out} at step {trainer.step} ({trainer.elapsed / 60:.1f} min)")
+        summary = fit_on_ray(spec, args.ray_workers, args.address, args.use_gpu, args.max_failures)
     else:
-        if stacked:  # the `mean` bound of the benchmarks: the training data's mean frame
-            model.mean_frame.copy_(mean_frame(batcher))
-        (out / "run.json").write_text(json.dumps(info, indent=2))
-    summary = trainer.run()
-    # The run's shippable checkpoint is the best one by validation score, copied to the run's root.
-    best = out / "best" if (out / "best").exists() else out / "last"
-    for name in ("model.safetensors", "config.json", "metrics.json"):
-        if (best / name).exists():
-            shutil.copy2(best / name, out / name)
-    (out / "summary.json").write_text(json.dumps(summary, indent=2))
-    print(f"trained {summary['step']} steps in {summary['elapsed_seconds'] / 60:.1f} min; checkpoint in {out}")
+        from multiworld.models.training import run_training
+
+        summary = run_training(spec)
+    print(f"trained {summary['step']} steps in {summary['elapsed_seconds'] / 60:.1f} min; checkpoint in {args.out}")
+    print(f"TensorBoard: tensorboard --logdir {summary['tensorboard']}")
     return 0
 
 
@@ -257,40 +189,3 @@ def _write_payouts_only(args: argparse.Namespace, model, warm: dict | None, data
         f"wrote {args.out} (weights sha256 {digest[:12]}...; payout classes per scenario {data_info['payouts_seen']})"
     )
     return 0
-
-
-def warm_start(model, path: pathlib.Path) -> dict:
-    """Copy into ``model`` every tensor of the checkpoint at ``path`` whose name and shape match;
-    returns what was copied and what started fresh (recorded in run.json)."""
-    from safetensors.torch import load_file
-
-    from multiworld.models.checkpoint import read_config, sha256_file
-    from multiworld.models.stacked import KIND as STACKED_KIND
-    from multiworld.models.stacked import StackedFramesModel
-
-    config = read_config(path)
-    if sha256_file(path / "model.safetensors") != config.get("weights_sha256"):
-        raise ValueError(f"--init-from {path}: model.safetensors does not match its config.json")
-    if (config["model"].get("kind") == STACKED_KIND) != isinstance(model, StackedFramesModel):
-        raise ValueError(f"--init-from {path}: a stacked-frames and a latent world model do not share weights")
-    tensors = load_file(str(path / "model.safetensors"))
-    own = model.state_dict()
-    copied = {k: v for k, v in tensors.items() if k in own and own[k].shape == v.shape}
-    model.load_state_dict(copied, strict=False)
-    fresh = sorted(k for k in own if k not in copied)
-    return {
-        "checkpoint": str(path),
-        "weights_sha256": config["weights_sha256"],
-        "copied": len(copied),
-        "fresh": fresh,
-    }
-
-
-def mean_frame(batcher, batches: int = 32):
-    """The mean view (H, W, 3) in [0, 1] over ``batches`` batches of the training sequences."""
-    total, count = 0.0, 0
-    for _ in range(batches):
-        views = batcher.sample()["views"]
-        total = total + views.sum(dim=(0, 1, 2))
-        count += views.shape[0] * views.shape[1] * views.shape[2]
-    return (total / count).float()

@@ -1,10 +1,12 @@
-"""Training data: oracle rollouts recorded in the world-state store, and sequence batches.
+"""Training data: recorded oracle episodes (:mod:`multiworld.models.rollouts` writes them) and
+sequence batches.
 
-Recording: batches of worlds run by the oracle with a mix of random and scripted policies; each
-world is one store world (row t = state after t steps). Frames are optional in the store: the
-trainer re-renders every target view (plus depth) and top-down map from the stored states with
-the oracle, which is exact and faster than reading frames back. This is data preparation: the
-oracle is the teacher here and never part of the model at run time.
+Frames are optional in the store: the trainer re-renders every target view (plus depth) and
+top-down map from the stored states with the oracle, which is exact and faster than reading
+frames back. This is data preparation: the oracle is the teacher here and never part of the
+model at run time. :class:`SequenceBatcher` draws a batch from a numpy generator it is given
+(:meth:`~SequenceBatcher.draw`), so :mod:`multiworld.models.stream` can give batch i of the
+stream its own generator in whichever worker process makes it.
 """
 
 from __future__ import annotations
@@ -14,106 +16,16 @@ import pathlib
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from multiworld.models.heads import cell_maps
+from multiworld.models.rollouts import PolicyMix, record_rollouts  # noqa: F401 (re-exported)
 from multiworld.models.world_model import scenario_id
 from multiworld.world.arena import ArenaConfig, generate
 from multiworld.world.dynamics import step as world_step
 from multiworld.world.render import Raycaster, RenderConfig
 from multiworld.world.scenarios import get_scenario
-from multiworld.world.state import NUM_ACTIONS, Action, WorldState, agent_names
+from multiworld.world.state import NUM_ACTIONS, Action, WorldState
 from multiworld.world.topdown import top_down
-
-
-class PolicyMix:
-    """Per world, either the scripted or the random policy (chosen once per episode)."""
-
-    def __init__(self, num_worlds: int, scripted_fraction: float, seed: int) -> None:
-        from multiworld.agents.policies import make_policy
-
-        self.rng = np.random.Generator(np.random.PCG64(seed))
-        self.scripted = make_policy("scripted", seed=seed)
-        self.random = make_policy("random", seed=seed + 1)
-        self.use_scripted = self.rng.random(num_worlds) < scripted_fraction
-
-    def act(self, state: WorldState) -> np.ndarray:
-        a = self.random.act(state)
-        if self.use_scripted.any():
-            a = np.where(self.use_scripted[:, None], self.scripted.act(state), a)
-        return a
-
-
-def record_rollouts(
-    out: str | pathlib.Path,
-    scenario: str,
-    num_agents: int,
-    episodes: int,
-    steps: int,
-    seed: int = 0,
-    frames: bool = True,
-    scripted_fraction: float = 0.5,
-    batch: int = 16,
-    progress: bool = True,
-) -> int:
-    """Record ``episodes`` oracle episodes of ``steps`` steps into the store at ``out``; returns rows written.
-
-    Episode e uses world seed ``seed + e`` and is stored as world ``{scenario}-n{N}-s{seed+e}``."""
-    from multiworld.state import WorldStore
-
-    sc = get_scenario(scenario)
-    arena = sc.arena_config(num_agents=num_agents)
-    renderer = Raycaster(RenderConfig()) if frames else None
-    rows = 0
-    names = agent_names(num_agents)
-    with WorldStore.open(str(out), mode="a") as store:
-        bar = tqdm(total=episodes * steps, desc=f"data {scenario} x{num_agents}", unit="step", disable=not progress)
-        for first in range(0, episodes, batch):
-            seeds = list(range(seed + first, seed + min(episodes, first + batch)))
-            state = generate(arena, seeds)
-            policy = PolicyMix(len(seeds), scripted_fraction, seed=seed * 7919 + first)
-            kw = {"frame_shape": (64, 64)} if frames else {}
-            rgb = renderer.render(state).rgb.numpy() if frames else None
-            writers = []
-            for w, s in enumerate(seeds):
-                extra = {"frames": rgb[w]} if frames else {}
-                writers.append(
-                    store.create_world(
-                        f"{scenario}-n{num_agents}-s{s}",
-                        state.select(w),
-                        scenario=scenario,
-                        seed=s,
-                        config={"arena": dataclasses.asdict(arena), "policy_scripted": bool(policy.use_scripted[w])},
-                        agents=names,
-                        **kw,
-                        **extra,
-                    )
-                )
-            for t in range(steps):
-                actions = policy.act(state)
-                after, events = world_step(state, actions, arena)
-                rewards = sc.reward(state, after, events)
-                done = sc.terminated(after)
-                rgb = renderer.render(after).rgb.numpy() if frames else None
-                for w, writer in enumerate(writers):
-                    extra = {"frames": rgb[w]} if frames else {}
-                    writer.append(
-                        after.select(w),
-                        actions[w],
-                        rewards[w],
-                        np.repeat(done[w], num_agents),
-                        np.zeros(num_agents, bool),
-                        events=events.as_dicts(w, names),
-                        commit=(t + 1) % 50 == 0 or t == steps - 1,
-                        **extra,
-                    )
-                state = after
-                rows += len(seeds)
-                bar.update(len(seeds))
-            for writer in writers:
-                writer.close()
-        bar.close()
-    return rows
 
 
 @dataclasses.dataclass
@@ -368,6 +280,7 @@ class SequenceBatcher:
         private_state: bool = False,
         event_boost: float = 0.0,
         unusual_events: bool = False,
+        typical: np.ndarray | None = None,
     ) -> None:
         self.sets, self.batch_size, self.horizon, self.device = sets, batch_size, horizon, device
         self.private_state = private_state
@@ -376,7 +289,8 @@ class SequenceBatcher:
         self.starts = [s.starts(horizon) for s in sets]
         # Rare events weigh more: a window holding a push or pickup (and with ``unusual_events``
         # an unusual move) is drawn (1 + event_boost) times as often as one without.
-        self.typical = typical_motion(sets)
+        # ``typical``: the training data's (validation batches judge moves by the same rule).
+        self.typical = typical_motion(sets) if typical is None else typical
         self.start_p = []
         for ss, st in zip(sets, self.starts):
             w = np.ones(len(st))
@@ -391,11 +305,15 @@ class SequenceBatcher:
         self.weights = sizes / sizes.sum()
 
     def sample(self) -> Batch:
-        k = int(self.rng.choice(len(self.sets), p=self.weights))
-        rows = self.rng.choice(self.starts[k], size=self.batch_size, p=self.start_p[k])
-        return self.batch(self.sets[k], rows)
+        return self.draw(self.rng)
 
-    def batch(self, ss: SequenceSet, rows: np.ndarray) -> Batch:
+    def draw(self, rng: np.random.Generator) -> Batch:
+        """A batch of windows of one (scenario, agent count) set, drawn with ``rng`` only."""
+        k = int(rng.choice(len(self.sets), p=self.weights))
+        rows = rng.choice(self.starts[k], size=self.batch_size, p=self.start_p[k])
+        return self.batch(self.sets[k], rows, rng)
+
+    def batch(self, ss: SequenceSet, rows: np.ndarray, rng: np.random.Generator | None = None) -> Batch:
         bsz, t1 = len(rows), self.horizon + 1
         idx = (rows[:, None] + np.arange(t1)).reshape(-1)  # (B * T1,) world-major
         states = WorldState(**{k: v[idx] for k, v in ss.states.arrays().items()})
@@ -414,7 +332,7 @@ class SequenceBatcher:
         t = lambda x: torch.as_tensor(np.ascontiguousarray(x), device=dev)  # noqa: E731
         given = acts.reshape(bsz, self.horizon, n)
         if self.private_state:
-            given = private_inputs(given, self.rng)
+            given = private_inputs(given, self.rng if rng is None else rng)
         cells = {k: v.reshape(bsz, t1, *v.shape[1:]) for k, v in cell_maps(states, dev).items()}
         return Batch(
             **{

@@ -172,7 +172,11 @@ class RecordingBatcher:
             raise ValueError(f"no recorded episode is longer than the training horizon of {horizon} steps")
 
     def sample(self) -> Batch:
-        return self.batch(self.rng.choice(self.start_rows, size=self.batch_size))
+        return self.draw(self.rng)
+
+    def draw(self, rng: np.random.Generator) -> Batch:
+        """A batch of windows drawn with ``rng`` only (:mod:`multiworld.models.stream`)."""
+        return self.batch(rng.choice(self.start_rows, size=self.batch_size))
 
     def batch(self, rows: np.ndarray) -> Batch:
         from multiworld.world.state import WorldState
