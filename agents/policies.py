@@ -203,11 +203,27 @@ def _steer(x: float, y: float, heading: float, point: tuple[float, float]) -> in
     return _turn_toward(diff) if abs(diff) > math.radians(25) else int(Action.FORWARD)
 
 
-POLICIES = {"random": RandomPolicy, "scripted": ScriptedPolicy}
+class ForwardPolicy:
+    """Mostly forward: an agent that walks until something stops it, turning now and then (the
+    dynamics benchmark's probe of walls, boxes, the map's edge and other agents)."""
+
+    # noop, forward, back, turn left, turn right, strafe left, strafe right, interact
+    PROBABILITIES = (0.02, 0.62, 0.04, 0.1, 0.1, 0.04, 0.04, 0.04)
+
+    def __init__(self, seed: int = 0) -> None:
+        self.seed = seed
+        self.rng = np.random.Generator(np.random.PCG64(seed))
+
+    def act(self, state: WorldState) -> np.ndarray:
+        shape = (state.num_worlds, state.num_agents)
+        return self.rng.choice(NUM_ACTIONS, size=shape, p=self.PROBABILITIES).astype(np.int64)
 
 
-def make_policy(name: str, seed: int = 0, **kwargs) -> RandomPolicy | ScriptedPolicy:
-    """``"random"`` or ``"scripted"`` policy with ``seed``; ValueError for another name."""
+POLICIES = {"random": RandomPolicy, "scripted": ScriptedPolicy, "forward": ForwardPolicy}
+
+
+def make_policy(name: str, seed: int = 0, **kwargs) -> RandomPolicy | ScriptedPolicy | ForwardPolicy:
+    """``"random"``, ``"scripted"`` or ``"forward"`` policy with ``seed``; ValueError for another name."""
     try:
         cls = POLICIES[name]
     except KeyError:

@@ -47,7 +47,9 @@ PROBE_SEED_BASE = 10_000_000
 _PROBE_BLOCK = 1_000_000
 PROBES = {
     name: SeedBlock(f"{name} probe", PROBE_SEED_BASE + i * _PROBE_BLOCK, PROBE_SEED_BASE + (i + 1) * _PROBE_BLOCK)
-    for i, name in enumerate(("consistency", "events", "revisit", "drift", "fidelity", "throughput", "vizdoom"))
+    for i, name in enumerate(
+        ("consistency", "events", "revisit", "drift", "fidelity", "throughput", "vizdoom", "dynamics")
+    )
 }
 BLOCKS = (TRAINING, POLICY_EVALUATION, VALIDATION, MODEL_EVALUATION, *PROBES.values())
 TRAIN_SEED_LIMIT = TRAINING.stop

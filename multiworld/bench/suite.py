@@ -21,7 +21,15 @@ from types import ModuleType
 from multiworld.bench import report
 from multiworld.bench.runner import Runner, Settings
 
-BENCHMARKS = ("consistency", "fidelity", "events", "revisit", "drift", "throughput")  # modules of multiworld.bench
+BENCHMARKS = (
+    "consistency",
+    "fidelity",
+    "events",
+    "revisit",
+    "drift",
+    "throughput",
+    "dynamics",
+)  # modules of multiworld.bench
 SUMMARY = ("consistency", "events", "fidelity", "revisit", "throughput", "drift")  # the summary table's order
 
 

@@ -83,12 +83,10 @@ class TransitionBatch:
 class ProbePolicy:
     """Per world, one of random, scripted and mostly-forward (chosen once per window)."""
 
-    FORWARD_P = np.array([0.02, 0.62, 0.04, 0.1, 0.1, 0.04, 0.04, 0.04])  # noop, fwd, back, turns, strafes, interact
-
     def __init__(self, num_worlds: int, mix: tuple[float, float, float], rng: np.random.Generator) -> None:
-        self.rng = rng
         seed = int(rng.integers(2**31))
         self.random, self.scripted = make_policy("random", seed=seed), make_policy("scripted", seed=seed + 1)
+        self.forward = make_policy("forward", seed=seed + 2)
         self.kind = rng.choice(3, size=num_worlds, p=np.asarray(mix) / np.sum(mix))
 
     def act(self, state: WorldState) -> np.ndarray:
@@ -96,8 +94,7 @@ class ProbePolicy:
         scripted = np.flatnonzero(self.kind == 1)
         if len(scripted):  # the scripted policy plans per agent: only for its own worlds
             a[scripted] = self.scripted.act(state.select(scripted))
-        fwd = self.rng.choice(len(self.FORWARD_P), size=a.shape, p=self.FORWARD_P)
-        return np.where(self.kind[:, None] == 2, fwd, a).astype(np.int64)
+        return np.where(self.kind[:, None] == 2, self.forward.act(state), a).astype(np.int64)
 
 
 class TransitionSampler:
