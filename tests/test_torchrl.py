@@ -33,16 +33,8 @@ INFO_KEYS = {"pose", "version", "pushed", "picked", "pushed_box", "picked_item",
 
 
 def make_env(backend: str, scenario: str, num_agents: int, **kw):
-    """The multiworld env of ``backend``; skips the model case when its checkpoint cannot be loaded."""
-    try:
-        return multiworld.parallel_env(scenario, num_agents=num_agents, backend=backend, **{**SMALL, **kw})
-    except Exception as e:
-        if backend == "model" and type(e).__name__ == "CheckpointError":
-            pytest.skip(
-                "backend='model' needs a checkpoint in the rewritten model's format; the shipped "
-                f"multiworld/checkpoints/default does not load yet (model rewrite in progress): {e}"
-            )
-        raise
+    """The multiworld env of ``backend`` (the model backend loads the shipped checkpoint)."""
+    return multiworld.parallel_env(scenario, num_agents=num_agents, backend=backend, **{**SMALL, **kw})
 
 
 def wrap(env, **kw) -> PettingZooWrapper:
@@ -67,8 +59,7 @@ def test_check_env_specs(backend, scenario, obs_type):
     else:
         assert obs.shape == (30, n, 16, 16, 4 if obs_type == "rgbd" else 3) and obs.dtype == torch.uint8
     done, terminated = td["next", "done"][:, 0], td["next", "terminated"][:, 0]
-    if backend == "model" and terminated.any():
-        pytest.skip("backend='model' ended the episode by its learned termination head within 30 random steps")
+    # These scenarios end only by truncation; the model's learned ending head must agree.
     assert done[19] and done.sum() == 1 and not terminated.any()  # ended once, truncated at 20, and went on
 
 
@@ -104,19 +95,20 @@ def test_rollout_with_pushes_and_pickups(backend, scenario):
     # What depends on the backend's dynamics: the events happen, name real boxes and items, and
     # forage pays +1 per pickup.
     problems = [f"no {key}" for key in EVENTS[scenario] if info[key].sum() == 0]
-    if not ((info["pushed_box"] >= 0) == (info["pushed"] > 0)).all():
+    pushed, has_box = info["pushed"] > 0, info["pushed_box"] >= 0
+    if (has_box & ~pushed).any():
+        problems.append("box indices without a push event")
+    # The shipped model's push head can fire without a decoded box moving (box -1): 1 of 1 push
+    # in roam-v0, 3 of 4 in push-v0. Checked for the model too once its retrained checkpoint
+    # (issue 30) names the box.
+    if backend == "oracle" and (pushed & ~has_box).any():
         problems.append("push events without a box index")
     if not ((info["picked_item"] >= 0) == (info["picked"] > 0)).all():
         problems.append("pickup events without an item index")
     reward = td["next", "agent", "reward"][..., 0]
     if scenario == "forage-v0" and not torch.equal(reward, info["picked"].float()):
         problems.append("forage rewards differ from its pickups")
-    if backend == "model" and problems:
-        pytest.skip(
-            f"backend='model': {problems} in 160 scripted steps; the learned model's rewards are regressed "
-            "(not exactly its pickups) and its push head can fire without a decoded box moving (box -1)"
-        )
-    assert not problems, problems
+    assert not problems, f"backend={backend!r}: {problems} in 160 scripted steps"
 
 
 def test_sixteen_agents_push():
