@@ -70,6 +70,8 @@ def _simulators(task: DynamicsTask):
     oracle = make_simulator("oracle", scenario=task.scenario, num_agents=n, num_worlds=b)
     weights = spec.weights("shared")
     kwargs = {"device": spec.device, **({"checkpoint": weights} if weights is not None else {})}
+    if spec.backend == "model":  # physics needs the walls no agent has seen yet: the map at reset
+        kwargs["init"] = "map"
     model = make_simulator(spec.backend, scenario=task.scenario, num_agents=n, num_worlds=b, **kwargs)
     return oracle, model
 

@@ -145,7 +145,7 @@ def run(st: Settings, z: Sizes, runner: Runner, out: pathlib.Path) -> dict:
     per_n = {n: drift.rollouts(st, runner, "fidelity", z.worlds, n, hs, with_state=True) for n in z.agents}
     head_n = 4 if 4 in per_n else z.agents[0]
     s = per_n[head_n]
-    metrics = ("psnr", "psnr_of_mean_mse", "ssim", "accuracy")
+    metrics = ("psnr", "psnr_of_mean_mse", "entity_psnr", "ssim", "accuracy")
     results = {v: {f"{m}@{h}": s[v]["by_step"][str(h)].get(m) for m in metrics for h in hs} for v in vs}
     ci_by_agents = {n: {h: psnr_ci(per_n[n], h, vs) for h in hs} for n in per_n}
     mse_ci_by_agents = {n: {h: psnr_ci(per_n[n], h, vs, True) for h in hs} for n in per_n}
@@ -176,7 +176,8 @@ def run(st: Settings, z: Sizes, runner: Runner, out: pathlib.Path) -> dict:
         for m, label in (("psnr", "PSNR (dB)"), ("psnr_of_mean_mse", "PSNR of the mean MSE (dB)"))
         for h in hs
     ]
-    keys = [(f"ssim@{h}", f"SSIM at step {h}") for h in hs]
+    keys = [(f"entity_psnr@{h}", f"PSNR over item, box and agent pixels at step {h} (dB)") for h in hs]
+    keys += [(f"ssim@{h}", f"SSIM at step {h}") for h in hs]
     keys += [(f"accuracy@{h}", f"decoded-state accuracy at step {h}") for h in hs]
     rows += [{"metric": label, **{v: results[v].get(key) for v in vs}} for key, label in keys]
     agent_rows = [

@@ -37,6 +37,11 @@ class Settings:
             raise ValueError(f"unknown variants {unknown}; valid: {list(self.spec.variants)}")
         if "oracle" not in variants:
             variants = (*variants, "oracle")  # every metric is measured against it
+        if self.spec.init == "map":  # fair by construction: only variants that can be given the map
+            from multiworld.bench.variants import registered
+
+            reg = registered()
+            variants = tuple(v for v in variants if v not in reg or reg[v].reads_map)
         object.__setattr__(self, "variants", variants)
 
     def sizes_of(self, bench) -> Any:

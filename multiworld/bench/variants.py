@@ -49,6 +49,7 @@ class Variant:
     default_weights: str | None = None
     on_backend: bool = False
     order: int = 100
+    reads_map: bool = False  # it can start from the top-down map too (``SimSpec.init == "map"``)
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -96,8 +97,14 @@ class SimSpec:
     private_checkpoint: str | None = None
     stacked_checkpoint: str | None = None
     external: tuple[tuple[str, str], ...] = ()
+    # What the learned variants start from: "views" (every agent's first view and pose: what every
+    # variant can be given, the headline) or "map" (also the top-down map, for the variants that
+    # read it; the others are left out of such a run, so a table never mixes the two).
+    init: str = "views"
 
     def __post_init__(self) -> None:
+        if self.init not in ("views", "map"):
+            raise ValueError(f"init must be 'views' or 'map', got {self.init!r}")
         names = [n for n, _ in self.external]
         builtin = list(registered())
         if any(n in builtin for n in names) or len(set(names)) != len(names):
@@ -158,6 +165,8 @@ class SimSpec:
         from multiworld.runtime.factory import make_simulator
 
         kwargs = {"device": self.device, **({"checkpoint": weights} if weights is not None else {})}
+        if self.backend == "model":
+            kwargs["init"] = self.init
         return make_simulator(
             self.backend, scenario=self.scenario, num_agents=num_agents, num_worlds=num_worlds, **kwargs
         )
@@ -179,6 +188,7 @@ register(
         default_weights="default",
         on_backend=True,
         order=0,
+        reads_map=True,
     )
 )
-register(Variant("oracle", "oracle (upper bound)", "reference", _oracle))
+register(Variant("oracle", "oracle (upper bound)", "reference", _oracle, reads_map=True))

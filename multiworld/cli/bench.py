@@ -70,6 +70,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--quick", action="store_true", help="a small version (a few minutes on a 2-core CPU)")
     p.add_argument("--address", default=None, help="Ray cluster address (e.g. auto); runs tasks on the cluster")
     p.add_argument("--scenario", default="roam-v0", choices=sorted(SCENARIOS))
+    p.add_argument(
+        "--init",
+        default="views",
+        choices=["views", "map"],
+        help="what the learned variants start from: every agent's first view and pose (views, the headline: "
+        "every variant gets the same information) or also the top-down map (map: only the variants that can "
+        "read it run, in a table of their own) (default: %(default)s)",
+    )
     p.add_argument("--device", default="cpu", help="torch device of the model backend (default: %(default)s)")
     p.add_argument(
         "--threads", type=_positive, default=None, help="torch CPU threads in this process (default: torch's)"
@@ -142,6 +150,7 @@ def run(args: argparse.Namespace) -> int:
         private_checkpoint=args.private_checkpoint,
         stacked_checkpoint=args.stacked_checkpoint,
         external=tuple(args.simulator),
+        init=args.init,
     )
     variants = None if args.variants is None else tuple(v.strip() for v in args.variants.split(",") if v.strip())
     settings = Settings(spec=spec, quick=args.quick, variants=variants)

@@ -150,5 +150,6 @@ register(
         default_weights="private",
         on_backend=True,
         order=1,
+        reads_map=True,
     )
 )
