@@ -22,6 +22,7 @@ import sys
 import tempfile
 import time
 
+import numpy as np
 import pytest
 
 NODE_LAUNCHER = """
@@ -136,3 +137,37 @@ def test_bench_on_the_cluster_matches_the_local_run(cluster, tmp_path):
         assert results["cluster"][variant] == results["local"][variant], variant
     assert results["cluster"]["details"] == results["local"]["details"]  # every probe, in order
     assert results["cluster"]["details"]["num_probes"] > 0
+
+
+def test_rollout_survives_a_node_removed_mid_episode(tmp_path):
+    """Two nodes (`ray.cluster_utils.Cluster` on loopback), a rollout worker on each; the second
+    node is removed while its worker is mid-episode. The rollout finishes on the head, every world
+    is stored exactly once and complete, and the retried episode equals an undisturbed run's."""
+    from multiworld.state import WorldStore
+
+    temp_dir = tempfile.mkdtemp(prefix="mwrn", dir="/tmp")  # short: unix socket paths are limited
+    out, ref, hold = tmp_path / "store", tmp_path / "ref", tmp_path / "hold"
+    hold.mkdir()
+    script = pathlib.Path(__file__).parent / "helpers" / "two_node_rollout.py"
+    try:
+        run = subprocess.run(
+            [sys.executable, str(script), str(out), str(ref), str(hold)],
+            **{**RUN, "env": {**ENV, "RAY_TMPDIR": temp_dir}, "timeout": 400},
+        )
+        assert run.returncode == 0, run.stderr[-3000:]
+    finally:
+        _stop_cluster(temp_dir)
+        shutil.rmtree(temp_dir, ignore_errors=True)
+    assert _pids_mentioning(temp_dir) == []
+    report = json.loads(run.stdout.strip().splitlines()[-1])
+    summary = report["summary"]
+    assert summary["episodes"] == 6 and summary["failed_episodes"] == []
+    assert summary["failures"] == 1 and summary["retries"] == 1  # the removed node's worker, and only it
+    assert {r["node_id"] for r in summary["results"]} == {report["head"]}  # all finished on the head
+    assert (hold / f"holding-{report['removed']}").exists()
+    store, reference = WorldStore.open(str(out), "r"), WorldStore.open(str(ref), "r")
+    assert sorted(store.worlds()) == [f"ep{k:05d}" for k in range(6)]  # each world once, no debris
+    for k in range(6):
+        a, b = store.world(f"ep{k:05d}"), reference.world(f"ep{k:05d}")
+        assert a.seed == k and a.read("step").tolist() == list(range(a.steps))
+        assert a.steps == b.steps and np.array_equal(a.actions(), b.actions()) and np.array_equal(a.poses(), b.poses())

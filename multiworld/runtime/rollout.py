@@ -50,6 +50,10 @@ class RolloutConfig:
     max_retries: int = 3
     num_cpus_per_worker: float = 1.0
     crash_at: tuple[int, int] | None = None  # test hook: (episode, step) where the first attempt SIGKILLs itself
+    # Test hook: (node id, step, directory): the first attempt of every batch run on that node
+    # writes ``holding-<node id>`` in the directory at that step and waits until ``release``
+    # appears there (so a node can be removed while its worker is mid-episode).
+    hold_at: tuple[str, int, str] | None = None
 
     def validate(self) -> RolloutConfig:
         from multiworld.agents.policies import POLICIES
@@ -131,6 +135,8 @@ class RolloutWorker:
         for t in range(1, cfg.max_cycles + 1):
             if cfg.crash_at is not None and attempt == 0 and cfg.crash_at == (episodes[0], t):
                 os.kill(os.getpid(), 9)
+            if cfg.hold_at is not None and attempt == 0 and cfg.hold_at[:2] == (self.info()["node_id"], t):
+                _hold(cfg.hold_at[2], cfg.hold_at[0])
             actions = policy.act(sim.world_state())
             obs = sim.step(actions)
             for b in np.flatnonzero(alive):
@@ -175,7 +181,10 @@ def run_rollout(cfg: RolloutConfig, address: str | None = "local", progress: boo
     WorldStore.open(
         cfg.out, "a", storage_options=cfg.storage_options
     ).close()  # create the store once, before workers race to
-    remote = ray.remote(RolloutWorker).options(num_cpus=cfg.num_cpus_per_worker, max_restarts=0)
+    # Spread over the nodes: a lost node takes as few workers as it can with it.
+    remote = ray.remote(RolloutWorker).options(
+        num_cpus=cfg.num_cpus_per_worker, max_restarts=0, scheduling_strategy="SPREAD"
+    )
     e = cfg.envs_per_worker
     pending = [(list(range(i, min(i + e, cfg.episodes))), 0) for i in range(0, cfg.episodes, e)]
     t_start = time.perf_counter()
@@ -237,7 +246,9 @@ def summarize(cfg: RolloutConfig, results: list[dict], failed: list[int], failur
         "failures": failures,
         "retries": retries,
         "nodes": nodes,
-        "config": {k: v for k, v in dataclasses.asdict(cfg).items() if k not in ("crash_at", "storage_options")},
+        "config": {
+            k: v for k, v in dataclasses.asdict(cfg).items() if k not in ("crash_at", "hold_at", "storage_options")
+        },
         "results": sorted(results, key=lambda r: r["episode"]),
     }
 
@@ -263,6 +274,15 @@ def format_summary(summary: dict) -> str:
 def write_summary(summary: dict, path: str) -> None:
     with open(path, "w") as f:
         json.dump(summary, f, indent=2, default=float)
+
+
+def _hold(directory: str, node_id: str) -> None:
+    """The ``hold_at`` test hook: say where this worker is, then wait for the release."""
+    path = os.path.join(directory, "release")
+    with open(os.path.join(directory, f"holding-{node_id}"), "w") as f:
+        f.write(str(os.getpid()))
+    while not os.path.exists(path):
+        time.sleep(0.05)
 
 
 class _NoBar:
