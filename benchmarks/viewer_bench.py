@@ -261,7 +261,7 @@ def report(args, built: dict, opened: dict, scrub: dict, browser: dict | None, l
     marks = f", {browser['timeline_marks']} timeline marks" if browser else ""
     return (
         f"One synthetic world of {args.steps} steps, {args.agents} agents, 64x64 raycast frames "
-        f"({built['bytes'] / 1e6:.0f} MB store{marks}). Run under `nice -n 15` beside other jobs on "
+        f"({built['bytes'] / 1e6:.0f} MB store{marks}), on "
         f"{os.cpu_count()} cores: load average {load_start[0]:.1f} at the start, {os.getloadavg()[0]:.1f} "
         "at the end. The times are wall-clock, as a user would have seen them then; CPU ms is the CPU time of "
         "the benchmark process (HTTP client and server threads), what the viewer itself costs.\n\n"
