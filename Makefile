@@ -10,13 +10,14 @@ RUN_ARGS ?=
 
 setup: $(STAMP)
 
-# torch first, pinned: that CPU wheel is the one the project is tested with; an unpinned
-# torch pulled in by a dependency would be a multi-GB CUDA build.
-$(STAMP): pyproject.toml
+# torch first, at the tested version (constraints.txt: 2.13.0): that CPU wheel is the one the project
+# is tested with; an unpinned torch pulled in by a dependency would be a multi-GB CUDA build. Then the
+# package with every dependency at its tested version (pyproject.toml's ranges allow others).
+$(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet torch==2.13.0
-	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	$(BIN)/python -m pip install --quiet -c constraints.txt torch
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[dev]"
 	touch $(STAMP)
 
 # `multiworld run` ends by printing the `multiworld view` command that opens its store in a browser.

@@ -10,9 +10,47 @@ import tomllib
 import zipfile
 
 import pytest
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-PACKAGES = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]
+PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
+PACKAGES = PYPROJECT["tool"]["setuptools"]["packages"]
+# Releases the dependency ranges must accept: a GPU machine's torch build, a Ray cluster's own version.
+OTHER_RELEASES = {"torch": ["2.4.0", "2.5.1", "2.14.1", "2.20.0"], "ray": ["2.40.0", "2.58.0", "2.70.0"]}
+
+
+def requirements(lines: list[str]) -> dict[str, Requirement]:
+    reqs = [Requirement(line) for line in lines]
+    return {canonicalize_name(r.name): r for r in reqs}
+
+
+def check_library_ranges(lines: list[str]) -> None:
+    """No exact pin; torch and Ray have a lower bound and accept their other 2.x releases."""
+    reqs = requirements(lines)
+    pinned = [str(r) for r in reqs.values() if any(s.operator in ("==", "===") for s in r.specifier)]
+    assert not pinned, f"exact pins belong in constraints.txt, not in the package's dependencies: {pinned}"
+    for name, versions in OTHER_RELEASES.items():
+        spec = reqs[name].specifier
+        assert any(s.operator in (">=", ">", "~=") for s in spec), f"{name} needs a lower bound: {spec}"
+        assert not spec.contains("1.13.0"), f"{name} {spec} accepts a 1.x release"
+        refused = [v for v in versions if not spec.contains(v)]
+        assert not refused, f"{name} {spec} refuses other 2.x releases: {refused}"
+
+
+def test_dependencies_are_ranges_and_the_tested_versions_are_constraints():
+    project = PYPROJECT["project"]
+    check_library_ranges(project["dependencies"])
+    for extra in ("rllib", "vizdoom"):  # the extras a user installs are ranges too
+        assert not any("==" in line for line in project["optional-dependencies"][extra]), extra
+    constraints = [
+        line.split("#")[0].strip() for line in (ROOT / "constraints.txt").read_text().splitlines() if line.strip()
+    ]
+    pins = requirements([c for c in constraints if c])
+    assert str(pins["torch"].specifier) == "==2.13.0", "CI's torch: the CPU wheel of 2.13.0"
+    assert all(str(r.specifier).startswith("==") for r in pins.values()), "constraints.txt holds exact versions"
+    for name in [*requirements(project["dependencies"]), *requirements(project["optional-dependencies"]["dev"])]:
+        assert name in pins, f"{name} has no tested version in constraints.txt"
 
 
 def test_every_source_package_is_listed_in_pyproject():
@@ -40,6 +78,9 @@ def test_built_wheel_imports_every_subpackage_in_a_fresh_venv(tmp_path):
     )
     wheel = next(dist.glob("multiworld-*.whl"))
     names = zipfile.ZipFile(wheel).namelist()
+    metadata = zipfile.ZipFile(wheel).read(next(n for n in names if n.endswith(".dist-info/METADATA"))).decode()
+    requires = [line.split(":", 1)[1].strip() for line in metadata.splitlines() if line.startswith("Requires-Dist:")]
+    check_library_ranges([r for r in requires if "extra ==" not in r])  # what pip reads, not the toml
     assert not any(n.startswith(("state/", "agents/")) for n in names), "nothing installs as top-level state/agents"
     assert "multiworld/state/SCHEMA.md" in names
     for name in ("index.html", "app.js", "style.css"):  # the viewer's page is package data
