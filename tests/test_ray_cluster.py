@@ -15,15 +15,15 @@ import json
 import os
 import pathlib
 import shutil
-import signal
 import socket
 import subprocess
 import sys
 import tempfile
-import time
 
 import numpy as np
 import pytest
+
+from tests.helpers.ray_processes import pids_mentioning, stop_processes
 
 NODE_LAUNCHER = """
 import types
@@ -42,41 +42,9 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _pids_mentioning(text: str) -> list[int]:
-    """Processes whose command line or open files mention ``text`` (Ray's agents rename themselves,
-    e.g. ``ray::DashboardAgent``, but keep their log files in the temp dir open)."""
-    pids = []
-    for proc in pathlib.Path("/proc").iterdir():
-        if not proc.name.isdigit() or int(proc.name) == os.getpid():
-            continue
-        try:
-            if text in (proc / "cmdline").read_bytes().decode(errors="replace"):
-                pids.append(int(proc.name))
-                continue
-            for fd in (proc / "fd").iterdir():
-                if os.readlink(fd).startswith(text):
-                    pids.append(int(proc.name))
-                    break
-        except OSError:
-            pass
-    return pids
-
-
 ENV = {**os.environ, "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_AUTH_MODE": "disabled"}
 ENV.pop("RAY_ADDRESS", None)
 RUN = dict(env=ENV, capture_output=True, text=True, timeout=120)
-
-
-def _stop_cluster(temp_dir: str) -> None:
-    for sig, wait in ((signal.SIGTERM, 3.0), (signal.SIGKILL, 1.0)):
-        pids = _pids_mentioning(temp_dir)
-        for pid in pids:
-            try:
-                os.kill(pid, sig)
-            except ProcessLookupError:
-                pass
-        if pids:
-            time.sleep(wait)
 
 
 @pytest.fixture(scope="module")
@@ -97,9 +65,9 @@ def cluster():
         assert node.returncode == 0, node.stderr[-2000:]
         yield f"127.0.0.1:{port}"
     finally:
-        _stop_cluster(temp_dir)
+        stop_processes(temp_dir)
         shutil.rmtree(temp_dir, ignore_errors=True)
-    assert _pids_mentioning(temp_dir) == []
+    assert pids_mentioning(temp_dir) == []
 
 
 def test_rollout_across_two_nodes(cluster, tmp_path):
@@ -156,9 +124,9 @@ def test_rollout_survives_a_node_removed_mid_episode(tmp_path):
         )
         assert run.returncode == 0, run.stderr[-3000:]
     finally:
-        _stop_cluster(temp_dir)
+        stop_processes(temp_dir)
         shutil.rmtree(temp_dir, ignore_errors=True)
-    assert _pids_mentioning(temp_dir) == []
+    assert pids_mentioning(temp_dir) == []
     report = json.loads(run.stdout.strip().splitlines()[-1])
     summary = report["summary"]
     assert summary["episodes"] == 6 and summary["failed_episodes"] == []

@@ -49,7 +49,7 @@ def test_the_device_resolver_fails_loudly_and_names_the_fix():
     assert resolve_device("cpu") == torch.device("cpu")
     if NO_CUDA:
         for name in ("cuda", "cuda:1"):
-            with pytest.raises(ValueError, match=r"CUDA is not available .* pass --device cpu"):
+            with pytest.raises(ValueError, match=r"CUDA is not available .* --device cpu"):
                 resolve_device(name)
     with pytest.raises(ValueError, match="unknown device 'gpu0'"):
         resolve_device("gpu0")

@@ -20,7 +20,8 @@ def _no_cuda_message(device: str) -> str:
     build = "a CPU-only build" if torch.version.cuda is None else f"built for CUDA {torch.version.cuda}"
     return (
         f"device {device!r} requested but CUDA is not available on this machine (torch {torch.__version__} is "
-        f"{build}); pass --device cpu (or auto), or install a CUDA build of torch on a machine with an NVIDIA GPU"
+        f"{build}); use --device cpu / device='cpu' (or auto), or install a CUDA build of torch on a machine "
+        "with an NVIDIA GPU"
     )
 
 
@@ -44,7 +45,7 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
         if dev.index is not None and dev.index >= count:
             raise ValueError(f"device {device!r} requested but this machine has {count} CUDA device(s) (0-{count - 1})")
     elif dev.type == "mps" and not torch.backends.mps.is_available():
-        raise ValueError(f"device {device!r} requested but MPS is not available on this machine; pass --device cpu")
+        raise ValueError(f"device {device!r} requested but MPS is not available on this machine; use the cpu device")
     elif dev.type not in ("cpu", "cuda", "mps"):
         raise ValueError(f"unsupported device {device!r}; use auto, cpu, cuda, cuda:N or mps")
     return dev

@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from multiworld.models.checkpoint import CheckpointError, check_checkpoint, weights_sha256
+from multiworld.models.device import default_precision, resolve_device
 from multiworld.sim.base import InProcessSimulator, Observation, initial_state, stored_states
 from multiworld.sim.oracle import agent_names
 from multiworld.sim.readout import decode_state, event_dicts
@@ -41,25 +42,6 @@ def check_deterministic(reader) -> None:
             "which was removed (it measured below the deterministic render: benchmarks/results/fidelity.md); "
             "it cannot be resumed exactly. Resume its symbolic state with the oracle backend instead"
         )
-
-
-def resolve_device(device: str | torch.device) -> torch.device:
-    """The torch device for ``device``; asking for an accelerator that is not there is an error."""
-    dev = torch.device(device)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {device!r} requested but CUDA is not available on this machine")
-    if dev.type == "mps" and not torch.backends.mps.is_available():
-        raise ValueError(f"device {device!r} requested but MPS is not available on this machine")
-    return dev
-
-
-def default_precision(device: torch.device) -> str:
-    """bf16 where the device computes it natively (CUDA, CPUs with AVX512-BF16), else fp32."""
-    if device.type == "cuda":
-        return "bf16"
-    if device.type == "cpu" and getattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)():
-        return "bf16"
-    return "fp32"
 
 
 class ModelSimulator(InProcessSimulator):
