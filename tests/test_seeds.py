@@ -38,3 +38,22 @@ def test_the_old_module_still_re_exports_the_probe_seeds():
         old = importlib.import_module("multiworld.bench.seeds")
     assert old.probe_seeds is seeds.probe_seeds and old.PROBE_SEED_BASE == 10_000_000
     assert old.BLOCKS["consistency"] == 0 and old.TRAIN_SEED_LIMIT == 1_000_000
+
+
+def test_only_checkpoint_selection_draws_from_the_validation_block():
+    """No benchmark, probe, example or policy evaluation names the validation block: only the
+    seed module and the trainer's validation (`multiworld.models.validation`)."""
+    import pathlib
+    import re
+
+    root = pathlib.Path(seeds.__file__).resolve().parent.parent
+    pattern = re.compile(r"(?<![\"'])\bvalidation_(world_)?seeds\b(?![\"'])|\bVALIDATION\b")
+    users = sorted(
+        path.relative_to(root).as_posix()
+        for folder in ("multiworld", "benchmarks", "examples", "agents", "state")
+        for path in (root / folder).rglob("*.py")
+        if pattern.search(path.read_text())
+    )
+    assert users == ["multiworld/models/validation.py", "multiworld/seeds.py"]
+    drawn = seeds.validation_world_seeds(4, 8)
+    assert all(s in seeds.VALIDATION for s in drawn) and not set(drawn) & set(seeds.policy_evaluation_seeds(128))
