@@ -129,31 +129,55 @@ def test_frames_are_area_resampled():
     assert d.shape == (40, 40)
 
 
-def test_same_seed_and_actions_give_the_same_run():
-    """Two runs of 2 players with the same seed and actions: the reset and the game's poses agree.
+def _play(seed: int, steps: int, episodes: int) -> list[tuple[dict, dict, dict]]:
+    """(observations, rewards, infos) of every reset and step: a 3-player game from ``seed``, then
+    ``episodes - 1`` unseeded resets (the next episode of the same game), random actions."""
+    env = vz.parallel_env(num_agents=3, obs_type="rgbd", **FAST)
+    rng = np.random.default_rng(3)
+    record = []
+    try:
+        for episode in range(episodes):
+            obs, infos = env.reset(seed=seed) if episode == 0 else env.reset()
+            record.append((obs, {}, infos))
+            for _ in range(steps):
+                obs, rewards, _, _, infos = env.step({a: int(rng.integers(8)) for a in env.agents})
+                record.append((obs, rewards, infos))
+    finally:
+        env.close()
+    return record
 
-    Frames of later steps are compared too and must agree on most steps; see the README for why
-    a multiplayer netgame is not bit-deterministic (a tic can be run one command later when a
-    peer's packet is late)."""
-    runs = []
-    for _ in range(2):
-        env = vz.parallel_env(num_agents=2, **FAST)
-        try:
-            obs, infos = env.reset(seed=11)
-            rng = np.random.default_rng(3)
-            frames, poses = [np.stack([obs[a] for a in env.possible_agents])], []
-            for _ in range(15):
-                obs, _, _, _, infos = env.step({a: int(rng.integers(8)) for a in env.agents})
-                frames.append(np.stack([obs[a] for a in env.possible_agents]))
-                poses.append(np.stack([infos[a]["pose"] for a in env.possible_agents]))
-            runs.append((np.stack(frames), np.stack(poses)))
-        finally:
-            env.close()
-    (f1, p1), (f2, p2) = runs
-    np.testing.assert_array_equal(f1[0], f2[0])  # the seeded reset is exact
-    same = [np.array_equal(a, b) for a, b in zip(f1, f2)]
-    assert np.mean(same) >= 0.5, f"frames agreed on {np.mean(same):.0%} of steps"
-    assert np.mean(np.abs(p1 - p2).max(axis=(1, 2)) == 0) >= 0.5, "the runs' poses differ on most steps"
+
+def test_same_seed_and_actions_give_the_same_run():
+    """Two runs with the same seed and actions agree exactly at every step, for every player
+    (frames, depth, poses, counters), through an unseeded reset too: every joiner builds its tic
+    command one tic ahead on every tic of every run (see multiworld.games.doom_relay)."""
+    first, second = _play(11, 12, 2), _play(11, 12, 2)
+    assert len(first) == len(second) == 26
+    for step, ((obs1, rew1, infos1), (obs2, rew2, infos2)) in enumerate(zip(first, second)):
+        assert rew1 == rew2, f"step {step}"
+        for a in obs1:
+            np.testing.assert_array_equal(obs1[a], obs2[a], err_msg=f"step {step}, {a}")
+            np.testing.assert_array_equal(infos1[a]["pose"], infos2[a]["pose"], err_msg=f"step {step}, {a}")
+            assert {k: v for k, v in infos1[a].items() if k != "pose"} == {
+                k: v for k, v in infos2[a].items() if k != "pose"
+            }, f"step {step}, {a}"
+
+
+def test_every_players_action_lands_on_the_next_tic():
+    """The host's and the joiners' actions take effect on the same tic, the one after the tic they
+    are given in: with one tic a step, a turn shows in the next step's pose, for every agent alike."""
+    env = vz.parallel_env(num_agents=3, **FAST)
+    try:
+        _, before = env.reset(seed=5)
+        _, _, _, _, given = env.step(dict.fromkeys(env.agents, vz.ACTION_NAMES.index("turn_left")))
+        _, _, _, _, after = env.step(dict.fromkeys(env.agents, 0))
+        for a in env.possible_agents:
+            h0, h1, h2 = (float(i[a]["pose"][2]) for i in (before, given, after))
+            assert h1 == h0, f"{a} turned in the tic it was given its action"
+            turned = abs((h2 - h1 + np.pi) % (2 * np.pi) - np.pi)
+            assert abs(np.degrees(turned) - env.turn_degrees) < 0.5, f"{a} turned {np.degrees(turned):.2f} degrees"
+    finally:
+        env.close()
 
 
 def test_close_and_garbage_collection_end_every_process():

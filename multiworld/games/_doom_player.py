@@ -7,10 +7,11 @@ Everything on it is raw bytes or JSON (never pickle): the spec first (JSON, pare
 then one command per step and one reply with the pose, counters and the processed frame.
 
 Commands (parent -> player), ``struct "<cii"``: ``b"T"`` one tic of an action (reply ``b"K"``),
-``b"S"`` the last tic of a step (reply with the frame), ``b"R"``
-new episode with a seed, ``b"Q"`` quit. Replies: ``b"I" + JSON`` once after ``init()``;
-``b"O" + header + rgb + depth`` per step or reset; ``b"E" + message`` on an error (then the
-player exits).
+``b"S"`` the last tic of a step (reply with the frame), ``b"R"`` new episode with a seed,
+``b"Q"`` quit; the parent orders each tic's commands, the host's first, so that every run plays
+the same game (:mod:`multiworld.games.doom_relay`). Replies: ``b"I" + JSON`` once after
+``init()``; ``b"O" + header + rgb + depth`` per step or reset; ``b"E" + message`` on an error
+(then the player exits).
 
 The ViZDoom engine process that ``DoomGame.init()`` launches inherits the player's process
 group, so the parent ends both with one ``killpg``; a watchdog thread ends the group if the
@@ -30,8 +31,9 @@ import traceback
 import numpy as np
 
 COMMAND = struct.Struct("<cii")
-# x, y, z, angle (degrees), frags, deaths, health, dead, episode finished
-HEADER = struct.Struct("<ddddddddd")
+# x, y, z, angle (degrees), frags, deaths, health, dead, episode finished, the map's tic (the
+# parent checks that every player is on the same one)
+HEADER = struct.Struct("<dddddddddd")
 
 # Button order of every action vector; TURN_LEFT_RIGHT_DELTA is in degrees per tic.
 BUTTONS = ("MOVE_FORWARD", "MOVE_BACKWARD", "MOVE_LEFT", "MOVE_RIGHT", "ATTACK", "TURN_LEFT_RIGHT_DELTA")
@@ -130,10 +132,10 @@ def player_main(conn) -> None:
         game.init()
         gv = vzd.GameVariable
         variables = (gv.POSITION_X, gv.POSITION_Y, gv.POSITION_Z, gv.ANGLE, gv.FRAGCOUNT, gv.DEATHCOUNT, gv.HEALTH)
+        # Joiners get their player numbers in the order they connect; the parent puts the
+        # processes in player-number order. Every player has the same default colour, so which
+        # process got which number shows in no frame.
         number = int(game.get_game_variable(gv.PLAYER_NUMBER))
-        # The player's colour follows its player number, not its process, so a run's frames do not
-        # depend on the order in which the players happened to connect.
-        pass  # game.send_game_command(f"colorset {number}")
         conn.send_bytes(b"I" + json.dumps({"player_number": number, "pid": os.getpid()}).encode())
         actions = action_table(spec["turn_degrees"] / spec["frame_skip"])
         process = FrameProcessor(
@@ -148,7 +150,7 @@ def player_main(conn) -> None:
             if state is not None:
                 last = process(state.screen_buffer, state.depth_buffer)
             values = [game.get_game_variable(v) for v in variables]
-            values += [float(game.is_player_dead()), float(finished)]
+            values += [float(game.is_player_dead()), float(finished), float(game.get_episode_time())]
             conn.send_bytes(b"O" + HEADER.pack(*values) + last[0].tobytes() + last[1].tobytes())
 
         reply()
@@ -169,7 +171,6 @@ def player_main(conn) -> None:
             elif cmd == b"R":
                 game.set_seed(int(a))
                 game.new_episode()
-                pass  # game.send_game_command(f"colorset {number}")
                 reply()
             elif cmd == b"Q":
                 break

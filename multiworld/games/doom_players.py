@@ -2,14 +2,24 @@
 
 Every player is a ``DoomGame`` in its own process (a fresh interpreter,
 ``multiworld.games._doom_player``, talking raw bytes over a socket pair; scripts need no
-``__main__`` guard), in its own process group with its engine. The host and the joiners meet on
-127.0.0.1 on a free UDP port (a port in use is retried, ``START_ATTEMPTS`` times in all).
+``__main__`` guard), in its own process group with its engine. The host engine listens on
+127.0.0.1 on a free UDP port (a port in use is retried, ``START_ATTEMPTS`` times in all); every
+packet between the engines passes through the parent's switch (:mod:`doom_relay`).
 
 - :class:`_Players`: one game's processes in agent order: send a command, wait for a reply
-  (``timeout`` seconds), and end them all (``shutdown``: ask, then kill each process group).
+  (``timeout`` seconds) while forwarding the game's packets, and end them all (``shutdown``:
+  ask, then kill each process group).
 - :class:`PlayerProcesses`: the env's side (a mixin of ``VizDoomParallelEnv``): the engine's
   arguments, starting a game, parsing a player's reply into its frame, pose and counters,
-  exchanging one command with every player, and stopping the game.
+  running tics in lockstep (``_exchange``), and stopping the game.
+
+**Determinism.** Each tic is a round (``_round``): the host first; once the host's tic command
+has reached every joiner, the joiners. So every joiner builds its command for tic t+1 while tic t
+runs, on every tic of every run (why, and why the order must be forced: :mod:`doom_relay`). The
+host's command is built in the tic it is for, so the parent hands the host each action one tic
+late: every player's action takes effect on the tic after the one it is given in, the same for
+all players and all runs. Every reply carries the map's tic, and players whose tics differ raise
+:class:`PlayerProcessError` (they would be out of lockstep).
 
 ``close()``, garbage collection (a ``weakref.finalize``) and interpreter exit end every player
 process and its engine; if one player process dies, reports an error or stops answering for
@@ -22,6 +32,7 @@ import importlib.util
 import json
 import os
 import pathlib
+import select
 import signal
 import socket
 import subprocess
@@ -34,6 +45,7 @@ from multiprocessing.connection import Connection
 import numpy as np
 
 from multiworld.games import _doom_player as player
+from multiworld.games.doom_relay import Relay
 from multiworld.games.doom_views import VIEW_HEIGHT
 
 INSTALL_HINT = 'ViZDoom is not installed: pip install -e ".[vizdoom]" (or pip install vizdoom==1.3.2)'
@@ -88,10 +100,13 @@ def _end_process(proc, conn) -> None:
 
 
 class _Players:
-    """The player processes of one game, in agent order (agent i is Doom's player number i)."""
+    """The player processes of one game, in agent order (agent i is Doom's player number i), and
+    the switch their engines' packets pass through."""
 
-    def __init__(self, procs: list, conns: list, names: list[str], timeout: float, logs: list) -> None:
+    def __init__(self, procs: list, conns: list, names: list[str], timeout: float, logs: list, relay: Relay) -> None:
         self.procs, self.conns, self.names, self.timeout, self.logs = procs, conns, names, timeout, logs
+        self.relay = relay
+        self.host_action = 0  # the host's action of the last tic (its actions go in one tic late)
         self.closed = False
 
     def _log_tail(self, i: int) -> str:
@@ -117,33 +132,69 @@ class _Players:
         except (OSError, ValueError) as exc:
             raise self.error(i, f"its pipe is closed ({exc})") from None
 
-    def recv(self, i: int, timeout: float | None = None) -> bytes:
-        conn, proc = self.conns[i], self.procs[i]
-        deadline = time.monotonic() + (self.timeout if timeout is None else timeout)
-        while True:
-            left = deadline - time.monotonic()
+    def wait(self, done, i: int, watch: list | None = None, timeout: float | None = None) -> None:
+        """Forward the game's packets until ``done()`` holds, waking also when a connection in
+        ``watch`` is readable; player ``i`` is the one waited for.
+
+        A player that dies meanwhile is named (in lockstep a live player waits for a dead peer's
+        tics, so whichever died is the cause); ``timeout`` seconds without ``done()`` raise."""
+        timeout = self.timeout if timeout is None else timeout
+        deadline = time.monotonic() + timeout
+        relay_fds = self.relay.fileno_map()
+        fds = list(relay_fds) + [c.fileno() for c in watch or []]
+        check = time.monotonic() + 1.0
+        while not done():
+            now = time.monotonic()
+            if now >= check:
+                check = now + 1.0
+                for j, other in enumerate(self.procs):
+                    if other.poll() is not None:
+                        raise self.error(j, f"the process died (exit code {other.returncode}){self._log_tail(j)}")
+            if now >= deadline:
+                raise self.error(i, f"no answer within {timeout:.0f} s")
             try:
-                ready = conn.poll(min(max(left, 0.0), 1.0))
+                readable, _, _ = select.select(fds, [], [], max(0.0, min(deadline, check) - now))
             except (OSError, ValueError) as exc:
                 raise self.error(i, f"its pipe failed ({exc})") from None
-            if ready:
-                try:
-                    msg = conn.recv_bytes()
-                except (EOFError, OSError):
-                    try:
-                        proc.wait(1.0)
-                    except subprocess.TimeoutExpired:
-                        pass
-                    raise self.error(i, f"the process died (exit code {proc.returncode}){self._log_tail(i)}") from None
-                if msg[:1] == b"E":
-                    raise self.error(i, "it failed: " + msg[1:].decode("utf-8", "replace").strip())
-                return msg
-            # In lockstep a live player waits for a dead peer's tics: name whichever player died.
-            for j, other in enumerate(self.procs):
-                if other.poll() is not None:
-                    raise self.error(j, f"the process died (exit code {other.returncode}){self._log_tail(j)}")
-            if left <= 0:
-                raise self.error(i, f"no answer within {self.timeout if timeout is None else timeout:.0f} s")
+            for fd in readable:
+                if fd in relay_fds:
+                    self.relay.forward(relay_fds[fd])
+
+    def recv(self, i: int, timeout: float | None = None) -> bytes:
+        """Player ``i``'s next message (forwarding the game's packets meanwhile)."""
+        conn, proc = self.conns[i], self.procs[i]
+
+        def readable() -> bool:
+            try:
+                return conn.poll(0)
+            except (OSError, ValueError) as exc:
+                raise self.error(i, f"its pipe failed ({exc})") from None
+
+        self.wait(readable, i, [conn], timeout)
+        try:
+            msg = conn.recv_bytes()
+        except (EOFError, OSError):
+            try:
+                proc.wait(1.0)
+            except subprocess.TimeoutExpired:
+                pass
+            raise self.error(i, f"the process died (exit code {proc.returncode}){self._log_tail(i)}") from None
+        if msg[:1] == b"E":
+            raise self.error(i, "it failed: " + msg[1:].decode("utf-8", "replace").strip())
+        return msg
+
+    def round(self, cmd: bytes, values: list[int]) -> list[bytes]:
+        """One tic: the host first, then (once its tic command has reached every joiner) the
+        joiners; every player's reply in agent order. ``values[0]`` is the host's action of this
+        tic; it is handed over one tic late (``host_action``) like every joiner's."""
+        relay = self.relay
+        before = relay.delivered[:]
+        self.send(0, cmd, self.host_action)
+        self.host_action = values[0]
+        self.wait(lambda: all(d > b for d, b in zip(relay.delivered, before)), 0)
+        for i in range(1, len(values)):
+            self.send(i, cmd, values[i])
+        return [self.recv(i) for i in range(len(values))]
 
     def error(self, i: int, why: str) -> PlayerProcessError:
         return PlayerProcessError(f"ViZDoom player {self.names[i]} (pid {self.procs[i].pid}): {why}")
@@ -156,6 +207,7 @@ class _Players:
             _end_process(proc, conn)
         for log in self.logs:
             log.close()
+        self.relay.close()
 
 
 def _shutdown(players: _Players) -> None:
@@ -168,7 +220,8 @@ class PlayerProcesses:
     ``_finalizer`` and ``_obs`` None and holds the settings these read (map, resolution, frame
     size, ``timeout``, ``port``, the grid's ``doom_map``)."""
 
-    def _game_args(self, port: int) -> list[str]:
+    def _game_args(self, port: int, join_ports: list[int]) -> list[str]:
+        """The host's engine arguments, then each joiner's (joiner g joins the switch's ``join_ports[g]``)."""
         n = len(self.possible_agents)
         connect = max(5, int(self.timeout))
         # No view bob, no client-side prediction and no interpolation between tics: frames depend
@@ -179,8 +232,7 @@ class PlayerProcesses:
             f"-host {n} -port {port} -netmode 0 -deathmatch -nomonsters +timelimit 0 +fraglimit 0 "
             f"+sv_forcerespawn 1 +sv_spawnfarthest 1 +sv_noautoaim 1 +sv_nocrouch 1 +sv_nojump 1 {common}"
         )
-        join = f"-join 127.0.0.1 -port {port} {common}"
-        return [host] + [join] * (n - 1)
+        return [host] + [f"-join 127.0.0.1:{p} {common}" for p in join_ports]
 
     def _start(self, seed: int) -> None:
         last_error: Exception | None = None
@@ -194,13 +246,15 @@ class PlayerProcesses:
         raise PlayerProcessError(f"could not start a {len(self.possible_agents)}-player game: {last_error}")
 
     def _launch(self, port: int, seed: int) -> _Players:
-        procs, conns, specs, logs = [], [], [], []
-        names = [f"player {i + 1}" for i in range(len(self.possible_agents))]
+        n = len(self.possible_agents)
         env = {**os.environ, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-        for args in self._game_args(port):
-            ours, theirs = socket.socketpair()
-            specs.append(
-                {
+        relay = Relay(port, n - 1)
+        launched = _Players([], [], [f"player {i + 1}" for i in range(n)], self.timeout, [], relay)
+        finalizer = weakref.finalize(self, _shutdown, launched)
+        procs, conns = launched.procs, launched.conns
+        try:
+            for args in self._game_args(port, relay.ports):
+                spec = {
                     "wad": self.wad,
                     "map": self.map_lump,
                     "resolution": self.resolution,
@@ -212,39 +266,36 @@ class PlayerProcesses:
                     "crop_width": self.crop_width,
                     "ticrate": TICRATE,
                 }
-            )
-            log = tempfile.TemporaryFile()
-            logs.append(log)
-            with theirs:
-                proc = subprocess.Popen(
-                    [sys.executable, "-m", "multiworld.games._doom_player", str(theirs.fileno())],
-                    pass_fds=[theirs.fileno()],
-                    process_group=0,
-                    cwd=tempfile.gettempdir(),  # the engine writes its _vizdoom.ini into its working directory
-                    env=env,
-                    stdin=subprocess.DEVNULL,
-                    stdout=subprocess.DEVNULL,
-                    stderr=log,
-                )
-            procs.append(proc)
-            conns.append(Connection(ours.detach()))
-        launched = _Players(procs, conns, names, self.timeout, logs)
-        finalizer = weakref.finalize(self, _shutdown, launched)
-        try:
-            for i, spec in enumerate(specs):
-                launched.send_raw(i, json.dumps(spec).encode())
+                ours, theirs = socket.socketpair()
+                log = tempfile.TemporaryFile()
+                launched.logs.append(log)
+                with theirs:
+                    proc = subprocess.Popen(
+                        [sys.executable, "-m", "multiworld.games._doom_player", str(theirs.fileno())],
+                        pass_fds=[theirs.fileno()],
+                        process_group=0,
+                        cwd=tempfile.gettempdir(),  # the engine writes its _vizdoom.ini into its working directory
+                        env=env,
+                        stdin=subprocess.DEVNULL,
+                        stdout=subprocess.DEVNULL,
+                        stderr=log,
+                    )
+                procs.append(proc)
+                conns.append(Connection(ours.detach()))
+                launched.send_raw(len(procs) - 1, json.dumps(spec).encode())
             numbers = []
-            startup = self.timeout + 30.0
+            startup = self.timeout + 30.0  # a first start also loads the engine and the map
             for i in range(len(procs)):
                 msg = launched.recv(i, startup)
                 if msg[:1] != b"I":
                     raise launched.error(i, f"unexpected first message {msg[:1]!r}")
                 numbers.append(int(json.loads(msg[1:].decode())["player_number"]))
-            if sorted(numbers) != list(range(len(procs))):
-                raise launched.error(0, f"player numbers {numbers} are not 0..{len(procs) - 1}")
+            if sorted(numbers) != list(range(len(procs))) or numbers[0] != 0:
+                raise launched.error(0, f"player numbers {numbers} are not the host's 0, then 1..{len(procs) - 1}")
             order = np.argsort(numbers)
             launched.procs = [procs[k] for k in order]
             launched.conns = [conns[k] for k in order]
+            launched.logs = [launched.logs[k] for k in order]
             launched.names = self.possible_agents[:]
             self._obs = [self._parse(launched.recv(i), i) for i in range(len(procs))]
         except BaseException:
@@ -257,7 +308,7 @@ class PlayerProcesses:
         if msg[:1] != b"O":
             raise self._players_or_none_error(i, f"unexpected message {msg[:1]!r}")
         n = player.HEADER.size
-        x, y, z, angle, frags, deaths, health, dead, finished = player.HEADER.unpack(msg[1 : 1 + n])
+        x, y, z, angle, frags, deaths, health, dead, finished, tic = player.HEADER.unpack(msg[1 : 1 + n])
         h, w = self.height, self.width
         rgb = np.frombuffer(msg, np.uint8, h * w * 3, 1 + n).reshape(h, w, 3)
         depth = np.frombuffer(msg, np.uint8, h * w, 1 + n + h * w * 3).reshape(h, w)
@@ -272,26 +323,35 @@ class PlayerProcesses:
             "health": int(health),
             "dead": int(dead),
             "finished": bool(finished),
+            "tic": int(tic),
         }
 
     def _players_or_none_error(self, i: int, why: str) -> PlayerProcessError:
         return PlayerProcessError(f"ViZDoom player {self.possible_agents[i]}: {why}")
 
     def _exchange(self, cmd: bytes, values: list[int], tics: int = 1) -> list[dict]:
-        """Send ``cmd`` with one value per player; for a step, ``tics - 1`` bare tics come first."""
+        """Every player's parsed reply to ``cmd``: ``b"S"`` runs ``tics`` tics of one action per
+        player in lockstep rounds (the last replies with the frames); ``b"R"`` starts a new
+        episode (``values``: the seed)."""
         players = self._players
         if players is None:
             raise RuntimeError("call reset() first")
         try:
-            for _ in range(tics - 1):
+            if cmd == b"R":
                 for i, v in enumerate(values):
-                    players.send(i, b"T", v)
-                for i in range(len(values)):
-                    if players.recv(i) != b"K":
-                        raise players.error(i, "unexpected answer to a tic")
-            for i, v in enumerate(values):
-                players.send(i, cmd, v)
-            return [self._parse(players.recv(i), i) for i in range(len(values))]
+                    players.send(i, cmd, v)
+                replies = [players.recv(i) for i in range(len(values))]
+                players.host_action = 0  # the new episode starts from released controls
+            else:
+                for _ in range(tics - 1):
+                    for i, reply in enumerate(players.round(b"T", values)):
+                        if reply != b"K":
+                            raise players.error(i, f"unexpected answer {reply[:1]!r} to a tic")
+                replies = players.round(cmd, values)
+            obs = [self._parse(msg, i) for i, msg in enumerate(replies)]
+            if len({o["tic"] for o in obs}) > 1:
+                raise PlayerProcessError(f"ViZDoom players out of lockstep: map tics {[o['tic'] for o in obs]}")
+            return obs
         except BaseException:
             self._stop()
             raise
