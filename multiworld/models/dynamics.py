@@ -98,13 +98,19 @@ class StateUpdateModel(nn.Module):
         if cfg.motion not in ("free", "gated"):
             raise ValueError(f"unknown motion {cfg.motion!r}: use 'free' or 'gated'")
         gated = cfg.motion == "gated"
-        self.motion = _mlp(h + NUM_ACTIONS, h, 3 + (len(MOVE_OUTCOMES) if gated else 0))
+        self.motion = _mlp(h + NUM_ACTIONS, h, 3)
         nn.init.zeros_(self.motion[-1].weight)
         nn.init.zeros_(self.motion[-1].bias)
-        if gated:  # what each action asks for (turn, forward, right), learned; the motion net adds a residual
+        if gated:
+            # What each action asks for (turn, forward, right), learned; the motion net adds a residual.
             self.move_table = nn.Embedding(cfg.actions, 3)
             nn.init.zeros_(self.move_table.weight)
+            # The outcome of the move: the agent's reading, the tokens of the 3 x 3 cells around it
+            # (every move ends inside them), its place in its cell and the move it asks for.
+            self.blocker = _mlp(h + NUM_ACTIONS + 9 * d + 4, h, len(MOVE_OUTCOMES))
             self.register_buffer("outcome_masks", torch.tensor(MOVE_OUTCOMES), persistent=False)
+            inner = (self.window_offsets().abs() <= 1).all(-1)
+            self.register_buffer("inner", torch.nonzero(inner).squeeze(-1), persistent=False)
         self.latent_head = nn.Linear(h, d - 3)
         nn.init.zeros_(self.latent_head.weight)
         nn.init.zeros_(self.latent_head.bias)
@@ -130,10 +136,7 @@ class StateUpdateModel(nn.Module):
         )
         nn.init.zeros_(self.cell[-1].weight)
         nn.init.zeros_(self.cell[-1].bias)
-        r = torch.arange(-WINDOW, WINDOW + 1)
-        self.register_buffer(
-            "window", torch.stack(torch.meshgrid(r, r, indexing="ij"), -1).reshape(-1, 2), persistent=False
-        )
+        self.register_buffer("window", self.window_offsets(), persistent=False)
 
     # ----- pieces -----------------------------------------------------------------------------
     def _cells(self, xy: torch.Tensor) -> torch.Tensor:
@@ -141,12 +144,19 @@ class StateUpdateModel(nn.Module):
         cell = torch.stack([xy[..., 1].floor(), xy[..., 0].floor()], -1).long()
         return cell[..., None, :] + self.window
 
-    def _self_features(self, scene, xy, heading, act_e, scen_e, latent, read) -> torch.Tensor:
+    @staticmethod
+    def window_offsets() -> torch.Tensor:
+        """(25, 2) (d_row, d_col) of the window's cells, in the order they are read."""
+        r = torch.arange(-WINDOW, WINDOW + 1)
+        return torch.stack(torch.meshgrid(r, r, indexing="ij"), -1).reshape(-1, 2)
+
+    def _self_features(self, scene, xy, heading, act_e, scen_e, latent, read) -> tuple[torch.Tensor, torch.Tensor]:
+        """The agent's reading (B, N, F) and the window's tokens (B, N, 25, D)."""
         cells = self._cells(xy)
         bsz, n = xy.shape[:2]
         win = gather_cells(scene, cells[..., 0].reshape(bsz, -1), cells[..., 1].reshape(bsz, -1))
         frac = xy - xy.floor()
-        return torch.cat(
+        feats = torch.cat(
             [
                 read(win.reshape(bsz, n, -1)),
                 fourier(frac, 2),
@@ -158,6 +168,7 @@ class StateUpdateModel(nn.Module):
             ],
             -1,
         )
+        return feats, win.reshape(bsz, n, -1, scene.shape[-1])
 
     @staticmethod
     def _pairs(xy: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -195,19 +206,20 @@ class StateUpdateModel(nn.Module):
             -1,
         )
         msg1 = (self.pair1(pair) * other).sum(2)
-        f1 = self._self_features(scene, xy, heading, act_e, scen_e, latent, self.read)
+        f1, win1 = self._self_features(scene, xy, heading, act_e, scen_e, latent, self.read)
         h1 = self.agent1(torch.cat([f1, msg1], -1))
         onehot = nn.functional.one_hot(actions, NUM_ACTIONS).to(h1.dtype)
         motion = self.motion(torch.cat([h1, onehot], -1))
-        move_logits = None
         if cfg.motion == "gated":
-            move_logits = motion[..., 3:]
-            motion = motion[..., :3] + self.move_table(actions)
+            motion = motion + self.move_table(actions)
         turn, fwd, right = motion.unbind(-1)
         new_heading = wrap_angle(heading + turn)
         c, s = new_heading.cos(), new_heading.sin()  # camera geometry: forward (c, s), right (-s, c)
         free_move = torch.stack([fwd * c - right * s, fwd * s + right * c], -1)
-        if move_logits is not None:  # the chosen outcome's share of the move (no gradient through the choice)
+        move_logits = None
+        if cfg.motion == "gated":  # the chosen outcome's share of the move (no gradient through the choice)
+            near = win1[:, :, self.inner].flatten(2)
+            move_logits = self.blocker(torch.cat([h1, onehot, near, xy - xy.floor(), free_move], -1))
             new_xy = xy + free_move * self.outcome_masks[move_logits.argmax(-1)]
         else:
             new_xy = xy + free_move
@@ -225,7 +237,7 @@ class StateUpdateModel(nn.Module):
             -1,
         )
         msg2 = (self.pair2(pair2) * other).sum(2)
-        f2 = self._self_features(scene, new_xy, new_heading, act_e, scen_e, new_latent, self.read2)
+        f2, _ = self._self_features(scene, new_xy, new_heading, act_e, scen_e, new_latent, self.read2)
         h2 = self.agent2(torch.cat([f2, msg2, h1], -1))
         ev = self.event_head(h2)
         pooled = torch.cat([h2.mean(1), h2.amax(1), scene.mean((1, 2)), scen_e], -1)

@@ -7,6 +7,7 @@ import dataclasses
 from multiworld.models.dynamics import StateUpdateConfig
 from multiworld.models.encoder import EncoderConfig
 from multiworld.models.heads import HeadsConfig
+from multiworld.models.onestep import OneStepConfig
 from multiworld.models.renderer import RendererConfig
 from multiworld.models.stacked import StackedFramesConfig
 from multiworld.models.trainer import TrainConfig
@@ -30,6 +31,9 @@ class Preset:
     # Cheap oracle transition batches for the state-update model between rendered batches
     # (``every`` 0: none; the stacked and private baselines never use them).
     transitions: TransitionConfig = dataclasses.field(default_factory=lambda: TransitionConfig(every=0))
+    # A phase of one-step batches from a pool of encoded states instead (multiworld.models.onestep).
+    onestep: OneStepConfig | None = None
+    trains: tuple[str, ...] | None = None  # parameter name prefixes this preset trains (None: all)
 
 
 def _model(dim: int, hidden: int, render_hidden: int, motion: str = "gated", **kw) -> WorldModelConfig:
@@ -91,7 +95,36 @@ def _default() -> Preset:
     )
 
 
-PRESETS = {"tiny": _tiny, "default": _default}
+def _dynamics() -> Preset:
+    """The third edition's first phase: the state-update model alone (encoder, renderer and heads
+    frozen) on one-step batches from a pool of encoded oracle states; then ``default`` trains
+    everything from its weights (model card)."""
+    base = _default()
+    base.train = TrainConfig(
+        batch_size=48,
+        horizon=1,
+        lr=2e-3,
+        warmup_steps=50,
+        max_steps=1_000_000,
+        minutes=25.0,
+        log_every=50,
+        eval_every=500,
+    )
+    base.transitions = TransitionConfig(every=0)
+    base.onestep = OneStepConfig()
+    base.trains = ("dynamics.",)
+    return base
+
+
+def _tiny_dynamics() -> Preset:
+    base = _tiny()
+    base.transitions = TransitionConfig(every=0)
+    base.onestep = OneStepConfig(chunk=3, actions=2, chunks=2, refresh=2, warmup=4, agents=(2,))
+    base.trains = ("dynamics.",)
+    return base
+
+
+PRESETS = {"tiny": _tiny, "default": _default, "dynamics": _dynamics, "tiny-dynamics": _tiny_dynamics}
 
 
 def get_preset(name: str) -> Preset:

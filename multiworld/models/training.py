@@ -161,6 +161,11 @@ def build_job(spec: TrainSpec) -> Job:
             prepare = with_move_targets
             transitions = TransitionSampler(preset.transitions, seed=spec.seed)
             sampler = Interleaved(batcher, transitions, preset.transitions.every, prepare=prepare)
+        if preset.onestep is not None and not (stacked or private):
+            # One-step batches from a pool of encoded states (its encodings are cached: workers=0).
+            from multiworld.models.onestep import OneStepSampler
+
+            sampler = OneStepSampler(preset.onestep, seed=spec.seed)
         val_sets = validation.arena_sets(sets, tcfg.horizon, private, batcher.typical, prepare)
         data_info = {
             "episodes": int(sum(len(s.lengths) for s in sets)),
@@ -169,6 +174,9 @@ def build_job(spec: TrainSpec) -> Job:
         }
     model = StackedFramesModel(preset.stacked) if stacked else WorldModel(preset.model)
     warm = warm_start(model, pathlib.Path(spec.init_from)) if spec.init_from is not None and not spec.resume else None
+    if preset.trains is not None and not stacked:  # a phase that trains only some parts (the rest frozen)
+        for name, p in model.named_parameters():
+            p.requires_grad_(name.startswith(preset.trains))
     if not stacked:  # the payout classes each scenario's data pays: the only ones the model pays
         rewards = (
             [(0, recorded.rewards)]

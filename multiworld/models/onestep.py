@@ -1,0 +1,187 @@
+"""One-step batches: the state-update model's motion, events and payouts from true states, fast.
+
+What blocks a move is a small, local function, but a classifier needs thousands of gradient steps
+to find it, and a rendered or multi-step batch gives one step per second or more. A one-step batch
+is a row of a pool of encoded oracle states: every pool chunk is C fresh worlds of the training
+seed block, each walked for a random warm-up by the probe policies (random, scripted,
+mostly-forward), rendered once and encoded once by the (frozen) encoder; from each state the oracle
+takes K different joint actions, so one encoding serves K transitions. A batch draws a chunk, every
+world in it with one of its K actions, and runs one state update: losses on the move's outcome and
+free move, the pose, events, payouts and endings. Chunks are replaced one at a time as training
+goes, so the pool keeps moving over new worlds.
+
+This is the first phase of the third edition's recipe (``--preset dynamics``): the encoder, the
+renderer and the heads stay as they are (their parameters are frozen by the trainer), so cached
+encodings stay valid; the joint phase after it trains everything on rendered and multi-step batches.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from multiworld.models.data import payout_targets
+from multiworld.models.geometry import wrap_angle
+from multiworld.models.transitions import ProbePolicy, move_targets
+from multiworld.models.world_model import ARENA_WORLDS, scenario_id
+from multiworld.seeds import TRAINING
+from multiworld.world.arena import generate
+from multiworld.world.dynamics import step as world_step
+from multiworld.world.render import Raycaster, RenderConfig
+from multiworld.world.scenarios import get_scenario
+from multiworld.world.topdown import top_down
+
+
+@dataclasses.dataclass
+class OneStepConfig:
+    chunk: int = 48  # worlds per pool chunk
+    actions: int = 8  # joint actions tried from every state (K)
+    chunks: int = 24  # chunks in the pool
+    refresh: int = 4  # batches between two chunk replacements
+    warmup: int = 120  # warm-up steps drawn from [0, warmup]
+    agents: tuple[int, ...] = (2, 3, 4, 6, 8)
+    scenarios: tuple[str, ...] = ARENA_WORLDS
+    policy_mix: tuple[float, float, float] = (0.45, 0.15, 0.4)  # random, scripted, mostly-forward
+    blocked_weight: float = 2.0  # cross-entropy weight of the outcomes other than the whole move
+
+
+class _Chunk:
+    """C encoded-once states of one (scenario, N) and K oracle transitions from each."""
+
+    def __init__(self, name: str, views, maps, poses, out: dict[str, np.ndarray]) -> None:
+        self.name, self.views, self.maps, self.poses, self.out = name, views, maps, poses, out
+        self.tokens = None  # (scene, agents), encoded on first use
+
+    def encoded(self, model):
+        if self.tokens is None:
+            with torch.no_grad():
+                use_map = torch.rand(self.poses.shape[0]) < model.cfg.map_fraction
+                size = self.out["size"]
+                self.tokens = model.encoder(self.views, self.poses, size, self.maps, use_map)
+        return self.tokens
+
+
+@dataclasses.dataclass
+class OneStepBatch:
+    chunk: _Chunk
+    choice: np.ndarray  # (C,) which of the K actions each world takes
+    blocked_weight: float = 2.0
+
+    def loss(self, model) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        return onestep_loss(model, self)
+
+
+class OneStepSampler:
+    """The pool of encoded states and the sampler of one-step batches (the module docstring)."""
+
+    def __init__(self, cfg: OneStepConfig, seed: int = 0) -> None:
+        self.cfg = cfg
+        self.rng = np.random.Generator(np.random.PCG64([seed, 0x1573]))
+        self.renderer = Raycaster(RenderConfig())
+        self.pool: list[_Chunk] = []
+        self.count = 0
+
+    def _make_chunk(self) -> _Chunk:
+        cfg, rng = self.cfg, self.rng
+        name = str(rng.choice(cfg.scenarios))
+        n = int(rng.choice(cfg.agents))
+        sc = get_scenario(name)
+        arena = sc.arena_config(num_agents=n)
+        state = generate(arena, rng.integers(TRAINING.start, TRAINING.stop, size=cfg.chunk))
+        policy = ProbePolicy(cfg.chunk, cfg.policy_mix, rng)
+        for _ in range(int(rng.integers(0, cfg.warmup + 1))):
+            state, _ = world_step(state, policy.act(state), arena)
+        acts, poses, outcome, free, push, pick, reward, done = ([] for _ in range(8))
+        for _ in range(cfg.actions):
+            a = policy.act(state)
+            after, ev = world_step(state, a, arena)
+            f, o = move_targets(state.poses, after.poses, a, arena)
+            acts.append(a)
+            poses.append(after.poses)
+            outcome.append(o)
+            free.append(f)
+            push.append(ev.pushed >= 0)
+            pick.append(ev.picked >= 0)
+            reward.append(sc.reward(state, after, ev))
+            done.append(sc.terminated(after))
+        out = {
+            "actions": np.stack(acts, 1),  # (C, K, N)
+            "poses": np.stack(poses, 1),  # (C, K, N, 3)
+            "outcome": np.stack(outcome, 1),
+            "free": np.stack(free, 1),
+            "push": np.stack(push, 1),
+            "pick": np.stack(pick, 1),
+            "reward": np.stack(reward, 1).astype(np.float32),
+            "done": np.stack(done, 1),
+            "scenario": scenario_id(name),
+            "size": state.size,
+        }
+        views = self.renderer.render(state).rgb.float().div_(255)
+        maps = torch.as_tensor(top_down(state)).float().div_(255)
+        return _Chunk(name, views, maps, torch.as_tensor(state.poses), out)
+
+    def sample(self) -> OneStepBatch:
+        cfg = self.cfg
+        self.count += 1
+        if len(self.pool) < cfg.chunks:
+            self.pool.append(self._make_chunk())
+            chunk = self.pool[-1]
+        else:
+            if self.count % cfg.refresh == 0:
+                self.pool[int(self.rng.integers(len(self.pool)))] = self._make_chunk()
+            chunk = self.pool[int(self.rng.integers(len(self.pool)))]
+        return OneStepBatch(chunk, self.rng.integers(0, cfg.actions, size=cfg.chunk), cfg.blocked_weight)
+
+
+def onestep_loss(model, batch: OneStepBatch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """One state update from every encoded state with its chosen action; losses share the world
+    model's ``scales()`` (``motion``, ``pose``, ``events``, ``payout``)."""
+    cfg = model.cfg
+    scene, agents = batch.chunk.encoded(model)
+    o, rows = batch.chunk.out, np.arange(len(batch.choice))
+    pick_ = lambda k: torch.as_tensor(np.ascontiguousarray(o[k][rows, batch.choice]))  # noqa: E731
+    actions, poses, outcome, free = pick_("actions"), pick_("poses"), pick_("outcome"), pick_("free")
+    push, pick, reward, done = pick_("push").float(), pick_("pick").float(), pick_("reward"), pick_("done").float()
+    scenario = torch.full((len(rows),), o["scenario"], dtype=torch.long)
+    scene, agents = model._perturb(scene, agents)
+    _, new_agents, out = model.dynamics(scene, agents, actions, scenario)
+    dev = new_agents.device
+    err_xy = (new_agents[..., :2] - poses[..., :2]).abs()
+    err_h = wrap_angle(new_agents[..., 2] - poses[..., 2]).abs()
+    n_out = out["move_logits"].shape[-1]
+    w = torch.full((n_out,), batch.blocked_weight, device=dev)
+    w[0] = 1.0
+    pos_weight = torch.tensor(cfg.event_pos_weight, device=dev)
+    own_w = torch.tensor([cfg.event_pos_weight, 1.0, cfg.event_pos_weight], device=dev)
+    shared_w = torch.tensor([cfg.event_pos_weight] * 2 + [1.0] + [cfg.event_pos_weight] * 2, device=dev)
+    targets = payout_targets(reward)
+    losses = {
+        "motion": F.cross_entropy(out["move_logits"].flatten(0, 1), outcome.flatten(), weight=w)
+        + (out["free_move"] - free).abs().sum(-1).mean() * cfg.pose_weight,
+        "pose": (err_xy.sum(-1) / 2 + err_h).mean(),
+        "events": F.binary_cross_entropy_with_logits(out["push"], push, pos_weight=pos_weight)
+        + F.binary_cross_entropy_with_logits(out["pick"], pick, pos_weight=pos_weight)
+        + F.binary_cross_entropy_with_logits(out["done_logit"], done),
+        "payout": F.cross_entropy(out["own_logits"].flatten(0, 1), targets["own_payout"].flatten(), weight=own_w)
+        + F.cross_entropy(out["shared_logits"], targets["shared_payout"], weight=shared_w),
+    }
+    scales = model.scales()
+    loss = sum(scales[k] * v for k, v in losses.items())
+    with torch.no_grad():
+        ok = (err_xy.amax(-1) < 0.05) & (err_h < 0.02)
+        blocked = outcome > 0
+        fired, real = (out["push"] > 0) | (out["pick"] > 0), (push + pick) > 0
+        logs = {
+            "os_move_ok": ok.float().mean(),
+            "os_blocked_ok": (ok & blocked).float().sum() / blocked.float().sum().clamp(min=1),
+            "os_outcome_acc": (out["move_logits"].argmax(-1) == outcome).float().mean(),
+            "os_event_tp": (fired & real).float().sum(),
+            "os_event_fired": fired.float().sum(),
+            "os_event_real": real.float().sum(),
+        }
+    logs.update({f"loss_os_{k}": v.detach() for k, v in losses.items()})
+    logs["loss_os"] = loss.detach()
+    return loss, logs
