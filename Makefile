@@ -38,5 +38,12 @@ bench: $(STAMP)
 figures: $(STAMP)
 	$(BIN)/python benchmarks/figures.py $(FIGURES)
 
+# The flake detector: the tests that touch processes, sockets, browsers or timing, N times (20),
+# beside LOAD busy processes (0), failures per test (`.ci/stress --help`); K and FILES narrow it:
+# `make stress-test N=20 LOAD=2 K=seed FILES=tests/test_vizdoom.py`.
+.PHONY: stress-test
+stress-test: $(STAMP)
+	$(BIN)/python .ci/stress
+
 clean:
 	rm -rf $(VENV) build dist *.egg-info
