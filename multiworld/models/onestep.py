@@ -5,8 +5,8 @@ to find it, and a rendered or multi-step batch gives one step per second or more
 is a row of a pool of encoded oracle states: every pool chunk is C fresh worlds of the training
 seed block, each walked for a random warm-up by the probe policies (random, scripted,
 mostly-forward), rendered once and encoded once by the (frozen) encoder; from each state the oracle
-takes K different joint actions, so one encoding serves K transitions. A batch draws a chunk, every
-world in it with one of its K actions, and runs one state update: losses on the move's outcome and
+takes K different joint actions, so one encoding serves K transitions. A batch is a chunk, every
+world in it with each of its K actions, and runs one state update: losses on the move's outcome and
 free move, the pose, events, payouts and endings. Chunks are replaced one at a time as training
 goes, so the pool keeps moving over new worlds.
 
@@ -46,6 +46,9 @@ class OneStepConfig:
     scenarios: tuple[str, ...] = ARENA_WORLDS
     policy_mix: tuple[float, float, float] = (0.45, 0.15, 0.4)  # random, scripted, mostly-forward
     blocked_weight: float = 2.0  # cross-entropy weight of the outcomes other than the whole move
+    # Positive weight of the push and pickup logits: 1 keeps them calibrated (fired when more likely
+    # than not), which precision and recall both need; the pool has plenty of events.
+    event_pos_weight: float = 1.0
 
 
 class _Chunk:
@@ -66,9 +69,11 @@ class _Chunk:
 
 @dataclasses.dataclass
 class OneStepBatch:
+    """Every world of a pool chunk with every one of its K joint actions: C x K one-step problems."""
+
     chunk: _Chunk
-    choice: np.ndarray  # (C,) which of the K actions each world takes
     blocked_weight: float = 2.0
+    event_pos_weight: float = 1.0
 
     def loss(self, model) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         return onestep_loss(model, self)
@@ -133,7 +138,7 @@ class OneStepSampler:
             if self.count % cfg.refresh == 0:
                 self.pool[int(self.rng.integers(len(self.pool)))] = self._make_chunk()
             chunk = self.pool[int(self.rng.integers(len(self.pool)))]
-        return OneStepBatch(chunk, self.rng.integers(0, cfg.actions, size=cfg.chunk), cfg.blocked_weight)
+        return OneStepBatch(chunk, cfg.blocked_weight, cfg.event_pos_weight)
 
 
 def onestep_loss(model, batch: OneStepBatch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
@@ -141,11 +146,13 @@ def onestep_loss(model, batch: OneStepBatch) -> tuple[torch.Tensor, dict[str, to
     model's ``scales()`` (``motion``, ``pose``, ``events``, ``payout``)."""
     cfg = model.cfg
     scene, agents = batch.chunk.encoded(model)
-    o, rows = batch.chunk.out, np.arange(len(batch.choice))
-    pick_ = lambda k: torch.as_tensor(np.ascontiguousarray(o[k][rows, batch.choice]))  # noqa: E731
+    o = batch.chunk.out
+    k_actions = o["actions"].shape[1]
+    scene, agents = scene.repeat_interleave(k_actions, 0), agents.repeat_interleave(k_actions, 0)
+    pick_ = lambda k: torch.as_tensor(np.ascontiguousarray(o[k])).flatten(0, 1)  # noqa: E731  (C * K, ...)
     actions, poses, outcome, free = pick_("actions"), pick_("poses"), pick_("outcome"), pick_("free")
     push, pick, reward, done = pick_("push").float(), pick_("pick").float(), pick_("reward"), pick_("done").float()
-    scenario = torch.full((len(rows),), o["scenario"], dtype=torch.long)
+    scenario = torch.full((actions.shape[0],), o["scenario"], dtype=torch.long)
     scene, agents = model._perturb(scene, agents)
     _, new_agents, out = model.dynamics(scene, agents, actions, scenario)
     dev = new_agents.device
@@ -154,7 +161,7 @@ def onestep_loss(model, batch: OneStepBatch) -> tuple[torch.Tensor, dict[str, to
     n_out = out["move_logits"].shape[-1]
     w = torch.full((n_out,), batch.blocked_weight, device=dev)
     w[0] = 1.0
-    pos_weight = torch.tensor(cfg.event_pos_weight, device=dev)
+    pos_weight = torch.tensor(batch.event_pos_weight, device=dev)
     own_w = torch.tensor([cfg.event_pos_weight, 1.0, cfg.event_pos_weight], device=dev)
     shared_w = torch.tensor([cfg.event_pos_weight] * 2 + [1.0] + [cfg.event_pos_weight] * 2, device=dev)
     targets = payout_targets(reward)
