@@ -44,13 +44,16 @@ def move_targets(
 ) -> tuple[np.ndarray, np.ndarray]:
     """The teacher's view of every move: poses ``(..., 3)`` before and after, actions ``(...)`` ->
     the free move the action asked for ``(..., 2)`` float32 (world cells) and the outcome
-    ``(...)`` int64, the first of ``MOVE_OUTCOMES`` whose share of the free move is the move made."""
+    ``(...)`` int64, the first of ``MOVE_OUTCOMES`` whose share of the free move is the move made
+    (a slide counts only if it moves: a blocked move along one axis is "none", as in the oracle)."""
     _, free = intended_move(before, actions, arena)
     made = np.asarray(after, np.float64)[..., :2] - np.asarray(before, np.float64)[..., :2]
     outcome = np.full(made.shape[:-1], len(MOVE_OUTCOMES) - 1, np.int64)
-    for k in reversed(range(len(MOVE_OUTCOMES))):
-        share = np.asarray(MOVE_OUTCOMES[k])
-        outcome = np.where(np.abs(made - free * share).max(-1) < 1e-4, k, outcome)
+    for k in reversed(range(len(MOVE_OUTCOMES) - 1)):
+        part = free * np.asarray(MOVE_OUTCOMES[k])
+        # A slide that moves nothing is no slide (as the oracle tries it): that move was blocked.
+        real = (np.abs(part) > 0).any(-1) | (k == 0)
+        outcome = np.where(real & (np.abs(made - part).max(-1) < 1e-4), k, outcome)
     return free.astype(np.float32), outcome
 
 

@@ -1,0 +1,73 @@
+"""`multiworld bench dynamics`: the oracle against itself scores exactly right, and a tiny run of
+the shipped model writes every figure the README and the model card read."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from multiworld.bench import dynamics
+from multiworld.bench.runner import Runner, Settings
+from multiworld.bench.variants import SimSpec
+from multiworld.models.transitions import move_targets
+from multiworld.world.arena import generate
+from multiworld.world.dynamics import step as world_step
+from multiworld.world.scenarios import get_scenario
+from multiworld.world.state import Action
+
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py
+TINY = dynamics.Sizes(agents=3, worlds=2, steps=12, teacher_steps=6, scenarios=("forage-v0", "push-v0"))
+
+
+def test_the_oracle_against_itself_scores_exactly_right(tmp_path):
+    """The measurement itself: with the oracle as the backend under test, nothing leaves the map
+    or enters a wall, every displacement (blocked ones included) is right, every event is matched,
+    and the payouts agree exactly."""
+    st = Settings(spec=SimSpec(backend="oracle"), variants=("shared",), sizes={"dynamics": TINY})
+    res = dynamics.run(st, TINY, Runner(None, progress=False), tmp_path)["shared"]
+    for mode in ("free_all", "teacher_all"):
+        m = res[mode]
+        assert m["outside"] == 0 and m["in_solid"] == 0, m
+        assert m["displacement_ok"] == 1.0 and m["blocked_ok"] in (1.0, None), m
+        assert m["event_precision"] in (1.0, None) and m["event_recall"] in (1.0, None), m
+    assert res["free_forward"]["blocked_ok"] == 1.0  # the forward walkers did hit things
+    for key, p in res["payouts"].items():
+        assert p["model_total"] == p["oracle_total"], (key, p)
+    written = json.loads((tmp_path / "dynamics.json").read_text())
+    assert "provenance" in written and (tmp_path / "dynamics.md").exists()
+
+
+def test_a_tiny_run_of_the_shipped_model_writes_every_figure(tmp_path):
+    z = dynamics.Sizes(agents=2, worlds=1, steps=3, teacher_steps=2, scenarios=("push-v0",))
+    st = Settings(spec=SimSpec(), variants=("shared",), sizes={"dynamics": z})
+    res = dynamics.run(st, z, Runner(None, progress=False), tmp_path)["shared"]
+    for mode in ("free", "teacher"):
+        for policy in (*dynamics.POLICIES, "all"):
+            m = res[f"{mode}_{policy}"]
+            for key in ("outside", "in_solid", "displacement_ok"):
+                assert 0.0 <= m[key] <= 1.0 and len(m[f"{key}_ci"]) == 2, (mode, policy, key)
+    assert set(res["payouts"]) == {"push-v0/scripted", "push-v0/random"}
+
+
+def test_move_targets_name_the_outcome_of_every_move():
+    """The teacher's outcome classes: the whole move in the open, none into a wall, a slide along
+    the wall when moving diagonally into it."""
+    arena = get_scenario("roam-v0").arena_config(num_agents=1)
+    state = generate(arena, [3])
+    state.walls[:] = 0
+    state.walls[0, :, 0] = state.walls[0, :, -1] = state.walls[0, 0, :] = state.walls[0, -1, :] = 1
+    state.boxes[:] = 15  # out of the way: on the border
+    cases = [
+        ((5.5, 5.5, 0.0), 0),  # open floor, heading east: the whole move
+        ((14.79, 5.5, 0.0), 3),  # touching the east border wall, heading east: no move
+        ((14.79, 5.5, np.pi / 4), 2),  # diagonal into the east wall: slides along y only
+        ((5.5, 1.21, -np.pi / 4), 1),  # diagonal into the north wall: slides along x only
+    ]
+    for pose, expected in cases:
+        state.poses[:] = np.array(pose, np.float32)
+        action = np.array([[int(Action.FORWARD)]])
+        after, _ = world_step(state, action, arena)
+        _, outcome = move_targets(state.poses, after.poses, action, arena)
+        assert int(outcome[0, 0]) == expected, (pose, outcome)
