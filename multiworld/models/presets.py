@@ -70,7 +70,8 @@ def _default() -> Preset:
     return Preset(
         # Second edition: quantised tokens, learned motion, reward lattice; 12 free-running steps
         # under state noise up to 0.15 (a level flip now and then), event-rich windows drawn 4x.
-        _model(32, 64, 96, state_noise=0.15),
+        # Third edition: events and payouts without a positive-class weight (calibrated logits).
+        _model(32, 64, 96, state_noise=0.15, event_pos_weight=1.0),
         TrainConfig(
             batch_size=8,
             horizon=12,
@@ -89,9 +90,10 @@ def _default() -> Preset:
         stacked_lr=1e-3,
         stacked_horizon=8,
         stacked_event_boost=0.0,
-        # Third edition: three transition batches (32 worlds x 16 steps, near walls, boxes and
-        # agents) after every rendered batch; the motion is gated and payouts are not masked.
-        transitions=TransitionConfig(batch_size=32, horizon=16, every=3),
+        # Third edition: a transition batch (32 worlds x 16 steps, near walls, boxes and agents,
+        # half of them teacher-forced) after every rendered batch; the motion is gated and payouts
+        # are not masked. Its first phase is ``dynamics`` (one-step batches, the rest frozen).
+        transitions=TransitionConfig(batch_size=32, horizon=16, every=1),
     )
 
 
