@@ -118,6 +118,12 @@ class StateUpdateModel(nn.Module):
         self.pair2 = _mlp(3 + 16 + 2 + 2, h // 2, h)
         self.agent2 = _mlp(self_in + 2 * h, h, h)
         self.event_head = nn.Linear(h, 2 + len(OWN_VALUES))  # push, pickup logits, own payout logits
+        if gated:
+            # Push and pickup read the window's tokens at the new pose directly too (the box ahead
+            # and the cell beyond it, an item within reach), with the agent's place and heading.
+            self.eventer = _mlp(h + NUM_ACTIONS + (2 * WINDOW + 1) ** 2 * d + 4, h, 2)
+            nn.init.zeros_(self.eventer[-1].weight)
+            nn.init.zeros_(self.eventer[-1].bias)
         self.world_head = _mlp(2 * h + d + 8, h // 2, 1 + len(SHARED_VALUES))  # termination, shared payout
         # Which payout classes each scenario's training data pays (read off the data by the
         # trainer, ``multiworld.models.data.data_payouts_seen``): a class a scenario never paid is
@@ -237,9 +243,13 @@ class StateUpdateModel(nn.Module):
             -1,
         )
         msg2 = (self.pair2(pair2) * other).sum(2)
-        f2, _ = self._self_features(scene, new_xy, new_heading, act_e, scen_e, new_latent, self.read2)
+        f2, win2 = self._self_features(scene, new_xy, new_heading, act_e, scen_e, new_latent, self.read2)
         h2 = self.agent2(torch.cat([f2, msg2, h1], -1))
         ev = self.event_head(h2)
+        if cfg.motion == "gated":
+            hs = torch.stack([new_heading.sin(), new_heading.cos()], -1)
+            local = torch.cat([h2, onehot, win2.flatten(2), new_xy - new_xy.floor(), hs], -1)
+            ev = torch.cat([ev[..., :2] + self.eventer(local), ev[..., 2:]], -1)
         pooled = torch.cat([h2.mean(1), h2.amax(1), scene.mean((1, 2)), scen_e], -1)
         world = self.world_head(pooled)
         own_logits, shared_logits = ev[..., 2:], world[:, 1:]
