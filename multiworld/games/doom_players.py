@@ -13,9 +13,9 @@ packet between the engines passes through the parent's switch (:mod:`doom_relay`
   arguments, starting a game, parsing a player's reply into its frame, pose and counters,
   running tics in lockstep (``_exchange``), and stopping the game.
 
-**Determinism.** Each tic is a round (``_round``): the host first; once the host's tic command
-has reached every joiner, the joiners. So every joiner builds its command for tic t+1 while tic t
-runs, on every tic of every run (why, and why the order must be forced: :mod:`doom_relay`). The
+**Determinism.** Each tic is a round (``_Players.round``): the host first; once the host's tic
+command has reached every joiner, the joiners. So every joiner builds its command for tic t+1
+while tic t runs, on every tic of every run (why, and why the order is forced: :mod:`doom_relay`). The
 host's command is built in the tic it is for, so the parent hands the host each action one tic
 late: every player's action takes effect on the tic after the one it is given in, the same for
 all players and all runs. Every reply carries the map's tic, and players whose tics differ raise

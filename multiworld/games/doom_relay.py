@@ -10,10 +10,10 @@ which packet happened to arrive first: the same seed and actions gave different 
 
 Every packet passes through this switch, so the parent knows when the host has sent its command
 for a tic. Each tic it steps the host first, waits here until the host's command has been
-delivered to every joiner, and only then steps the joiners (``doom_players._round``). Every
-joiner then always finds the host's command waiting: it builds its command one tic ahead from
-the first tic the parent steps and never skips back (it is never four tics without the host's
-command), whatever the machine's load.
+delivered to every joiner, and only then steps the joiners (``doom_players._Players.round``).
+Every joiner then always finds the host's command waiting: it builds its command one tic ahead
+from the first tic the parent steps and never skips back (it is never four tics without the
+host's command), whatever the machine's load.
 
 Layout: the host engine binds the game's port; joiner g is told to join
 ``127.0.0.1:ports[g]``, a socket of this switch, so the host sees joiner g at ``ports[g]`` and
