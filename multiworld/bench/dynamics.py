@@ -76,6 +76,14 @@ def _simulators(task: DynamicsTask):
     return oracle, model
 
 
+def _advance(sim, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray, list[list[dict]]]:
+    """One step without rendering any view: the poses (B, N, 3), rewards and events."""
+    rewards, _, events = sim.advance(actions)
+    latent = getattr(sim, "latent", None)
+    poses = latent.poses.float().cpu().numpy() if latent is not None else sim.world_state().poses
+    return np.asarray(poses, np.float64), rewards, events
+
+
 def _event_keys(events: list[list[dict]], t: int) -> set[tuple]:
     return {(w, t, e["agent"], e["type"]) for w, evs in enumerate(events) for e in evs}
 
@@ -102,10 +110,10 @@ def run_dynamics_task(task: DynamicsTask) -> dict:
             if task.teacher:
                 model.reset_state(seeds, start=before)
             actions = actor.act(before)
-            ref = oracle.step(actions)
-            obs = model.step(actions)
+            o_poses, o_rewards, o_events = _advance(oracle, actions)
+            m_poses, m_rewards, m_events = _advance(model, actions)
             after = oracle.world_state()
-            m_xy, o_xy = obs.poses[..., :2].astype(np.float64), ref.poses[..., :2].astype(np.float64)
+            m_xy, o_xy = m_poses[..., :2], o_poses[..., :2]
             c["agent_steps"] += n
             size = after.size
             outside = ((m_xy < 0) | (m_xy >= size)).any(-1)
@@ -123,13 +131,13 @@ def run_dynamics_task(task: DynamicsTask) -> dict:
                 same_cell[t] += (np.floor(m_xy) == np.floor(o_xy)).all(-1).sum(1)
             if not task.teacher and t in CELL_STEPS and hasattr(model, "decoded_state"):
                 cell_acc[t] = symbolic_accuracy(model.decoded_state(), after)["cell_accuracy"]
-            mk, ok_ = _event_keys(obs.events, t), _event_keys(ref.events, t)
+            mk, ok_ = _event_keys(m_events, t), _event_keys(o_events, t)
             for w in range(b):
                 c["tp"][w] += sum(1 for k in mk & ok_ if k[0] == w)
                 c["model_events"][w] += sum(1 for k in mk if k[0] == w)
                 c["oracle_events"][w] += sum(1 for k in ok_ if k[0] == w)
-            returns["model"] += obs.rewards
-            returns["oracle"] += ref.rewards
+            returns["model"] += m_rewards
+            returns["oracle"] += o_rewards
     finally:
         oracle.close()
         model.close()
