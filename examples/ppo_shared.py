@@ -126,10 +126,11 @@ class Agent(nn.Module):
         return self.actor(h), self.critic(h).squeeze(-1)
 
 
-def run_episodes(args, act, episodes: int, seed: int) -> dict:
+def run_episodes(args, act, episodes: int, seed: int, backend: str = "oracle") -> dict:
     """Mean return per agent of ``act(obs (E, N, H, W, 3), env) -> actions (E, N)`` over ``episodes``
-    episodes: ``episodes`` worlds side by side, one episode each, world seeds ``seed .. seed+episodes-1``."""
-    env = make_env(args, episodes, seed)
+    episodes: ``episodes`` worlds side by side, one episode each, world seeds ``seed .. seed+episodes-1``
+    (in the oracle arena, or with ``backend="model"`` inside the learned world)."""
+    env = make_env(args, episodes, seed, backend)
     obs, _ = env.reset(seed=seed)
     returns = np.zeros((episodes, args.num_agents))
     ended = np.zeros(episodes, bool)
@@ -299,6 +300,10 @@ def main(argv=None) -> dict:
         "sampled": run_episodes(args, policy_act(False), args.eval_episodes, eval_seed),
         "greedy": run_episodes(args, policy_act(True), args.eval_episodes, eval_seed),
     }
+    if args.backend == "model":  # the same policy on the same worlds inside the model: does it over- or under-pay?
+        evaluation["sampled_in_model"] = run_episodes(
+            args, policy_act(False), args.eval_episodes, eval_seed, backend="model"
+        )
     rnd = baselines["random"]["mean_return_per_agent"]
     final = evaluation["sampled"]["mean_return_per_agent"]
     ratio = final / rnd if rnd > 0 else float("inf")
