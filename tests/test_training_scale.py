@@ -232,3 +232,26 @@ def test_gpu_check_measures_training_and_the_env_on_the_cpu(tmp_path):
     assert train["steps"] == 3 and train["precision"] == "bf16" and train["samples_per_s"] > 0
     env = check.env_check("cpu", worlds=2, agents=2, steps=2, checkpoint=save_tiny_checkpoint(tmp_path / "ck"))
     assert env["agent_frames_per_s"] > 0 and env["worlds"] == 2
+
+
+def test_a_training_state_saved_before_the_data_stream_resumes(tmp_path):
+    """``last/`` written by the trainer before ranks and stream positions (one ``rng.torch``, no
+    ``data_position``) resumes: the position is the step, the RNG the saved one."""
+    from safetensors.torch import load_file, save_file
+
+    from multiworld.models.checkpoint import load_checkpoint
+    from multiworld.models.trainer import TrainConfig, Trainer
+    from tests.helpers import ddp
+
+    ddp.one_step(0, 1, 0, str(tmp_path))
+    last = tmp_path / "last"
+    state = json.loads((last / "trainer.json").read_text())
+    del state["data_position"], state["world_size"], state["precision"]
+    (last / "trainer.json").write_text(json.dumps(state))
+    tensors = {k: v for k, v in load_file(str(last / "optimizer.safetensors")).items() if not k[-1].isdigit()}
+    assert "rng.torch" in tensors and "rng.torch.0" not in tensors
+    save_file(tensors, str(last / "optimizer.safetensors"))
+    trainer = Trainer(ddp.model(), BatchStream(ddp.Halves(), seed=0), TrainConfig(), tmp_path, None, tensorboard=False)
+    torch.manual_seed(123)
+    assert trainer.load_state(lambda m, path: m.load_state_dict(load_checkpoint(path).state_dict()))
+    assert (trainer.step, trainer.position) == (1, 1) and torch.equal(torch.get_rng_state(), tensors["rng.torch"])
