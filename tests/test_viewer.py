@@ -513,8 +513,12 @@ def _open(driver, client, route: str, ready: str):
     from multiworld.viewer.browser import wait_for
 
     driver.get_log("browser")  # what earlier pages logged is theirs (see _browser_errors)
-    driver.get(f"http://127.0.0.1:{client.server.port}/{route}")
-    wait_for(driver, f"document.body.dataset.ready === {json.dumps(ready)}", message=f"page {route} never got ready")
+    port = client.server.port
+    driver.get(f"http://127.0.0.1:{port}/{route}")
+    # get() can return while the page before is still there (when that page was writing its URL
+    # as it was left), and that page may be as ready: wait for this server's page to be ready.
+    script = f"location.port === '{port}' && document.body?.dataset.ready === {json.dumps(ready)}"
+    wait_for(driver, script, message=f"page {route} never got ready")
 
 
 def _canvas_pixels(driver, agent: int) -> np.ndarray:
@@ -722,9 +726,13 @@ def test_page_compares_a_fork_with_its_parent(browser, demo, serve):
 
 
 def test_page_shows_an_error_page_for_a_broken_store(browser, store_copy, serve):
+    from multiworld.viewer.browser import wait_for
+
     client = serve(store_copy)
     (store_copy / "zarr.json").write_text("{}")
     browser.get(f"http://127.0.0.1:{client.server.port}/")
+    # get() can return before the new document is in (see _open): wait for its heading.
+    wait_for(browser, f"location.port === '{client.server.port}' && document.querySelector('h1') !== null")
     assert "The store cannot be read" in browser.page_source
 
 
