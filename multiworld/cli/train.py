@@ -9,7 +9,6 @@ event files (<out>/tensorboard)."""
 from __future__ import annotations
 
 import argparse
-import json
 import pathlib
 import sys
 
@@ -52,12 +51,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         default=None,
         help="start from the weights of this checkpoint directory: every tensor whose name and shape "
         "match is copied, the rest starts fresh (the model card records the chain)",
-    )
-    p.add_argument(
-        "--payouts-only",
-        action="store_true",
-        help="no training: read the payout classes each scenario's --data pays into the --init-from "
-        "checkpoint (every other tensor unchanged) and write it to --out",
     )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=2, help="torch CPU threads per process (default: %(default)s)")
@@ -134,11 +127,6 @@ def spec_from_args(args: argparse.Namespace):
 
 def run(args: argparse.Namespace) -> int:
     spec = spec_from_args(args)
-    if args.payouts_only:
-        from multiworld.models.training import build_job
-
-        job = build_job(spec)
-        return _write_payouts_only(args, job.model, job.warm, job.data_info)
     if args.ray_workers < 0:
         raise ValueError(f"--ray-workers must be >= 0, got {args.ray_workers}")
     if (args.address or args.use_gpu) and not args.ray_workers:
@@ -162,30 +150,3 @@ def run(args: argparse.Namespace) -> int:
 def _command_line() -> str | None:
     """The ``multiworld ...`` command this process runs, when it runs one (recorded with a checkpoint)."""
     return "multiworld " + " ".join(sys.argv[1:]) if sys.argv and "multiworld" in sys.argv[0] else None
-
-
-def _write_payouts_only(args: argparse.Namespace, model, warm: dict | None, data_info: dict) -> int:
-    """``--payouts-only``: the --init-from checkpoint with the payout classes of --data, written to --out."""
-    from multiworld.models.checkpoint import read_config, save_checkpoint
-
-    if warm is None or args.stacked_frames:
-        raise ValueError("--payouts-only needs --init-from with a world-model checkpoint (not --stacked-frames)")
-    if set(warm["fresh"]) - {"dynamics.payouts_seen"}:  # absent before the classes were read off data
-        raise ValueError(
-            f"--payouts-only: --init-from {args.init_from} does not fit the model: {warm['fresh']} start fresh"
-        )
-    source = read_config(args.init_from)
-    extra = {k: v for k, v in source.items() if k not in ("format", "format_version", "weights_sha256", "model")}
-    extra["payouts"] = {
-        "command": _command_line(),
-        "from_weights_sha256": source["weights_sha256"],
-        "data": [str(p) for p in args.data],
-        "payouts_seen": data_info["payouts_seen"],
-    }
-    metrics_path = args.init_from / "metrics.json"
-    metrics = json.loads(metrics_path.read_text()) if metrics_path.exists() else None
-    digest = save_checkpoint(model, args.out, metrics, extra=extra)
-    print(
-        f"wrote {args.out} (weights sha256 {digest[:12]}...; payout classes per scenario {data_info['payouts_seen']})"
-    )
-    return 0

@@ -177,7 +177,9 @@ def build_job(spec: TrainSpec) -> Job:
     if preset.trains is not None and not stacked:  # a phase that trains only some parts (the rest frozen)
         for name, p in model.named_parameters():
             p.requires_grad_(name.startswith(preset.trains))
-    if not stacked:  # the payout classes each scenario's data pays: the only ones the model pays
+    # Second-edition models only (``payout_mask``): the payout classes each scenario's data pays
+    # are the only ones they pay. The third edition learns payouts with no mask.
+    if not stacked and preset.model.dynamics.payout_mask:
         rewards = (
             [(0, recorded.rewards)]
             if kinds == {True}
