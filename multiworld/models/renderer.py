@@ -81,15 +81,31 @@ class RayRenderer(nn.Module):
         version; ``views`` (V,) which agents' cameras (default all); ``columns`` (C,) which image
         columns (default all); ``cam`` another image size or field of view."""
         cam = cam or self.cam
-        cfg, dev = self.cfg, scene.device
-        bsz, s = scene.shape[0], scene.shape[1]
-        n = agents.shape[1]
-        views = torch.arange(n, device=dev) if views is None else views
-        cam_poses = agents[:, views, :3]  # (B, V, 3)
+        dev = scene.device
+        views = torch.arange(agents.shape[1], device=dev) if views is None else views
         cam_x = cam.cam_x(dev)
         if columns is not None:
             cam_x = cam_x[columns]
-        row_tan = cam.row_tan(dev)
+        origin, d, t_hit, out = self.pieces(scene, agents, views, cam_x, cam)
+        bsz, v, c, k = t_hit.shape
+        rgb, depth, rest = self.composite(t_hit.reshape(-1, k), out.reshape(bsz * v * c, k, -1), cam)
+        rgb, depth, rest = rgb.view(bsz, v, c, -1, 3), depth.view(bsz, v, c, -1), rest.view(bsz, v, c, -1)
+        bg, t_bg = self.background(scene, origin, d, rest, cam)
+        rgb = rgb + rest[..., None] * bg
+        depth = depth + rest * t_bg
+        return rgb.transpose(2, 3), depth.transpose(2, 3)
+
+    def pieces(
+        self, scene: torch.Tensor, agents: torch.Tensor, views: torch.Tensor, cam_x: torch.Tensor, cam: Camera
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The pieces every pixel composites: ray origins (B, V, 1, 2) and directions (B, V, C, 2),
+        and per ray the ``visible`` nearest pieces that are not nearly transparent: depth
+        ``t_hit`` (B, V, C, L) and the piece network's outputs ``out`` (B, V, C, L, 3 + 3 Z)
+        (opacity logit, top, hit fraction, colour coefficients)."""
+        cfg, dev = self.cfg, scene.device
+        bsz, s = scene.shape[0], scene.shape[1]
+        n = agents.shape[1]
+        cam_poses = agents[:, views, :3]  # (B, V, 3)
         origin, d = column_rays(cam_poses, cam_x)  # (B, V, 1, 2), (B, V, C, 2)
         v, c = d.shape[1], d.shape[2]
 
@@ -106,52 +122,64 @@ class RayRenderer(nn.Module):
         skipped = key.gather(-1, pick) >= 1e4
         t_in, t_out = seg.t_in.gather(-1, pick), seg.t_out.gather(-1, pick)
         occ = occ.gather(-1, pick)
-        p_in = seg.p_in.gather(-2, pick[..., None].expand(-1, -1, -1, -1, 2))
-        p_out = seg.p_out.gather(-2, pick[..., None].expand(-1, -1, -1, -1, 2))
-        cell = seg.cell.gather(-2, pick[..., None].expand(-1, -1, -1, -1, 2))
-        tok = gather_cells(scene, cell[..., 0].reshape(bsz, -1), cell[..., 1].reshape(bsz, -1))
-        tok = tok.reshape(bsz, v, c, k, -1)
+        p_in = seg.p_in.gather(-2, pick[..., None].expand(-1, -1, -1, -1, 2)).reshape(-1, 2)
+        p_out = seg.p_out.gather(-2, pick[..., None].expand(-1, -1, -1, -1, 2)).reshape(-1, 2)
+        cell = seg.cell.gather(-2, pick[..., None].expand(-1, -1, -1, -1, 2)).reshape(-1, 2)
         length = t_out - t_in
         dn = d / d.norm(dim=-1, keepdim=True)
+        # The piece network reads only the pieces the occupancy keeps; the skipped ones (empty
+        # cells, or past the grid) are transparent.
+        keep = (~skipped).reshape(-1).nonzero().squeeze(1)  # (M,)
+        world = keep // (v * c * k)
+        p_in, p_out = p_in[keep], p_out[keep]
+        at = (world * s + cell[keep, 0]) * s + cell[keep, 1]
         feats = torch.cat(
             [
-                tok,
+                scene.reshape(bsz * s * s, -1)[at],
                 fourier(p_in, cfg.bands),
                 fourier(p_out, cfg.bands),
                 p_in,
                 p_out,
-                length.clamp(max=2)[..., None],
-                torch.log(t_in + cam.near)[..., None],
-                dn[..., None, :].expand(-1, -1, -1, k, -1),
+                length.reshape(-1)[keep].clamp(max=2)[:, None],
+                torch.log(t_in.reshape(-1)[keep] + cam.near)[:, None],
+                dn.reshape(-1, 2)[keep // k],
             ],
             -1,
         )
         so = self.segment(feats)
-        so_alpha = occ + so[..., 0] - 20.0 * skipped.float()
+        so = scatter_rows(so, keep, bsz * v * c * k).view(bsz, v, c, k, -1)
+        so_alpha = occ + so[..., 0]
         t_seg = t_in + torch.sigmoid(so[..., 2]) * length.clamp(max=2)
 
         # Other agents as pieces at their depth, read with the ray's lateral offset from them.
+        # The agent network reads only the agents a ray can meet: a camera never sees itself,
+        # nor agents behind its near plane or more than 1.5 cells to the side of the ray.
         o, fwd, right = frames(cam_poses)
         rel = agents[:, None, :, :2] - o[:, :, None, :]  # (B, V, N, 2)
         t_ag = (rel * fwd[:, :, None]).sum(-1)
         lat = (rel * right[:, :, None]).sum(-1)
         off = cam_x[None, None, :, None] * t_ag[:, :, None, :] - lat[:, :, None, :]  # (B, V, C, N)
         rel_head = agents[:, None, :, 2] - cam_poses[..., 2:3]  # (B, V, N)
-        lat_feat = agents[:, None, None, :, 3:].expand(-1, v, c, -1, -1)
+        own = views[:, None] == torch.arange(n, device=dev)[None, :]  # (V, N)
+        hidden = own[None, :, None, :] | (t_ag[:, :, None, :] < cam.near) | (off.abs() > 1.5)
+        seen = (~hidden).reshape(-1).nonzero().squeeze(1)  # (M',) over (B, V, C, N)
+        ai, ray = seen % n, seen // n
+        bi, vi = ray // (v * c), (ray // c) % v
+        off_s = off.reshape(-1)[seen, None].clamp(-2, 2)
+        head = rel_head[bi, vi, ai]
         afeats = torch.cat(
             [
-                lat_feat,
-                off[..., None].clamp(-2, 2),
-                fourier(off[..., None].clamp(-2, 2), 3),
-                torch.log(t_ag.clamp(min=cam.near))[:, :, None, :, None].expand(-1, -1, c, -1, -1),
-                torch.stack([rel_head.sin(), rel_head.cos()], -1)[:, :, None].expand(-1, -1, c, -1, -1),
+                agents[bi, ai, 3:],
+                off_s,
+                fourier(off_s, 3),
+                torch.log(t_ag[bi, vi, ai].clamp(min=cam.near))[:, None],
+                torch.stack([head.sin(), head.cos()], -1),
             ],
             -1,
         )
         ao = self.agent(afeats)
-        own = views[:, None] == torch.arange(n, device=dev)[None, :]  # (V, N): a camera never sees itself
-        hidden = own[None, :, None, :] | (t_ag[:, :, None, :] < cam.near) | (off.abs() > 1.5)
-        ao_alpha = ao[..., 0] - 20.0 * hidden.float()
+        ao = scatter_rows(ao, seen, bsz * v * c * n).view(bsz, v, c, n, -1)
+        ao_alpha = ao[..., 0]
         t_agent = t_ag[:, :, None, :].expand(-1, -1, c, -1).clamp(min=cam.near)
 
         # All pieces, nearest first.
@@ -164,56 +192,40 @@ class RayRenderer(nn.Module):
         key = torch.where(out[..., 0] < -4.0, t_hit + 1e4, t_hit)  # agents out of the ray's way drop out
         order = key.argsort(-1)[..., : cfg.visible]
         t_hit = t_hit.gather(-1, order)
-        k2 = t_hit.shape[-1]
         out = out.gather(-2, order[..., None].expand(-1, -1, -1, -1, self.out))
-        opacity = torch.sigmoid(out[..., 0])
-        top = 1.2 * torch.sigmoid(out[..., 1])
-        coef = out[..., 3:].unflatten(-1, (cfg.z_bins, 3))  # (B, V, C, L, Z, 3)
+        return origin, d, t_hit, out
 
-        # Per pixel: the height each piece is seen at, its coverage and colour.
-        z = cam.eye_height + row_tan[:, None] * t_hit[..., None, :]  # (B, V, C, H, L)
-        px = cam.focal / t_hit[..., None, :]  # pixel rows per unit of height
-        cover = torch.sigmoid((top[..., None, :] - z) * px * self.edge.exp()) * torch.sigmoid(z * px * self.edge.exp())
-        below = row_tan < 0
-        t_floor = torch.where(below, cam.eye_height / (-row_tan).clamp(min=1e-6), torch.full_like(row_tan, 1e4))
-        in_front = t_hit[..., None, :] < t_floor[:, None]
-        alpha = opacity[..., None, :] * cover * in_front
-        zi = z.clamp(0, 1) * (cfg.z_bins - 1)
-        i0 = zi.floor().clamp(max=cfg.z_bins - 2).long()
-        w = (zi - i0)[..., None]
-        # Each pixel reads the coefficients of the two height bins around it: one row lookup in
-        # the flattened (bin, bin + 1) pairs of every piece (faster on a CPU than a strided gather).
-        zb = cfg.z_bins - 1
-        pairs = torch.cat([coef[..., :-1, :], coef[..., 1:, :]], -1).reshape(-1, 6)  # (B*V*C*L*(Z-1), 6)
-        lead = torch.arange(bsz * v * c, device=dev).view(bsz, v, c, 1, 1) * k2
-        rows = (lead + torch.arange(k2, device=dev)) * zb + i0  # (B, V, C, H, L)
-        c01 = pairs.index_select(0, rows.reshape(-1)).view(*rows.shape, 6)
-        colour = torch.sigmoid(torch.lerp(c01[..., :3], c01[..., 3:], w))  # (B, V, C, H, L, 3)
-        trans = torch.cumprod(torch.cat([torch.ones_like(alpha[..., :1]), 1 - alpha + 1e-6], -1), -1)
-        weight = alpha * trans[..., :-1]
-        rest = trans[..., -1]  # (B, V, C, H)
+    def composite(self, t_hit: torch.Tensor, out: torch.Tensor, cam: Camera):
+        """Front-to-back compositing of R rays' pieces ``t_hit`` (R, L), ``out`` (R, L, 3 + 3 Z)
+        in every pixel row: colour (R, H, 3) and depth (R, H) of the pieces, and the
+        transmittance ``rest`` (R, H) that reaches the ground plane or sky behind them."""
+        return composite_pieces(t_hit, out, cam.row_tan(t_hit.device), self.edge.exp(), cam, self.cfg.z_bins)
 
-        # Ground plane and sky behind all pieces. The floor network runs only where the floor
-        # shows through (pieces in front leave more than 0.1% of the pixel).
-        rows_below = torch.nonzero(below)[:, 0]
-        tf = t_floor[rows_below]  # (Hb,)
+    def background(self, scene, origin, d, rest, cam: Camera) -> tuple[torch.Tensor, torch.Tensor]:
+        """Colour (B, V, C, H, 3) and depth (H,) of the ground plane and the sky behind the
+        pieces. The floor's colour counts only where the floor shows through (the pieces in front
+        leave more than 0.1% of the pixel, ``rest`` (B, V, C, H)); it is computed for every row
+        below the horizon (most of them show), which keeps every shape fixed."""
+        cfg = self.cfg
+        s = scene.shape[1]
+        row_tan = cam.row_tan(scene.device)
+        t_floor = floor_depth(row_tan, cam)
+        ha = cam.height // 2  # rows above the horizon (row_tan > 0): the upper half
+        tf = t_floor[ha:]  # (Hb,)
         ground = origin[:, :, :, None, :] + d[:, :, :, None, :] * tf[:, None]  # (B, V, C, Hb, 2)
-        shows = rest[..., rows_below] > 1e-3  # (B, V, C, Hb)
-        world = torch.arange(bsz, device=dev).view(bsz, 1, 1, 1).expand_as(shows)[shows]
-        pts = ground[shows]  # (P, 2)
-        cell = pts.floor().clamp(0, s - 1)
-        gtok = scene[world, cell[:, 1].long(), cell[:, 0].long()]  # (P, D)
-        dist = torch.log(tf).expand(shows.shape)[shows][:, None]
-        gfeat = torch.cat([gtok, fourier((pts - cell).clamp(0, 1), cfg.bands), dist], -1)
-        floor_rgb = scene.new_zeros(*shows.shape, 3)
-        floor_rgb[shows] = torch.sigmoid(self.floor(gfeat)).to(floor_rgb.dtype)  # (B, V, C, Hb, 3)
-        sky = torch.sigmoid(self.ceiling(row_tan[~below][:, None]))  # (Ha, 3)
-        bg = torch.cat([sky.expand(bsz, v, c, -1, -1), floor_rgb], 3)
-        t_bg = torch.where(below, t_floor, torch.zeros_like(t_floor))
-
-        rgb = (weight[..., None] * colour).sum(-2) + rest[..., None] * bg
-        depth = (weight * t_hit[..., None, :]).sum(-1) + rest * t_bg
-        return rgb.transpose(2, 3), depth.transpose(2, 3)
+        shows = rest[..., ha:] > 1e-3  # (B, V, C, Hb)
+        cell = ground.floor().clamp(0, s - 1)
+        bsz = scene.shape[0]
+        world = torch.arange(bsz, device=scene.device).view(bsz, 1, 1, 1)
+        at = (world * s + cell[..., 1].long()) * s + cell[..., 0].long()  # (B, V, C, Hb)
+        dist = torch.log(tf)[:, None].expand(*ground.shape[:-1], 1)
+        gtok = scene.reshape(bsz * s * s, -1)[at]  # (B, V, C, Hb, D)
+        gfeat = torch.cat([gtok, fourier((ground - cell).clamp(0, 1), cfg.bands), dist], -1)
+        floor_rgb = torch.sigmoid(self.floor(gfeat)).to(scene.dtype) * shows[..., None]  # (B, V, C, Hb, 3)
+        sky = torch.sigmoid(self.ceiling(row_tan[:ha, None])).to(scene.dtype)  # (Ha, 3)
+        bg = torch.cat([sky.expand(*floor_rgb.shape[:3], -1, -1), floor_rgb], 3)
+        t_bg = torch.where(row_tan < 0, t_floor, torch.zeros_like(t_floor))
+        return bg, t_bg
 
     def occupancy_loss(self, scene: torch.Tensor, occupied: torch.Tensor) -> torch.Tensor:
         """BCE of the per-cell occupancy (which pieces the renderer may skip as empty) against
@@ -234,3 +246,55 @@ class RayRenderer(nn.Module):
             loss = loss + self.cfg.depth_weight * dl
             logs["depth_l1"] = dl.detach()
         return loss, logs
+
+
+def scatter_rows(rows: torch.Tensor, index: torch.Tensor, total: int) -> torch.Tensor:
+    """Piece-network outputs ``rows`` (M, O) of the pieces ``index`` (M,) placed among ``total``
+    pieces; every other piece reads as fully transparent (opacity logit -1e4, zeros elsewhere)."""
+    out = rows.new_zeros(total, rows.shape[1])
+    out[:, 0] = -1e4
+    return out.index_copy(0, index, rows)
+
+
+def floor_depth(row_tan: torch.Tensor, cam: Camera) -> torch.Tensor:
+    """(H,) depth at which each pixel row meets the ground plane (1e4 for rows above the horizon)."""
+    below = row_tan < 0
+    return torch.where(below, cam.eye_height / (-row_tan).clamp(min=1e-6), torch.full_like(row_tan, 1e4))
+
+
+def composite_pieces(
+    t_hit: torch.Tensor, out: torch.Tensor, row_tan: torch.Tensor, gain: torch.Tensor, cam: Camera, z_bins: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Per pixel row: the height each piece is seen at, its coverage and colour, composited front
+    to back in one pass over the L pieces (t_hit (R, L) nearest first, out (R, L, 3 + 3 Z)).
+
+    Returns colour (R, H, 3), depth (R, H) and the transmittance left behind the pieces (R, H).
+    Every intermediate is an (R, H) plane (one per colour channel): no (R, H, L, Z) tensors, and
+    a compiler fuses the whole pass into one loop over pixels."""
+    out = out.float()
+    t_floor = floor_depth(row_tan, cam)
+    opacity = torch.sigmoid(out[..., 0])
+    top = 1.2 * torch.sigmoid(out[..., 1])
+    coef = out[..., 3:].unflatten(-1, (z_bins, 3)).permute(3, 1, 0, 2)  # (3, L, R, Z)
+    r, h = t_hit.shape[0], row_tan.shape[0]
+    trans = t_hit.new_ones(r, h)
+    rgb = [t_hit.new_zeros(r, h) for _ in range(3)]
+    depth = t_hit.new_zeros(r, h)
+    for i in range(t_hit.shape[1]):
+        t = t_hit[:, i, None]  # (R, 1)
+        z = cam.eye_height + row_tan * t  # (R, H)
+        px = cam.focal / t  # pixel rows per unit of height
+        cover = torch.sigmoid((top[:, i, None] - z) * px * gain) * torch.sigmoid(z * px * gain)
+        alpha = opacity[:, i, None] * cover * (t < t_floor)
+        weight = alpha * trans
+        # Each pixel reads the colour coefficients of the two height bins around it.
+        zi = z.clamp(0, 1) * (z_bins - 1)
+        i0 = zi.floor().clamp(max=z_bins - 2)
+        frac, i0 = zi - i0, i0.long()
+        for ch in range(3):
+            c = coef[ch, i]  # (R, Z)
+            colour = torch.sigmoid(torch.lerp(c.gather(1, i0), c.gather(1, i0 + 1), frac))
+            rgb[ch] = rgb[ch] + weight * colour
+        depth = depth + weight * t
+        trans = trans * (1 - alpha + 1e-6)
+    return torch.stack(rgb, -1), depth, trans
