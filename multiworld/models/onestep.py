@@ -10,6 +10,11 @@ world in it with each of its K actions, and runs one state update: losses on the
 free move, the pose, events, payouts and endings. Chunks are replaced one at a time as training
 goes, so the pool keeps moving over new worlds.
 
+The pool is state the sampler keeps between batches, so unlike the rendered and transition
+batches (a function of the data stream's position alone) a resumed one-step run rebuilds its pool
+from new worlds rather than continuing the same batches; run it with ``--workers 0`` (the pool and
+its cached encodings live in the training process).
+
 This is the first phase of the third edition's recipe (``--preset dynamics``): the encoder, the
 renderer and the heads stay as they are (their parameters are frozen by the trainer), so cached
 encodings stay valid; the joint phase after it trains everything on rendered and multi-step batches.

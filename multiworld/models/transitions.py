@@ -252,16 +252,3 @@ def with_move_targets(batch: Batch, worlds: tuple[str, ...] = ARENA_WORLDS) -> B
     return dataclasses.replace(
         batch, free_move=torch.as_tensor(free, device=dev), move_outcome=torch.as_tensor(outcome, device=dev)
     )
-
-
-class MixedSampler:
-    """The trainer's ``sample``: a rendered batch (with move targets), then ``every`` transition batches."""
-
-    def __init__(self, rendered, transitions: TransitionSampler, every: int) -> None:
-        self.rendered, self.transitions, self.every, self.count = rendered, transitions, every, 0
-
-    def sample(self):
-        self.count += 1
-        if self.every and self.count % (self.every + 1) != 1:
-            return self.transitions.sample()
-        return with_move_targets(self.rendered.sample())
