@@ -180,29 +180,42 @@ def test_every_players_action_lands_on_the_next_tic():
         env.close()
 
 
+def _segments_left(names: list[str]) -> list[str]:
+    """Frame blocks still named in /dev/shm or still mapped into this process."""
+    with open("/proc/self/maps") as f:
+        maps = f.read()
+    return [n for n in names if os.path.exists(f"/dev/shm/{n}") or f"/{n}" in maps]
+
+
 def test_close_and_garbage_collection_end_every_process():
     env = vz.parallel_env(num_agents=2, **FAST)
     env.reset(seed=0)
-    pids = env.player_pids()
+    pids, blocks = env.player_pids(), env.frame_block_names()
     assert len(_group_members(pids)) >= 4, "each player has its engine process in its group"
+    assert len(blocks) == 2 and not any(os.path.exists(f"/dev/shm/{n}") for n in blocks), "unlinked once mapped"
+    assert len(_segments_left(blocks)) == 2, "the parent maps every player's frame block"
+    env.step({})
     env.close()
     assert not _wait_gone(pids)
+    assert not _segments_left(blocks), "close() releases the frame blocks"
     env = vz.parallel_env(num_agents=2, **FAST)
     env.reset(seed=0)
-    pids = env.player_pids()
+    pids, blocks = env.player_pids(), env.frame_block_names()
     del env
     assert not _wait_gone(pids), "garbage collection ends the players"
+    assert not _segments_left(blocks), "garbage collection releases the frame blocks"
 
 
 def test_a_dead_player_gives_a_clear_error_and_no_process_is_left():
     env = vz.parallel_env(num_agents=3, **FAST)
     env.reset(seed=0)
-    pids = env.player_pids()
+    pids, blocks = env.player_pids(), env.frame_block_names()
     os.kill(pids[1], signal.SIGKILL)
     with pytest.raises(vz.PlayerProcessError, match="agent_1"):
         for _ in range(5):
             env.step({})
     assert not _wait_gone(pids), "the other players and every engine were ended"
+    assert not _segments_left(blocks), "their frame blocks were released"
     env.reset(seed=0)  # a new game starts
     env.step({})
     env.close()

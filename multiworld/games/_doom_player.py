@@ -2,16 +2,17 @@
 
 The parent starts it as ``python -m multiworld.games._doom_player FD`` (a plain subprocess, so
 nothing of the parent's ``__main__`` is re-imported) in its own process group, with one end of
-a socket pair as file descriptor FD, wrapped in a ``multiprocessing.connection.Connection``.
-Everything on it is raw bytes or JSON (never pickle): the spec first (JSON, parent -> player),
-then one command per step and one reply with the pose, counters and the processed frame.
+a ``SOCK_SEQPACKET`` socket pair as file descriptor FD (every message one packet). Everything
+on it is raw bytes or JSON (never pickle): the spec first (JSON, parent -> player), then one
+command per tic and a small reply. The processed frame goes into the shared-memory block the
+spec names (rgb ``(h, w, 3)`` then depth ``(h, w)``, uint8), written before the reply.
 
 Commands (parent -> player), ``struct "<cii"``: ``b"T"`` one tic of an action (reply ``b"K"``),
 ``b"S"`` the last tic of a step (reply with the frame), ``b"R"`` new episode with a seed,
 ``b"Q"`` quit; the parent orders each tic's commands, the host's first, so that every run plays
 the same game (:mod:`multiworld.games.doom_relay`). Replies: ``b"I" + JSON`` once after
-``init()``; ``b"O" + header + rgb + depth`` per step or reset; ``b"E" + message`` on an error
-(then the player exits).
+``init()``; ``b"O" + header`` per step or reset (the frame in the block); ``b"E" + message`` on
+an error (then the player exits).
 
 The ViZDoom engine process that ``DoomGame.init()`` launches inherits the player's process
 group, so the parent ends both with one ``killpg``; a watchdog thread ends the group if the
@@ -21,8 +22,10 @@ parent dies.
 from __future__ import annotations
 
 import json
+import mmap
 import os
 import signal
+import socket
 import struct
 import threading
 import time
@@ -31,6 +34,7 @@ import traceback
 import numpy as np
 
 COMMAND = struct.Struct("<cii")
+MAX_MESSAGE = 1 << 16  # the largest message either side sends (an error's traceback is cut to fit)
 # x, y, z, angle (degrees), frags, deaths, health, dead, episode finished, the map's tic (the
 # parent checks that every player is on the same one)
 HEADER = struct.Struct("<dddddddddd")
@@ -101,12 +105,30 @@ def _watch_parent(parent: int) -> None:
             os.killpg(0, signal.SIGKILL)
 
 
-def player_main(conn) -> None:
+def map_block(name: str, size: int) -> mmap.mmap:
+    """The parent's shared-memory block ``name``, mapped read-write.
+
+    Opened by hand: ``multiprocessing.shared_memory.SharedMemory`` would (before Python 3.13) start
+    a resource tracker of this process's own that unlinks the parent's block when this one exits."""
+    import _posixshmem
+
+    fd = _posixshmem.shm_open("/" + name, os.O_RDWR, mode=0o600)
+    try:
+        return mmap.mmap(fd, size)
+    finally:
+        os.close(fd)
+
+
+def player_main(conn: socket.socket) -> None:
     """Run one player: read the spec (JSON, see ``VizDoomParallelEnv._launch``), then serve commands."""
     threading.Thread(target=_watch_parent, args=(os.getppid(),), daemon=True).start()
     game = None
     try:
-        spec = json.loads(conn.recv_bytes().decode())
+        spec = json.loads(conn.recv(MAX_MESSAGE).decode())
+        h, w = spec["frame_shape"]
+        block = map_block(spec["frame_block"], h * w * 4)  # mapped before the first message: the parent then unlinks it
+        rgb_out = np.ndarray((h, w, 3), np.uint8, block, 0)
+        depth_out = np.ndarray((h, w), np.uint8, block, h * w * 3)
         import vizdoom as vzd
 
         game = vzd.DoomGame()
@@ -136,26 +158,27 @@ def player_main(conn) -> None:
         # processes in player-number order. Every player has the same default colour, so which
         # process got which number shows in no frame.
         number = int(game.get_game_variable(gv.PLAYER_NUMBER))
-        conn.send_bytes(b"I" + json.dumps({"player_number": number, "pid": os.getpid()}).encode())
+        conn.send(b"I" + json.dumps({"player_number": number, "pid": os.getpid()}).encode())
         actions = action_table(spec["turn_degrees"] / spec["frame_skip"])
         process = FrameProcessor(
             game.get_screen_height(), game.get_screen_width(), spec["frame_size"], spec["crop_width"]
         )
-        last = None
 
         def reply() -> None:
-            nonlocal last
             finished = game.is_episode_finished()
             state = None if finished else game.get_state()
-            if state is not None:
-                last = process(state.screen_buffer, state.depth_buffer)
+            if state is not None:  # else the block keeps the last frame
+                rgb_out[...], depth_out[...] = process(state.screen_buffer, state.depth_buffer)
             values = [game.get_game_variable(v) for v in variables]
             values += [float(game.is_player_dead()), float(finished), float(game.get_episode_time())]
-            conn.send_bytes(b"O" + HEADER.pack(*values) + last[0].tobytes() + last[1].tobytes())
+            conn.send(b"O" + HEADER.pack(*values))
 
         reply()
         while True:
-            cmd, a, _ = COMMAND.unpack(conn.recv_bytes())
+            data = conn.recv(MAX_MESSAGE)
+            if not data:  # the parent closed its end
+                break
+            cmd, a, _ = COMMAND.unpack(data)
             if cmd == b"T" or cmd == b"S":
                 # One tic per command, every player in step: several tics in one call (make_action
                 # with a skip) drift out of lockstep in a netgame and hang; the parent's one command
@@ -167,7 +190,7 @@ def player_main(conn) -> None:
                 if cmd == b"S":
                     reply()
                 else:
-                    conn.send_bytes(b"K")
+                    conn.send(b"K")
             elif cmd == b"R":
                 game.set_seed(int(a))
                 game.new_episode()
@@ -176,11 +199,12 @@ def player_main(conn) -> None:
                 break
             else:
                 raise ValueError(f"unknown command {cmd!r}")
-    except (EOFError, BrokenPipeError, KeyboardInterrupt):
+    except (EOFError, BrokenPipeError, ConnectionResetError, KeyboardInterrupt):
         pass
     except BaseException as exc:  # report anything to the parent, then exit
         try:
-            conn.send_bytes(b"E" + f"{type(exc).__name__}: {exc}\n{traceback.format_exc()}".encode())
+            text = f"{type(exc).__name__}: {exc}\n{traceback.format_exc()}".encode()
+            conn.send(b"E" + text[: MAX_MESSAGE - 1])
         except (OSError, ValueError):
             pass
     finally:
@@ -194,6 +218,5 @@ def player_main(conn) -> None:
 
 if __name__ == "__main__":
     import sys
-    from multiprocessing.connection import Connection
 
-    player_main(Connection(int(sys.argv[1])))
+    player_main(socket.socket(fileno=int(sys.argv[1])))

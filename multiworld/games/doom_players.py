@@ -1,8 +1,12 @@
 """The player processes of a ViZDoom game, for :mod:`multiworld.games.vizdoom`.
 
 Every player is a ``DoomGame`` in its own process (a fresh interpreter,
-``multiworld.games._doom_player``, talking raw bytes over a socket pair; scripts need no
-``__main__`` guard), in its own process group with its engine. The host engine listens on
+``multiworld.games._doom_player``, talking small raw-bytes messages over a ``SOCK_SEQPACKET``
+socket pair; scripts need no ``__main__`` guard), in its own process group with its engine. Its
+frames come through a shared-memory block of its own (``multiprocessing.shared_memory``), which the
+parent creates and unlinks as soon as the player has mapped it: no segment is left by name
+while the game runs, and the memory goes when the last mapping does (``close()``, garbage
+collection, or a process's death, a SIGKILLed parent included). The host engine listens on
 127.0.0.1 on a free UDP port (a port in use is retried, ``START_ATTEMPTS`` times in all); every
 packet between the engines passes through the parent's switch (:mod:`doom_relay`).
 
@@ -40,7 +44,7 @@ import sys
 import tempfile
 import time
 import weakref
-from multiprocessing.connection import Connection
+from multiprocessing import shared_memory
 
 import numpy as np
 
@@ -73,10 +77,10 @@ def free_udp_port() -> int:
         return s.getsockname()[1]
 
 
-def _end_process(proc, conn) -> None:
+def _end_process(proc, conn: socket.socket) -> None:
     """Ask, then make sure: the player's whole process group (it and its engine) is killed."""
     try:
-        conn.send_bytes(player.COMMAND.pack(b"Q", 0, 0))
+        conn.send(player.COMMAND.pack(b"Q", 0, 0))
     except (OSError, ValueError):
         pass
     try:
@@ -100,12 +104,15 @@ def _end_process(proc, conn) -> None:
 
 
 class _Players:
-    """The player processes of one game, in agent order (agent i is Doom's player number i), and
-    the switch their engines' packets pass through."""
+    """The player processes of one game, in agent order (agent i is Doom's player number i), the
+    switch their engines' packets pass through, and their frames' shared-memory blocks."""
 
     def __init__(self, procs: list, conns: list, names: list[str], timeout: float, logs: list, relay: Relay) -> None:
         self.procs, self.conns, self.names, self.timeout, self.logs = procs, conns, names, timeout, logs
         self.relay = relay
+        self.relay_fds = relay.fileno_map()
+        self.blocks: list[shared_memory.SharedMemory] = []  # one frame block per player, agent order once known
+        self.frames: list[tuple[np.ndarray, np.ndarray]] = []  # (rgb, depth) views of each block, agent order
         self.host_action = 0  # the host's action of the last tic (its actions go in one tic late)
         self.closed = False
 
@@ -123,27 +130,51 @@ class _Players:
     def pids(self) -> list[int]:
         return [p.pid for p in self.procs]
 
+    def new_block(self, size: int) -> shared_memory.SharedMemory:
+        block = shared_memory.SharedMemory(create=True, size=size)
+        self.blocks.append(block)
+        return block
+
+    def unlink_blocks(self) -> None:
+        """Remove the blocks' names (every player has mapped its block: the memory stays mapped)."""
+        for block in self.blocks:
+            try:
+                block.unlink()
+            except FileNotFoundError:  # already unlinked
+                pass
+
     def send(self, i: int, cmd: bytes, a: int = 0, b: int = 0) -> None:
         self.send_raw(i, player.COMMAND.pack(cmd, a, b))
 
     def send_raw(self, i: int, data: bytes) -> None:
         try:
-            self.conns[i].send_bytes(data)
+            self.conns[i].send(data)
         except (OSError, ValueError) as exc:
             raise self.error(i, f"its pipe is closed ({exc})") from None
 
-    def wait(self, done, i: int, watch: list | None = None, timeout: float | None = None) -> None:
-        """Forward the game's packets until ``done()`` holds, waking also when a connection in
-        ``watch`` is readable; player ``i`` is the one waited for.
+    def _died(self, i: int) -> PlayerProcessError:
+        proc = self.procs[i]
+        try:
+            proc.wait(1.0)
+        except subprocess.TimeoutExpired:
+            pass
+        return self.error(i, f"the process died (exit code {proc.returncode}){self._log_tail(i)}")
 
-        A player that dies meanwhile is named (in lockstep a live player waits for a dead peer's
-        tics, so whichever died is the cause); ``timeout`` seconds without ``done()`` raise."""
+    def wait(self, done, i: int, want: list[int] | None = None, timeout: float | None = None) -> dict[int, bytes]:
+        """Forward the game's packets until ``done()`` holds and every player in ``want`` has sent
+        a message; those messages by player. Player ``i`` is the one waited for (named on a timeout).
+
+        One ``select`` covers the switch's sockets and the players': the loop is the parent's
+        whole cost per tic, so it stays small. A player that dies meanwhile is named (in lockstep a
+        live player waits for a dead peer's tics, so whichever died is the cause); ``timeout``
+        seconds without ``done()`` raise."""
         timeout = self.timeout if timeout is None else timeout
         deadline = time.monotonic() + timeout
-        relay_fds = self.relay.fileno_map()
-        fds = list(relay_fds) + [c.fileno() for c in watch or []]
+        relay_fds = self.relay_fds
+        pending = {self.conns[j].fileno(): j for j in want or []}
+        got: dict[int, bytes] = {}
         check = time.monotonic() + 1.0
-        while not done():
+        while pending or not done():
             now = time.monotonic()
             if now >= check:
                 check = now + 1.0
@@ -151,50 +182,49 @@ class _Players:
                     if other.poll() is not None:
                         raise self.error(j, f"the process died (exit code {other.returncode}){self._log_tail(j)}")
             if now >= deadline:
-                raise self.error(i, f"no answer within {timeout:.0f} s")
+                raise self.error(min(pending.values(), default=i), f"no answer within {timeout:.0f} s")
             try:
-                readable, _, _ = select.select(fds, [], [], max(0.0, min(deadline, check) - now))
+                readable, _, _ = select.select([*relay_fds, *pending], [], [], max(0.0, min(deadline, check) - now))
             except (OSError, ValueError) as exc:
                 raise self.error(i, f"its pipe failed ({exc})") from None
             for fd in readable:
-                if fd in relay_fds:
-                    self.relay.forward(relay_fds[fd])
+                g = relay_fds.get(fd)
+                if g is not None:
+                    self.relay.forward(g)
+                    continue
+                j = pending.pop(fd)
+                try:
+                    msg = self.conns[j].recv(player.MAX_MESSAGE)
+                except OSError:
+                    msg = b""
+                if not msg:
+                    raise self._died(j)
+                if msg[:1] == b"E":
+                    raise self.error(j, "it failed: " + msg[1:].decode("utf-8", "replace").strip())
+                got[j] = msg
+        return got
 
     def recv(self, i: int, timeout: float | None = None) -> bytes:
         """Player ``i``'s next message (forwarding the game's packets meanwhile)."""
-        conn, proc = self.conns[i], self.procs[i]
+        return self.wait(lambda: True, i, [i], timeout)[i]
 
-        def readable() -> bool:
-            try:
-                return conn.poll(0)
-            except (OSError, ValueError) as exc:
-                raise self.error(i, f"its pipe failed ({exc})") from None
-
-        self.wait(readable, i, [conn], timeout)
-        try:
-            msg = conn.recv_bytes()
-        except (EOFError, OSError):
-            try:
-                proc.wait(1.0)
-            except subprocess.TimeoutExpired:
-                pass
-            raise self.error(i, f"the process died (exit code {proc.returncode}){self._log_tail(i)}") from None
-        if msg[:1] == b"E":
-            raise self.error(i, "it failed: " + msg[1:].decode("utf-8", "replace").strip())
-        return msg
+    def recv_all(self, n: int) -> list[bytes]:
+        """The next message of each of the first ``n`` players, in agent order."""
+        got = self.wait(lambda: True, 0, list(range(n)))
+        return [got[i] for i in range(n)]
 
     def round(self, cmd: bytes, values: list[int]) -> list[bytes]:
         """One tic: the host first, then (once its tic command has reached every joiner) the
         joiners; every player's reply in agent order. ``values[0]`` is the host's action of this
         tic; it is handed over one tic late (``host_action``) like every joiner's."""
-        relay = self.relay
-        before = relay.delivered[:]
+        delivered = self.relay.delivered
+        before = delivered[:]
         self.send(0, cmd, self.host_action)
         self.host_action = values[0]
-        self.wait(lambda: all(d > b for d, b in zip(relay.delivered, before)), 0)
+        self.wait(lambda: all(d > b for d, b in zip(delivered, before)), 0)
         for i in range(1, len(values)):
             self.send(i, cmd, values[i])
-        return [self.recv(i) for i in range(len(values))]
+        return self.recv_all(len(values))
 
     def error(self, i: int, why: str) -> PlayerProcessError:
         return PlayerProcessError(f"ViZDoom player {self.names[i]} (pid {self.procs[i].pid}): {why}")
@@ -208,6 +238,10 @@ class _Players:
         for log in self.logs:
             log.close()
         self.relay.close()
+        self.frames = []  # the views go first: a block with views over it cannot be closed
+        self.unlink_blocks()
+        for block in self.blocks:
+            block.close()
 
 
 def _shutdown(players: _Players) -> None:
@@ -252,8 +286,10 @@ class PlayerProcesses:
         launched = _Players([], [], [f"player {i + 1}" for i in range(n)], self.timeout, [], relay)
         finalizer = weakref.finalize(self, _shutdown, launched)
         procs, conns = launched.procs, launched.conns
+        h, w = self.height, self.width
         try:
             for args in self._game_args(port, relay.ports):
+                block = launched.new_block(h * w * 4)  # rgb (h, w, 3), then depth (h, w)
                 spec = {
                     "wad": self.wad,
                     "map": self.map_lump,
@@ -265,8 +301,11 @@ class PlayerProcesses:
                     "frame_size": self.frame_size,
                     "crop_width": self.crop_width,
                     "ticrate": TICRATE,
+                    "frame_block": block.name,
+                    "frame_shape": [h, w],
                 }
-                ours, theirs = socket.socketpair()
+                # SEQPACKET keeps each message whole: one send, one recv, no length prefix.
+                ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
                 log = tempfile.TemporaryFile()
                 launched.logs.append(log)
                 with theirs:
@@ -281,7 +320,7 @@ class PlayerProcesses:
                         stderr=log,
                     )
                 procs.append(proc)
-                conns.append(Connection(ours.detach()))
+                conns.append(ours)
                 launched.send_raw(len(procs) - 1, json.dumps(spec).encode())
             numbers = []
             startup = self.timeout + 30.0  # a first start also loads the engine and the map
@@ -290,28 +329,38 @@ class PlayerProcesses:
                 if msg[:1] != b"I":
                     raise launched.error(i, f"unexpected first message {msg[:1]!r}")
                 numbers.append(int(json.loads(msg[1:].decode())["player_number"]))
+            launched.unlink_blocks()  # every player has mapped its block (before its first message)
             if sorted(numbers) != list(range(len(procs))) or numbers[0] != 0:
                 raise launched.error(0, f"player numbers {numbers} are not the host's 0, then 1..{len(procs) - 1}")
             order = np.argsort(numbers)
             launched.procs = [procs[k] for k in order]
             launched.conns = [conns[k] for k in order]
             launched.logs = [launched.logs[k] for k in order]
+            launched.blocks = [launched.blocks[k] for k in order]
+            launched.frames = [
+                (
+                    np.ndarray((h, w, 3), np.uint8, block.buf, 0),
+                    np.ndarray((h, w), np.uint8, block.buf, h * w * 3),
+                )
+                for block in launched.blocks
+            ]
             launched.names = self.possible_agents[:]
-            self._obs = [self._parse(launched.recv(i), i) for i in range(len(procs))]
+            self._obs = [self._parse(msg, i, launched) for i, msg in enumerate(launched.recv_all(len(procs)))]
         except BaseException:
             finalizer()
             raise
         self._finalizer = finalizer
         return launched
 
-    def _parse(self, msg: bytes, i: int) -> dict:
+    def _parse(self, msg: bytes, i: int, players: _Players) -> dict:
         if msg[:1] != b"O":
             raise self._players_or_none_error(i, f"unexpected message {msg[:1]!r}")
         n = player.HEADER.size
         x, y, z, angle, frags, deaths, health, dead, finished, tic = player.HEADER.unpack(msg[1 : 1 + n])
-        h, w = self.height, self.width
-        rgb = np.frombuffer(msg, np.uint8, h * w * 3, 1 + n).reshape(h, w, 3)
-        depth = np.frombuffer(msg, np.uint8, h * w, 1 + n + h * w * 3).reshape(h, w)
+        # The player wrote its frame before replying and writes again only after the next command:
+        # copies, since the caller keeps observations across steps.
+        rgb_view, depth_view = players.frames[i]
+        rgb, depth = rgb_view.copy(), depth_view.copy()
         cx, cy, heading = self.doom_map.to_cells(x, y, angle)
         return {
             "rgb": rgb,
@@ -340,7 +389,7 @@ class PlayerProcesses:
             if cmd == b"R":
                 for i, v in enumerate(values):
                     players.send(i, cmd, v)
-                replies = [players.recv(i) for i in range(len(values))]
+                replies = players.recv_all(len(values))
                 players.host_action = 0  # the new episode starts from released controls
             else:
                 for _ in range(tics - 1):
@@ -348,7 +397,7 @@ class PlayerProcesses:
                         if reply != b"K":
                             raise players.error(i, f"unexpected answer {reply[:1]!r} to a tic")
                 replies = players.round(cmd, values)
-            obs = [self._parse(msg, i) for i, msg in enumerate(replies)]
+            obs = [self._parse(msg, i, players) for i, msg in enumerate(replies)]
             if len({o["tic"] for o in obs}) > 1:
                 raise PlayerProcessError(f"ViZDoom players out of lockstep: map tics {[o['tic'] for o in obs]}")
             return obs
@@ -366,3 +415,7 @@ class PlayerProcesses:
     def player_pids(self) -> list[int]:
         """Process ids of the player processes (each leads a process group with its engine)."""
         return [] if self._players is None else self._players.pids
+
+    def frame_block_names(self) -> list[str]:
+        """Names of the players' shared-memory frame blocks (already unlinked once the game runs)."""
+        return [] if self._players is None else [block.name for block in self._players.blocks]
