@@ -86,16 +86,26 @@ class FrameProcessor:
         # an edge would invent surfaces).
         self.dy = np.minimum(((np.arange(size) + 0.5) * native_h / size).astype(np.int64), native_h - 1)
         self.dx = self.c0 + np.minimum(((np.arange(size) + 0.5) * crop_w / size).astype(np.int64), crop_w - 1)
+        self.flat = (self.dy[:, None] * native_w + self.dx[None, :]).ravel()  # into the flattened depth
 
-    def __call__(self, rgb: np.ndarray, depth: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def __call__(
+        self, rgb: np.ndarray, depth: np.ndarray, out: tuple[np.ndarray, np.ndarray] | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """``(size, size, 3)`` rgb and ``(size, size)`` depth, uint8 (written into ``out``, C-contiguous, if given)."""
+        if out is None:
+            n = self.size
+            shape = rgb.shape[:2] if n is None else (n, n)
+            out = (np.empty((*shape, 3), np.uint8), np.empty(shape, np.uint8))
         if self.size is None:
-            return np.ascontiguousarray(rgb), np.ascontiguousarray(depth)
+            out[0][...], out[1][...] = rgb, depth
+            return out
         img = rgb[:, self.c0 : self.c1].astype(np.float32)
         h, w, _ = img.shape
         tall = (self.rows @ img.reshape(h, w * 3)).reshape(self.size, w, 3)  # rows resampled
-        out = tall.transpose(0, 2, 1) @ self.cols  # (size, 3, size): columns resampled
-        rgb_out = np.clip(np.rint(out.transpose(0, 2, 1)), 0, 255).astype(np.uint8)
-        return rgb_out, np.ascontiguousarray(depth[self.dy[:, None], self.dx[None, :]])
+        res = (tall.transpose(0, 2, 1) @ self.cols).transpose(0, 2, 1)  # (size, size, 3): columns resampled
+        np.copyto(out[0], np.clip(np.rint(res), 0, 255), casting="unsafe")
+        np.take(depth.reshape(-1), self.flat, out=out[1].reshape(-1))
+        return out
 
 
 def _watch_parent(parent: int) -> None:
@@ -168,7 +178,7 @@ def player_main(conn: socket.socket) -> None:
             finished = game.is_episode_finished()
             state = None if finished else game.get_state()
             if state is not None:  # else the block keeps the last frame
-                rgb_out[...], depth_out[...] = process(state.screen_buffer, state.depth_buffer)
+                process(state.screen_buffer, state.depth_buffer, (rgb_out, depth_out))
             values = [game.get_game_variable(v) for v in variables]
             values += [float(game.is_player_dead()), float(finished), float(game.get_episode_time())]
             conn.send(b"O" + HEADER.pack(*values))
