@@ -1,0 +1,130 @@
+"""The model backend's fast render paths draw the views its reference render draws.
+
+- Views at the policy's size: a 32x32 env's views are the renderer's own 32x32 render (no resize),
+  rays stay independent at that size, and their fidelity to the oracle's 32x32 views is close to
+  the 64x64 fidelity the model was trained for.
+- The compiled render (Inductor, ``compile_render=True``) agrees with the eager render on the
+  shipped checkpoint to float rounding, and a world resumes exactly on the path that wrote it.
+- Resume from stored tokens is exact per precision (fp32 and bf16): same views, poses, rewards and
+  events step for step.
+
+Speed itself is measured by ``benchmarks/vector_speed.py``, never here.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+import multiworld
+from multiworld.bench.metrics import psnr
+from multiworld.models.checkpoint import DEFAULT_CHECKPOINT, load_checkpoint
+from multiworld.sim.model import ModelSimulator
+from multiworld.world.camera import Camera
+from multiworld.world.render import Raycaster, RenderConfig
+
+
+def has_cpp_compiler() -> bool:
+    """Inductor's CPU backend compiles C++: without a compiler the compiled path cannot run."""
+    try:
+        from torch._inductor.cpp_builder import get_cpp_compiler
+
+        get_cpp_compiler()
+    except Exception:
+        return False
+    return True
+
+
+@pytest.fixture(scope="module")
+def shipped():
+    return load_checkpoint(DEFAULT_CHECKPOINT, torch.device("cpu"))
+
+
+def uint8(rgb: torch.Tensor) -> np.ndarray:
+    return (rgb.float().clamp(0, 1) * 255).round().to(torch.uint8).numpy()
+
+
+def stepped(sim: ModelSimulator, steps: int, seed: int = 0):
+    """Step ``sim`` with random joint actions; the actions."""
+    rng = np.random.default_rng(seed)
+    actions = [rng.integers(0, 8, (sim.num_worlds, sim.num_agents)) for _ in range(steps)]
+    for a in actions:
+        sim.step(a)
+    return actions
+
+
+def test_32x32_views_are_rendered_at_32x32(shipped):
+    env = multiworld.vector_env(
+        num_envs=2, num_agents=3, backend="model", height=32, width=32, precision="fp32", model=shipped
+    )
+    obs, _ = env.reset(seed=11)
+    obs, *_ = env.step(np.random.default_rng(1).integers(0, 8, (2, 3)))
+    assert obs.shape == (2, 3, 32, 32, 3)
+    cam = Camera(height=32, width=32)
+    with torch.no_grad():
+        rgb, _ = shipped.render(env.sim.latent, cam)
+        cols = torch.tensor([0, 5, 17, 31])
+        part, _ = shipped.renderer(env.sim.latent.scene, env.sim.latent.agents, columns=cols, cam=cam)
+    np.testing.assert_array_equal(obs, uint8(rgb))  # the renderer's own 32x32 render, not a resize
+    # Rays are independent at any size: a few columns alone render as in the whole image.
+    torch.testing.assert_close(part, rgb[:, :, :, cols], atol=1e-5, rtol=0)
+
+
+def test_32x32_fidelity_is_close_to_the_trained_size(shipped):
+    """The camera is explicit, so the 64x64-trained model renders 32x32 views about as faithfully
+    (PSNR against the oracle's views of the same reset states)."""
+    fidelity = {}
+    for size in (32, 64):
+        kw = {"num_envs": 3, "num_agents": 2, "height": size, "width": size, "seed": 21}
+        model = multiworld.vector_env(backend="model", precision="fp32", model=shipped, **kw)
+        oracle = multiworld.vector_env(backend="oracle", **kw)
+        fidelity[size] = float(psnr(model.reset(seed=21)[0], oracle.reset(seed=21)[0]).mean())
+    assert fidelity[32] > fidelity[64] - 3.0, fidelity
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_resume_from_tokens_is_exact_per_precision(shipped, precision):
+    live = ModelSimulator("forage-v0", 3, num_worlds=2, precision=precision, model=shipped)
+    live.reset([5, 6])
+    stepped(live, 3, seed=1)
+    start, tokens = live.world_state(), live.tokens()
+    again = ModelSimulator("forage-v0", 3, num_worlds=2, precision=precision, model=shipped)
+    first = again.reset([5, 6], start=start, tokens=tokens)
+    assert np.array_equal(first.poses, live.latent.poses.numpy())
+    for a in np.random.default_rng(2).integers(0, 8, (4, 2, 3)):
+        x, y = live.step(a), again.step(a)
+        assert np.array_equal(x.rgb, y.rgb) and np.array_equal(x.poses, y.poses)
+        assert np.array_equal(x.rewards, y.rewards) and x.events == y.events
+    assert np.array_equal(live.tokens(), again.tokens())
+
+
+@pytest.mark.skipif(not has_cpp_compiler(), reason="torch.compile's CPU backend needs a C++ compiler")
+def test_compiled_render_agrees_with_eager_and_resumes_exactly(shipped):
+    """One compile (about a minute or two on a small CPU) serves both checks: the second simulator
+    shares the model, so it reuses the compiled code."""
+    render = RenderConfig(height=32, width=32)
+    kw = {"num_worlds": 2, "precision": "fp32", "model": shipped, "render": render}
+    eager = ModelSimulator("forage-v0", 2, **kw)
+    compiled = ModelSimulator("forage-v0", 2, compile_render=True, **kw)
+    assert compiled.record_attrs(0)["model"]["render"] == "compiled"
+    assert "render" not in eager.record_attrs(0)["model"]
+    for sim in (eager, compiled):
+        sim.reset([3, 4])
+        stepped(sim, 2, seed=3)
+    assert np.array_equal(eager.tokens(), compiled.tokens())  # the state update never changes path
+    with torch.inference_mode():
+        ref, ref_depth = eager._render()
+        got, got_depth = compiled._render()
+    # Fusion reorders float arithmetic: the views agree to rounding, and so does their fidelity.
+    assert (got - ref).abs().max().item() < 1e-4
+    assert (got_depth - ref_depth).abs().max().item() < 1e-3
+    truth = Raycaster(render).render(compiled.world_state()).rgb.numpy()  # the oracle's views of the readout
+    assert abs(float(psnr(uint8(got), truth).mean()) - float(psnr(uint8(ref), truth).mean())) < 0.5
+
+    # Exact resume on the compiled path: same views step for step from the stored tokens.
+    start, tokens = compiled.world_state(), compiled.tokens()
+    again = ModelSimulator("forage-v0", 2, compile_render=True, **kw)
+    again.reset([3, 4], start=start, tokens=tokens)
+    for a in np.random.default_rng(4).integers(0, 8, (3, 2, 2)):
+        assert np.array_equal(compiled.step(a).rgb, again.step(a).rgb)
