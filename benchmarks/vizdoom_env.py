@@ -4,10 +4,10 @@ For 2 and 4 players, 64x64 RGB: the env (``multiworld.games.vizdoom.parallel_env
 actions, frame_skip 1 and 4) and, as the reference under the same load, the raw game (one
 ``DoomGame`` per process, ``make_action`` one tic at a time, 160x120 RGB + depth + pose read
 each tic, no env; in lockstep, so its rate is its slowest player's). An agent-frame is one
-observation delivered to one agent. Writes
-``results/vizdoom/env.{json,md}``.
+observation delivered to one agent; ``of_raw`` is an env row's agent-frames/s over the raw
+game's with as many players, measured just before it. Writes ``results/vizdoom/env.{json,md}``.
 
-    python benchmarks/vizdoom_env.py [--seconds 20]
+    python benchmarks/vizdoom_env.py [--seconds 20] [--players 2 4]   # a short run: --seconds 5 --players 4
 """
 
 from __future__ import annotations
@@ -112,21 +112,26 @@ def raw_rate(players: int, seconds: float) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=float, default=20.0, help="measured seconds per configuration")
+    parser.add_argument("--players", type=int, nargs="+", default=[2, 4], help="player counts to measure")
     parser.add_argument("--note", default="", help="conditions of the run, written into the results")
     args = parser.parse_args()
+    if any(not 2 <= p <= 8 for p in args.players):
+        parser.error(f"--players must be between 2 and 8, got {args.players}")
     rows = []
-    for players in (2, 4):
-        rows.append(raw_rate(players, args.seconds))
+    for players in args.players:
+        raw = raw_rate(players, args.seconds)
+        rows.append({**raw, "of_raw": ""})
         print(rows[-1], flush=True)
         for skip in (1, 4):
-            rows.append(env_rate(players, skip, args.seconds))
+            row = env_rate(players, skip, args.seconds)
+            rows.append({**row, "of_raw": round(row["agent_frames_per_s"] / raw["agent_frames_per_s"], 2)})
             print(rows[-1], flush=True)
     load = os.getloadavg()
     note = f"load average {load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f} (1/5/15 min) at the end. {args.note}".strip()
     shown = [{k: v for k, v in r.items() if k != "player_tics_per_s"} for r in rows]  # in the JSON only
     table = markdown_table(shown) + "\n\n" + note + "\n"
     os.makedirs(os.path.join(os.path.dirname(os.path.abspath(__file__)), "results", "vizdoom"), exist_ok=True)
-    write_results("vizdoom/env", {"rows": rows, "seconds": args.seconds, "note": note}, table)
+    write_results("vizdoom/env", {"rows": rows, "seconds": args.seconds, "players": args.players, "note": note}, table)
 
 
 if __name__ == "__main__":

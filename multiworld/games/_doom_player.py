@@ -22,6 +22,7 @@ parent dies.
 from __future__ import annotations
 
 import json
+import math
 import mmap
 import os
 import signal
@@ -71,8 +72,11 @@ def area_matrix(src: int, dst: int) -> np.ndarray:
 class FrameProcessor:
     """Crop to square pixels and area-resample to ``size`` x ``size`` (or pass the native frame).
 
-    The resampling is two small matrix products (rows, then columns): about 0.15 ms a frame on one
-    core, a fifth of an integral-image version; it runs in every player's process at every step."""
+    The resampling is two matrix products (rows, then columns). An area matrix ``src -> dst`` is
+    block diagonal: ``gcd(src, dst)`` copies of the ``src/g -> dst/g`` matrix (the pixel edges meet
+    at every block's edge), so each product runs on the blocks: at 120x160 -> 64x64 about 0.04 ms
+    a frame on one core, a third of the full matrices' time, the same pixels (the skipped weights
+    are zeros). It runs in every player's process at every step."""
 
     def __init__(self, native_h: int, native_w: int, size: int | None, crop_w: int) -> None:
         self.size = size
@@ -80,13 +84,15 @@ class FrameProcessor:
             return
         self.c0 = (native_w - crop_w) // 2
         self.c1 = self.c0 + crop_w
-        self.rows = area_matrix(native_h, size)  # (size, H)
-        self.cols = np.ascontiguousarray(area_matrix(crop_w, size).T)  # (crop_w, size)
+        self.h, self.w = native_h, crop_w
+        self.row_blocks, self.col_blocks = math.gcd(native_h, size), math.gcd(crop_w, size)
+        self.rows = area_matrix(native_h // self.row_blocks, size // self.row_blocks)  # (size/g, H/g)
+        self.cols = np.ascontiguousarray(area_matrix(crop_w // self.col_blocks, size // self.col_blocks).T)
         # Depth: the nearest source pixel to each output pixel's centre (averaging depths across
         # an edge would invent surfaces).
-        self.dy = np.minimum(((np.arange(size) + 0.5) * native_h / size).astype(np.int64), native_h - 1)
-        self.dx = self.c0 + np.minimum(((np.arange(size) + 0.5) * crop_w / size).astype(np.int64), crop_w - 1)
-        self.flat = (self.dy[:, None] * native_w + self.dx[None, :]).ravel()  # into the flattened depth
+        dy = np.minimum(((np.arange(size) + 0.5) * native_h / size).astype(np.int64), native_h - 1)
+        dx = self.c0 + np.minimum(((np.arange(size) + 0.5) * crop_w / size).astype(np.int64), crop_w - 1)
+        self.flat = (dy[:, None] * native_w + dx[None, :]).ravel()  # into the flattened depth
 
     def __call__(
         self, rgb: np.ndarray, depth: np.ndarray, out: tuple[np.ndarray, np.ndarray] | None = None
@@ -99,11 +105,12 @@ class FrameProcessor:
         if self.size is None:
             out[0][...], out[1][...] = rgb, depth
             return out
-        img = rgb[:, self.c0 : self.c1].astype(np.float32)
-        h, w, _ = img.shape
-        tall = (self.rows @ img.reshape(h, w * 3)).reshape(self.size, w, 3)  # rows resampled
-        res = (tall.transpose(0, 2, 1) @ self.cols).transpose(0, 2, 1)  # (size, size, 3): columns resampled
-        np.copyto(out[0], np.clip(np.rint(res), 0, 255), casting="unsafe")
+        n, h, w, gr, gc = self.size, self.h, self.w, self.row_blocks, self.col_blocks
+        img = rgb[:, self.c0 : self.c1].astype(np.float32).reshape(gr, h // gr, w * 3)
+        tall = np.matmul(self.rows, img)  # (gr, n/gr, w*3): rows resampled, block by block
+        # (n, 3, w) in blocks of w/gc columns, one block a row of the product: columns resampled
+        res = (tall.reshape(n, w, 3).transpose(0, 2, 1).reshape(n * 3 * gc, w // gc) @ self.cols).reshape(n, 3, n)
+        np.copyto(out[0], np.clip(np.rint(res.transpose(0, 2, 1)), 0, 255), casting="unsafe")
         np.take(depth.reshape(-1), self.flat, out=out[1].reshape(-1))
         return out
 
