@@ -3,10 +3,7 @@
 Every player is a ``DoomGame`` in its own process (a fresh interpreter,
 ``multiworld.games._doom_player``, talking small raw-bytes messages over a ``SOCK_SEQPACKET``
 socket pair; scripts need no ``__main__`` guard), in its own process group with its engine. Its
-frames come through a shared-memory block of its own (``multiprocessing.shared_memory``), which the
-parent creates and unlinks as soon as the player has mapped it: no segment is left by name
-while the game runs, and the memory goes when the last mapping does (``close()``, garbage
-collection, or a process's death, a SIGKILLed parent included). The host engine listens on
+frames come through shared memory (:mod:`doom_frames`). The host engine listens on
 127.0.0.1 on a free UDP port (a port in use is retried, ``START_ATTEMPTS`` times in all); every
 packet between the engines passes through the parent's switch (:mod:`doom_relay`).
 
@@ -44,11 +41,11 @@ import sys
 import tempfile
 import time
 import weakref
-from multiprocessing import shared_memory
 
 import numpy as np
 
 from multiworld.games import _doom_player as player
+from multiworld.games.doom_frames import FrameBlocks
 from multiworld.games.doom_relay import Relay
 from multiworld.games.doom_views import VIEW_HEIGHT
 
@@ -107,12 +104,12 @@ class _Players:
     """The player processes of one game, in agent order (agent i is Doom's player number i), the
     switch their engines' packets pass through, and their frames' shared-memory blocks."""
 
-    def __init__(self, procs: list, conns: list, names: list[str], timeout: float, logs: list, relay: Relay) -> None:
+    def __init__(
+        self, procs: list, conns: list, names: list[str], timeout: float, logs: list, relay: Relay, frames: FrameBlocks
+    ) -> None:
         self.procs, self.conns, self.names, self.timeout, self.logs = procs, conns, names, timeout, logs
-        self.relay = relay
+        self.relay, self.frames = relay, frames
         self.relay_fds = relay.fileno_map()
-        self.blocks: list[shared_memory.SharedMemory] = []  # one frame block per player, agent order once known
-        self.frames: list[tuple[np.ndarray, np.ndarray]] = []  # (rgb, depth) views of each block, agent order
         self.host_action = 0  # the host's action of the last tic (its actions go in one tic late)
         self.closed = False
 
@@ -129,19 +126,6 @@ class _Players:
     @property
     def pids(self) -> list[int]:
         return [p.pid for p in self.procs]
-
-    def new_block(self, size: int) -> shared_memory.SharedMemory:
-        block = shared_memory.SharedMemory(create=True, size=size)
-        self.blocks.append(block)
-        return block
-
-    def unlink_blocks(self) -> None:
-        """Remove the blocks' names (every player has mapped its block: the memory stays mapped)."""
-        for block in self.blocks:
-            try:
-                block.unlink()
-            except FileNotFoundError:  # already unlinked
-                pass
 
     def send(self, i: int, cmd: bytes, a: int = 0, b: int = 0) -> None:
         self.send_raw(i, player.COMMAND.pack(cmd, a, b))
@@ -238,10 +222,7 @@ class _Players:
         for log in self.logs:
             log.close()
         self.relay.close()
-        self.frames = []  # the views go first: a block with views over it cannot be closed
-        self.unlink_blocks()
-        for block in self.blocks:
-            block.close()
+        self.frames.close()
 
 
 def _shutdown(players: _Players) -> None:
@@ -283,13 +264,12 @@ class PlayerProcesses:
         n = len(self.possible_agents)
         env = {**os.environ, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
         relay = Relay(port, n - 1)
-        launched = _Players([], [], [f"player {i + 1}" for i in range(n)], self.timeout, [], relay)
+        h, w = self.height, self.width
+        launched = _Players([], [], [f"player {i + 1}" for i in range(n)], self.timeout, [], relay, FrameBlocks(h, w))
         finalizer = weakref.finalize(self, _shutdown, launched)
         procs, conns = launched.procs, launched.conns
-        h, w = self.height, self.width
         try:
             for args in self._game_args(port, relay.ports):
-                block = launched.new_block(h * w * 4)  # rgb (h, w, 3), then depth (h, w)
                 spec = {
                     "wad": self.wad,
                     "map": self.map_lump,
@@ -301,7 +281,7 @@ class PlayerProcesses:
                     "frame_size": self.frame_size,
                     "crop_width": self.crop_width,
                     "ticrate": TICRATE,
-                    "frame_block": block.name,
+                    "frame_block": launched.frames.new(),
                     "frame_shape": [h, w],
                 }
                 # SEQPACKET keeps each message whole: one send, one recv, no length prefix.
@@ -329,21 +309,14 @@ class PlayerProcesses:
                 if msg[:1] != b"I":
                     raise launched.error(i, f"unexpected first message {msg[:1]!r}")
                 numbers.append(int(json.loads(msg[1:].decode())["player_number"]))
-            launched.unlink_blocks()  # every player has mapped its block (before its first message)
+            launched.frames.unlink()  # every player has mapped its block (before its first message)
             if sorted(numbers) != list(range(len(procs))) or numbers[0] != 0:
                 raise launched.error(0, f"player numbers {numbers} are not the host's 0, then 1..{len(procs) - 1}")
             order = np.argsort(numbers)
             launched.procs = [procs[k] for k in order]
             launched.conns = [conns[k] for k in order]
             launched.logs = [launched.logs[k] for k in order]
-            launched.blocks = [launched.blocks[k] for k in order]
-            launched.frames = [
-                (
-                    np.ndarray((h, w, 3), np.uint8, block.buf, 0),
-                    np.ndarray((h, w), np.uint8, block.buf, h * w * 3),
-                )
-                for block in launched.blocks
-            ]
+            launched.frames.reorder(order)
             launched.names = self.possible_agents[:]
             self._obs = [self._parse(msg, i, launched) for i, msg in enumerate(launched.recv_all(len(procs)))]
         except BaseException:
@@ -357,10 +330,7 @@ class PlayerProcesses:
             raise self._players_or_none_error(i, f"unexpected message {msg[:1]!r}")
         n = player.HEADER.size
         x, y, z, angle, frags, deaths, health, dead, finished, tic = player.HEADER.unpack(msg[1 : 1 + n])
-        # The player wrote its frame before replying and writes again only after the next command:
-        # copies, since the caller keeps observations across steps.
-        rgb_view, depth_view = players.frames[i]
-        rgb, depth = rgb_view.copy(), depth_view.copy()
+        rgb, depth = players.frames.read(i)
         cx, cy, heading = self.doom_map.to_cells(x, y, angle)
         return {
             "rgb": rgb,
@@ -418,4 +388,4 @@ class PlayerProcesses:
 
     def frame_block_names(self) -> list[str]:
         """Names of the players' shared-memory frame blocks (already unlinked once the game runs)."""
-        return [] if self._players is None else [block.name for block in self._players.blocks]
+        return [] if self._players is None else self._players.frames.names
