@@ -190,7 +190,7 @@ def _segments_left(names: list[str]) -> list[str]:
 def test_close_and_garbage_collection_end_every_process():
     env = vz.parallel_env(num_agents=2, **FAST)
     env.reset(seed=0)
-    pids, blocks = env.player_pids(), env.frame_block_names()
+    pids, blocks, engine = env.player_pids(), env.frame_block_names(), env.engine_segment_names()
     assert len(_group_members(pids)) >= 4, "each player has its engine process in its group"
     assert len(blocks) == 2 and not any(os.path.exists(f"/dev/shm/{n}") for n in blocks), "unlinked once mapped"
     assert len(_segments_left(blocks)) == 2, "the parent maps every player's frame block"
@@ -198,6 +198,7 @@ def test_close_and_garbage_collection_end_every_process():
     env.close()
     assert not _wait_gone(pids)
     assert not _segments_left(blocks), "close() releases the frame blocks"
+    assert engine and not _segments_left(engine), "no engine segment is left"
     env = vz.parallel_env(num_agents=2, **FAST)
     env.reset(seed=0)
     pids, blocks = env.player_pids(), env.frame_block_names()
@@ -209,13 +210,15 @@ def test_close_and_garbage_collection_end_every_process():
 def test_a_dead_player_gives_a_clear_error_and_no_process_is_left():
     env = vz.parallel_env(num_agents=3, **FAST)
     env.reset(seed=0)
-    pids, blocks = env.player_pids(), env.frame_block_names()
+    pids, blocks, engine = env.player_pids(), env.frame_block_names(), env.engine_segment_names()
+    assert any(os.path.exists(f"/dev/shm/{n}") for n in engine), "the engines' segments are found"
     os.kill(pids[1], signal.SIGKILL)
     with pytest.raises(vz.PlayerProcessError, match="agent_1"):
         for _ in range(5):
             env.step({})
     assert not _wait_gone(pids), "the other players and every engine were ended"
     assert not _segments_left(blocks), "their frame blocks were released"
+    assert not _segments_left(engine), "the killed engines' own segments were removed"
     env.reset(seed=0)  # a new game starts
     env.step({})
     env.close()

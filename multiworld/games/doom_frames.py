@@ -78,3 +78,42 @@ class FrameBlocks:
         self.unlink()
         for block in self.blocks:
             block.close()
+
+
+# The engines' own segments. ViZDoom's controller and engine share memory and message queues named
+# by the engine's instance id (``+viz_instance_id`` on its command line); ``DoomGame.close()``
+# removes them, but a killed player or engine leaves them in /dev/shm. The parent reads the ids
+# while the game runs and removes whatever is left after ending the processes.
+ENGINE_SEGMENTS = ("ViZDoomSM", "ViZDoomMQCtr", "ViZDoomMQDoom")
+
+
+def engine_segments(pgids: list[int]) -> list[str]:
+    """Names of the segments of the ViZDoom engines in the process groups ``pgids`` (Linux's
+    /proc; elsewhere none)."""
+    ids = []
+    try:
+        entries = [e for e in os.listdir("/proc") if e.isdigit()]
+    except OSError:
+        return []
+    for entry in entries:
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                if int(f.read().split(")")[-1].split()[2]) not in pgids:
+                    continue
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                args = f.read().decode("utf-8", "replace").split("\0")
+        except (OSError, ValueError, IndexError):
+            continue
+        ids += [args[k + 1] for k, a in enumerate(args[:-1]) if a == "+viz_instance_id"]
+    return [prefix + i for i in sorted(set(ids)) for prefix in ENGINE_SEGMENTS]
+
+
+def unlink_segments(names: list[str]) -> None:
+    """Remove the named POSIX shared-memory segments that still exist."""
+    import _posixshmem
+
+    for name in names:
+        try:
+            _posixshmem.shm_unlink("/" + name)
+        except OSError:  # gone already (closed cleanly)
+            pass

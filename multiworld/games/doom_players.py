@@ -45,7 +45,7 @@ import weakref
 import numpy as np
 
 from multiworld.games import _doom_player as player
-from multiworld.games.doom_frames import FrameBlocks
+from multiworld.games.doom_frames import FrameBlocks, engine_segments, unlink_segments
 from multiworld.games.doom_relay import Relay
 from multiworld.games.doom_views import VIEW_HEIGHT
 
@@ -110,6 +110,7 @@ class _Players:
         self.procs, self.conns, self.names, self.timeout, self.logs = procs, conns, names, timeout, logs
         self.relay, self.frames = relay, frames
         self.relay_fds = relay.fileno_map()
+        self.engine_segments: list[str] = []  # ViZDoom's own, removed after the processes end
         self.host_action = 0  # the host's action of the last tic (its actions go in one tic late)
         self.closed = False
 
@@ -217,12 +218,15 @@ class _Players:
         if self.closed:
             return
         self.closed = True
+        # Read again: a launch that failed before the ids were read leaves segments too.
+        self.engine_segments = sorted({*self.engine_segments, *engine_segments(self.pids)})
         for proc, conn in zip(self.procs, self.conns):
             _end_process(proc, conn)
         for log in self.logs:
             log.close()
         self.relay.close()
         self.frames.close()
+        unlink_segments(self.engine_segments)
 
 
 def _shutdown(players: _Players) -> None:
@@ -310,6 +314,7 @@ class PlayerProcesses:
                     raise launched.error(i, f"unexpected first message {msg[:1]!r}")
                 numbers.append(int(json.loads(msg[1:].decode())["player_number"]))
             launched.frames.unlink()  # every player has mapped its block (before its first message)
+            launched.engine_segments = engine_segments(launched.pids)  # every engine runs (init() is done)
             if sorted(numbers) != list(range(len(procs))) or numbers[0] != 0:
                 raise launched.error(0, f"player numbers {numbers} are not the host's 0, then 1..{len(procs) - 1}")
             order = np.argsort(numbers)
@@ -389,3 +394,7 @@ class PlayerProcesses:
     def frame_block_names(self) -> list[str]:
         """Names of the players' shared-memory frame blocks (already unlinked once the game runs)."""
         return [] if self._players is None else self._players.frames.names
+
+    def engine_segment_names(self) -> list[str]:
+        """Names of the ViZDoom engines' own shared-memory segments (removed by ``close()`` if left)."""
+        return [] if self._players is None else self._players.engine_segments
