@@ -229,10 +229,6 @@ class _Players:
         unlink_segments(self.engine_segments)
 
 
-def _shutdown(players: _Players) -> None:
-    players.shutdown()
-
-
 class PlayerProcesses:
     """The env's player processes: ``reset`` starts them (``_start``), ``step`` talks to them
     (``_exchange``), ``close`` ends them (``_stop``). The env starts with ``_players``,
@@ -270,7 +266,7 @@ class PlayerProcesses:
         relay = Relay(port, n - 1)
         h, w = self.height, self.width
         launched = _Players([], [], [f"player {i + 1}" for i in range(n)], self.timeout, [], relay, FrameBlocks(h, w))
-        finalizer = weakref.finalize(self, _shutdown, launched)
+        finalizer = weakref.finalize(self, launched.shutdown)
         procs, conns = launched.procs, launched.conns
         try:
             for args in self._game_args(port, relay.ports):

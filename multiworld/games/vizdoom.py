@@ -81,7 +81,6 @@ from multiworld.games.doom_players import (  # noqa: F401 (re-exported)
     PlayerProcesses,
     _end_process,
     _Players,
-    _shutdown,
     free_udp_port,
     require_vizdoom,
 )
