@@ -30,13 +30,10 @@ import torch.nn.functional as F
 
 from multiworld.models.data import payout_targets
 from multiworld.models.geometry import wrap_angle
-from multiworld.models.transitions import ProbePolicy, move_targets
+from multiworld.models.transitions import move_targets, probe_worlds
 from multiworld.models.world_model import ARENA_WORLDS, scenario_id
-from multiworld.seeds import TRAINING
-from multiworld.world.arena import generate
 from multiworld.world.dynamics import step as world_step
 from multiworld.world.render import Raycaster, RenderConfig
-from multiworld.world.scenarios import get_scenario
 from multiworld.world.topdown import top_down
 
 
@@ -95,15 +92,11 @@ class OneStepSampler:
         self.count = 0
 
     def _make_chunk(self) -> _Chunk:
-        cfg, rng = self.cfg, self.rng
-        name = str(rng.choice(cfg.scenarios))
-        n = int(rng.choice(cfg.agents))
-        sc = get_scenario(name)
-        arena = sc.arena_config(num_agents=n)
-        state = generate(arena, rng.integers(TRAINING.start, TRAINING.stop, size=cfg.chunk))
-        policy = ProbePolicy(cfg.chunk, cfg.policy_mix, rng)
-        for _ in range(int(rng.integers(0, cfg.warmup + 1))):
-            state, _ = world_step(state, policy.act(state), arena)
+        cfg = self.cfg
+        sc, arena, state, policy = probe_worlds(
+            self.rng, cfg.scenarios, cfg.agents, cfg.chunk, cfg.warmup, cfg.policy_mix
+        )
+        name = sc.name
         acts, poses, outcome, free, push, pick, reward, done = ([] for _ in range(8))
         for _ in range(cfg.actions):
             a = policy.act(state)

@@ -100,6 +100,19 @@ class ProbePolicy:
         return np.where(self.kind[:, None] == 2, self.forward.act(state), a).astype(np.int64)
 
 
+def probe_worlds(rng: np.random.Generator, scenarios, agents, count: int, warmup: int, policy_mix):
+    """``count`` fresh training-block worlds of one drawn scenario and agent count, walked for a
+    warm-up drawn from [0, warmup] steps by a :class:`ProbePolicy`: ``(scenario, arena, state,
+    policy)`` (the policy goes on acting for the recorded steps)."""
+    sc = get_scenario(str(rng.choice(scenarios)))
+    arena = sc.arena_config(num_agents=int(rng.choice(agents)))
+    state = generate(arena, rng.integers(TRAINING.start, TRAINING.stop, size=count))
+    policy = ProbePolicy(count, policy_mix, rng)
+    for _ in range(int(rng.integers(0, warmup + 1))):
+        state, _ = world_step(state, policy.act(state), arena)
+    return sc, arena, state, policy
+
+
 class TransitionSampler:
     """Transition batches made on the fly by the oracle (the module docstring)."""
 
@@ -111,16 +124,11 @@ class TransitionSampler:
             scenario_id(name)
 
     def sample(self) -> TransitionBatch:
-        cfg, rng = self.cfg, self.rng
-        name = str(rng.choice(cfg.scenarios))
-        n = int(rng.choice(cfg.agents))
-        sc = get_scenario(name)
-        arena = sc.arena_config(num_agents=n)
-        seeds = rng.integers(TRAINING.start, TRAINING.stop, size=cfg.batch_size)
-        state = generate(arena, seeds)
-        policy = ProbePolicy(cfg.batch_size, cfg.policy_mix, rng)
-        for _ in range(int(rng.integers(0, cfg.warmup + 1))):
-            state, _ = world_step(state, policy.act(state), arena)
+        cfg = self.cfg
+        sc, arena, state, policy = probe_worlds(
+            self.rng, cfg.scenarios, cfg.agents, cfg.batch_size, cfg.warmup, cfg.policy_mix
+        )
+        name = sc.name
         states, acts, evs, rewards, dones = [state], [], [], [], []
         for _ in range(cfg.horizon):
             a = policy.act(state)
