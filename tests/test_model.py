@@ -218,7 +218,7 @@ def test_a_checkpoint_with_the_removed_generative_head_loads_without_it(tiny_mod
 
     assert loaded.dynamics.payouts_seen.all()
 
-    shipped = read_config(DEFAULT_CHECKPOINT)  # trained after the head was removed (its rendering: test_model_reference.py)
+    shipped = read_config(DEFAULT_CHECKPOINT)  # trained after the head was removed (see test_model_reference.py)
     assert "refiner" not in shipped["model"]
     model = load_checkpoint(DEFAULT_CHECKPOINT)
     assert isinstance(model, WorldModel) and not hasattr(model, "refiner")
