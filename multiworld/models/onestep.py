@@ -29,6 +29,7 @@ import torch
 import torch.nn.functional as F
 
 from multiworld.models.data import payout_targets
+from multiworld.models.dynamics import motion_loss
 from multiworld.models.geometry import wrap_angle
 from multiworld.models.transitions import move_targets, probe_worlds
 from multiworld.models.world_model import ARENA_WORLDS, scenario_id
@@ -164,8 +165,7 @@ def onestep_loss(model, batch: OneStepBatch) -> tuple[torch.Tensor, dict[str, to
     shared_w = torch.tensor([cfg.event_pos_weight] * 2 + [1.0] + [cfg.event_pos_weight] * 2, device=dev)
     targets = payout_targets(reward)
     losses = {
-        "motion": F.cross_entropy(out["move_logits"].flatten(0, 1), outcome.flatten(), weight=w)
-        + (out["free_move"] - free).abs().sum(-1).mean() * cfg.pose_weight,
+        "motion": motion_loss(out, outcome, free, cfg.pose_weight, class_weight=w),
         "pose": (err_xy.sum(-1) / 2 + err_h).mean(),
         "events": F.binary_cross_entropy_with_logits(out["push"], push, pos_weight=pos_weight)
         + F.binary_cross_entropy_with_logits(out["pick"], pick, pos_weight=pos_weight)

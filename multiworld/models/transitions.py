@@ -25,7 +25,7 @@ import torch.nn.functional as F
 
 from multiworld.agents.policies import make_policy
 from multiworld.models.data import Batch, payout_targets
-from multiworld.models.dynamics import MOVE_OUTCOMES
+from multiworld.models.dynamics import MOVE_OUTCOMES, motion_loss
 from multiworld.models.geometry import wrap_angle
 from multiworld.models.heads import cell_maps
 from multiworld.models.world_model import ARENA_WORLDS, scenario_id
@@ -207,8 +207,7 @@ def transition_loss(model, tb: TransitionBatch) -> tuple[torch.Tensor, dict[str,
         err_h = wrap_angle(agents[..., 2] - p[..., 2]).abs()
         add("pose", (err_xy.sum(-1) / 2 + err_h).mean())
         if "move_logits" in out:
-            add("motion", F.cross_entropy(out["move_logits"].flatten(0, 1), b.move_outcome[:, t].flatten()))
-            add("motion", (out["free_move"] - b.free_move[:, t]).abs().sum(-1).mean() * cfg.pose_weight)
+            add("motion", motion_loss(out, b.move_outcome[:, t], b.free_move[:, t], cfg.pose_weight))
         l_e = F.binary_cross_entropy_with_logits(out["push"], b.push[:, t], pos_weight=pos_weight)
         l_e = l_e + F.binary_cross_entropy_with_logits(out["pick"], b.pick[:, t], pos_weight=pos_weight)
         l_e = l_e + F.binary_cross_entropy_with_logits(out["done_logit"], b.done[:, t])

@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from multiworld.models.dynamics import StateUpdateConfig, StateUpdateModel
+from multiworld.models.dynamics import StateUpdateConfig, StateUpdateModel, motion_loss
 from multiworld.models.encoder import EncoderConfig, SceneEncoder
 from multiworld.models.geometry import Camera, wrap_angle
 from multiworld.models.heads import DecoderHeads, HeadsConfig
@@ -279,8 +279,7 @@ class WorldModel(nn.Module):
             w_pose = 1.0 + cfg.unusual_weight * batch.unusual[:, t - 1]
             add("pose", ((err_xy.sum(-1) / 2 + err_h) * w_pose).mean() / w_pose.mean(), per_step)
             if batch.move_outcome is not None and "move_logits" in out:
-                l_m = F.cross_entropy(out["move_logits"].flatten(0, 1), batch.move_outcome[:, t - 1].flatten())
-                l_m = l_m + (out["free_move"] - batch.free_move[:, t - 1]).abs().sum(-1).mean() * cfg.pose_weight
+                l_m = motion_loss(out, batch.move_outcome[:, t - 1], batch.free_move[:, t - 1], cfg.pose_weight)
                 add("motion", l_m, per_step)
             push, pick = batch.push[:, t - 1], batch.pick[:, t - 1]
             l_e = F.binary_cross_entropy_with_logits(out["push"], push, pos_weight=pos_weight)
