@@ -8,10 +8,13 @@ outputs and one set of weights serves any number of agents. Three stages:
 
 1. move: each agent reads the tokens of the 5 x 5 cells around it, its own latent and action,
    and messages from the other agents (relative position, their actions and headings); a
-   motion network gives its turn and its displacement in its own frame (forward, right). The
-   one fixed step is camera geometry: the displacement is turned into world coordinates by the
-   new heading. What blocks a move, and by how much, is learned.
-2. events: at the new poses, the same kind of reading gives push and pickup logits, the agent's
+   motion network gives its turn and its displacement in its own frame (forward, right), turned
+   into world coordinates by the new heading (camera geometry). With ``motion="gated"`` (third
+   edition) that move is a learned per-action table plus the network's residual, and a blocker
+   network, reading also the tokens of the 3 x 3 cells around the agent, chooses which share of
+   it happens (``MOVE_OUTCOMES``). What blocks a move is learned.
+2. events: at the new poses, the same kind of reading (gated: plus the window's tokens read
+   directly) gives push and pickup logits, the agent's
    own payout and (pooled over agents) the payout shared by every agent and the termination
    logit. Payouts are classes over the scenario's reward values; the step's reward is the
    value of the chosen class, paid only on a step where the model's own events fire (an
@@ -23,8 +26,9 @@ outputs and one set of weights serves any number of agents. Three stages:
    stay exactly as they are.
 
 Hand-fixed structure (named in the README and model card): the 5 x 5 window an agent reads and
-writes, the rotation of the displacement by the heading, the reward lattice and the event gate
-on payouts and endings. Nothing else encodes the arena's rules.
+writes, the rotation of the displacement by the heading, the four move outcomes and the blocker's
+3 x 3 cells (gated), the reward lattice and the event gate on payouts and endings. Nothing else
+encodes the arena's rules.
 """
 
 from __future__ import annotations
