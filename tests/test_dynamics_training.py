@@ -15,40 +15,41 @@ pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py
 
 
 @pytest.fixture(scope="module")
-def tiny_gated():
+def tiny_model():
     from multiworld.models.presets import get_preset
 
     torch.manual_seed(0)
     return WorldModel(get_preset("tiny").model)
 
 
-def test_transition_batches_train_the_gated_motion(tiny_gated):
+def test_transition_batches_train_the_fit_motion(tiny_model):
     tb = TransitionSampler(TransitionConfig(batch_size=3, horizon=4, warmup=6, agents=(2, 3)), seed=1).sample()
     b = tb.batch
     bsz, t, n = b.actions.shape
     assert b.views.shape[:3] == (bsz, 1, n) and b.poses.shape == (bsz, t + 1, n, 3)
     assert b.move_outcome.shape == (bsz, t, n) and b.free_move.shape == (bsz, t, n, 2)
-    loss, logs = tiny_gated(tb)
+    loss, logs = tiny_model(tb)
     loss.backward()
     assert torch.isfinite(loss) and "loss_tr_motion" in logs
-    assert tiny_gated.dynamics.blocker[0].weight.grad.abs().sum() > 0
-    tiny_gated.zero_grad()
+    assert tb.fits.shape == (bsz, t, n, 3)
+    assert tiny_model.dynamics.fitter.fit_net[0].weight.grad.abs().sum() > 0
+    tiny_model.zero_grad()
 
 
-def test_one_step_batches_reuse_one_encoding_and_leave_the_rest_frozen(tiny_gated):
+def test_one_step_batches_reuse_one_encoding_and_leave_the_rest_frozen(tiny_model):
     cfg = OneStepConfig(chunk=3, actions=4, chunks=2, refresh=2, warmup=4, agents=(2,))
     sampler = OneStepSampler(cfg, seed=0)
     batches = [sampler.sample() for _ in range(4)]
     assert len(sampler.pool) == cfg.chunks
     chunk = batches[0].chunk
-    first = chunk.encoded(tiny_gated)
-    assert chunk.encoded(tiny_gated) is first  # encoded once, then cached
-    loss, logs = tiny_gated(batches[0])
+    first = chunk.encoded(tiny_model)
+    assert chunk.encoded(tiny_model) is first  # encoded once, then cached
+    loss, logs = tiny_model(batches[0])
     loss.backward()
     assert {"os_move_ok", "os_outcome_acc", "loss_os_motion"} <= set(logs)
-    assert all(p.grad is None for p in tiny_gated.encoder.parameters())  # the pool's encodings carry no gradient
-    assert tiny_gated.dynamics.motion[0].weight.grad is not None
-    tiny_gated.zero_grad()
+    assert all(p.grad is None for p in tiny_model.encoder.parameters())  # the pool's encodings carry no gradient
+    assert tiny_model.dynamics.motion[0].weight.grad is not None
+    tiny_model.zero_grad()
 
 
 def test_the_dynamics_preset_trains_only_the_state_update(tmp_path):

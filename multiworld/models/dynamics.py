@@ -12,7 +12,10 @@ outputs and one set of weights serves any number of agents. Three stages:
    into world coordinates by the new heading (camera geometry). With ``motion="gated"`` (third
    edition) that move is a learned per-action table plus the network's residual, and a blocker
    network, reading also the tokens of the 3 x 3 cells around the agent, chooses which share of
-   it happens (``MOVE_OUTCOMES``). What blocks a move is learned.
+   it happens (``MOVE_OUTCOMES``). With ``motion="fit"`` the move ends at the first of those
+   outcomes where a learned fit judgement, asked at that position, says an agent can stand, and
+   agents a learned clash judgement finds overlapping go back (``models.motion``). What blocks a
+   move is learned.
 2. events: at the new poses, the same kind of reading (gated: plus the window's tokens read
    directly) gives push and pickup logits, the agent's
    own payout and (pooled over agents) the payout shared by every agent and the termination
@@ -39,6 +42,7 @@ import torch
 from torch import nn
 
 from multiworld.models.geometry import fourier, gather_cells, wrap_angle
+from multiworld.models.motion import FitMotion
 from multiworld.models.quantize import snap
 from multiworld.world.state import NUM_ACTIONS
 
@@ -65,9 +69,14 @@ def motion_loss(
     class_weight: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """The gated motion's loss: cross-entropy of the chosen outcome against the teacher's
-    ``outcome`` (B, N) and L1 of the free move against ``free_move`` (B, N, 2), times ``free_weight``."""
+    ``outcome`` (B, N) and L1 of the free move against ``free_move`` (B, N, 2), times ``free_weight``.
+    The fit motion has no outcome classes (its judgements learn from labelled candidates and
+    positions, ``FitMotion.candidate_loss``): the free move's L1 only."""
+    l1 = (out["free_move"] - free_move).abs().sum(-1).mean() * free_weight
+    if "move_logits" not in out:
+        return l1
     ce = nn.functional.cross_entropy(out["move_logits"].flatten(0, 1), outcome.flatten(), weight=class_weight)
-    return ce + (out["free_move"] - free_move).abs().sum(-1).mean() * free_weight
+    return ce + l1
 
 
 def payout_class(value: torch.Tensor, values: tuple[float, ...]) -> torch.Tensor:
@@ -86,11 +95,18 @@ class StateUpdateConfig:
     # "free": the motion network regresses the turn and the egocentric displacement (first and
     # second editions). "gated" (third edition): a learned per-action move plus a residual, and a
     # learned choice among four outcomes of that move: all of it, only its world-x part, only its
-    # world-y part, none of it (see ``MOVE_OUTCOMES``).
+    # world-y part, none of it (see ``MOVE_OUTCOMES``). "fit" (third edition, second phase): the
+    # same learned move, ending at the first of its outcomes where a learned judgement says an
+    # agent fits, then agents that would overlap go back (``multiworld.models.motion``).
     motion: str = "free"
     # Whether the trainer's per-scenario payout mask (``payouts_seen``) applies. The second edition
     # wrote it into trained weights after training; the third edition learns payouts without it.
     payout_mask: bool = True
+    # "pooled": the shared payout is a class of the world head, read from every agent's state
+    # pooled (first editions). "local" (third edition, second phase): every agent whose push fires
+    # says what its push is worth (-1, 0, +1: a box onto or off a goal), read from the window at
+    # its new pose; the shared payout is their sum.
+    payout: str = "pooled"
 
 
 def _mlp(a: int, h: int, b: int) -> nn.Sequential:
@@ -112,9 +128,9 @@ class StateUpdateModel(nn.Module):
         self.agent1 = _mlp(self_in + h, h, h)
         # The motion network: turn and (forward, right) displacement from the agent's reading of
         # its cells, the others' messages and its action (given again, one-hot, at the input).
-        if cfg.motion not in ("free", "gated"):
-            raise ValueError(f"unknown motion {cfg.motion!r}: use 'free' or 'gated'")
-        gated = cfg.motion == "gated"
+        if cfg.motion not in ("free", "gated", "fit"):
+            raise ValueError(f"unknown motion {cfg.motion!r}: use 'free', 'gated' or 'fit'")
+        gated = cfg.motion in ("gated", "fit")
         self.motion = _mlp(h + NUM_ACTIONS, h, 3)
         nn.init.zeros_(self.motion[-1].weight)
         nn.init.zeros_(self.motion[-1].bias)
@@ -122,12 +138,15 @@ class StateUpdateModel(nn.Module):
             # What each action asks for (turn, forward, right), learned; the motion net adds a residual.
             self.move_table = nn.Embedding(cfg.actions, 3)
             nn.init.zeros_(self.move_table.weight)
+            self.register_buffer("outcome_masks", torch.tensor(MOVE_OUTCOMES), persistent=False)
+        if cfg.motion == "gated":
             # The outcome of the move: the agent's reading, the tokens of the 3 x 3 cells around it
             # (every move ends inside them), its place in its cell and the move it asks for.
             self.blocker = _mlp(h + NUM_ACTIONS + 9 * d + 4, h, len(MOVE_OUTCOMES))
-            self.register_buffer("outcome_masks", torch.tensor(MOVE_OUTCOMES), persistent=False)
             inner = (self.window_offsets().abs() <= 1).all(-1)
             self.register_buffer("inner", torch.nonzero(inner).squeeze(-1), persistent=False)
+        elif cfg.motion == "fit":  # where the move ends, judged at its candidates (models.motion)
+            self.fitter = FitMotion(d, h, self.outcome_masks)
         self.latent_head = nn.Linear(h, d - 3)
         nn.init.zeros_(self.latent_head.weight)
         nn.init.zeros_(self.latent_head.bias)
@@ -141,6 +160,13 @@ class StateUpdateModel(nn.Module):
             self.eventer = _mlp(h + NUM_ACTIONS + (2 * WINDOW + 1) ** 2 * d + 4, h, 2)
             nn.init.zeros_(self.eventer[-1].weight)
             nn.init.zeros_(self.eventer[-1].bias)
+        if cfg.payout not in ("pooled", "local") or (cfg.payout == "local" and not gated):
+            raise ValueError(f"unknown payout {cfg.payout!r}: use 'pooled', or 'local' with a gated or fit motion")
+        if cfg.payout == "local":
+            self.contrib = _mlp(h + NUM_ACTIONS + (2 * WINDOW + 1) ** 2 * d + 4 + 8, h, len(OWN_VALUES))
+            nn.init.zeros_(self.contrib[-1].weight)
+            with torch.no_grad():  # an untrained push is worth nothing
+                self.contrib[-1].bias.copy_(torch.tensor(OWN_VALUES).abs().neg() * 4)
         self.world_head = _mlp(2 * h + d + 8, h // 2, 1 + len(SHARED_VALUES))  # termination, shared payout
         # Which payout classes each scenario's training data pays (read off the data by the
         # trainer, ``multiworld.models.data.data_payouts_seen``): a class a scenario never paid is
@@ -211,6 +237,7 @@ class StateUpdateModel(nn.Module):
         (``done_logit`` before it), and the payout logits ``own_logits`` (B, N, 3) and
         ``shared_logits`` (B, 5) the training losses read."""
         cfg = self.cfg
+        gated = cfg.motion != "free"
         bsz, n = actions.shape
         xy, heading, latent = agents[..., :2], agents[..., 2], agents[..., 3:]
         act_e, scen_e = self.action(actions), self.scenario(scenario)
@@ -233,14 +260,16 @@ class StateUpdateModel(nn.Module):
         h1 = self.agent1(torch.cat([f1, msg1], -1))
         onehot = nn.functional.one_hot(actions, NUM_ACTIONS).to(h1.dtype)
         motion = self.motion(torch.cat([h1, onehot], -1))
-        if cfg.motion == "gated":
+        if gated:
             motion = motion + self.move_table(actions)
         turn, fwd, right = motion.unbind(-1)
         new_heading = wrap_angle(heading + turn)
         c, s = new_heading.cos(), new_heading.sin()  # camera geometry: forward (c, s), right (-s, c)
         free_move = torch.stack([fwd * c - right * s, fwd * s + right * c], -1)
-        move_logits = None
-        if cfg.motion == "gated":  # the chosen outcome's share of the move (no gradient through the choice)
+        move_logits, fit_out = None, None
+        if cfg.motion == "fit":
+            new_xy, fit_out = self.fitter(scene, xy, free_move)
+        elif cfg.motion == "gated":  # the chosen outcome's share of the move (no gradient through the choice)
             near = win1[:, :, self.inner].flatten(2)
             move_logits = self.blocker(torch.cat([h1, onehot, near, xy - xy.floor(), free_move], -1))
             new_xy = xy + free_move * self.outcome_masks[move_logits.argmax(-1)]
@@ -263,7 +292,7 @@ class StateUpdateModel(nn.Module):
         f2, win2 = self._self_features(scene, new_xy, new_heading, act_e, scen_e, new_latent, self.read2)
         h2 = self.agent2(torch.cat([f2, msg2, h1], -1))
         ev = self.event_head(h2)
-        if cfg.motion == "gated":
+        if gated:
             hs = torch.stack([new_heading.sin(), new_heading.cos()], -1)
             local = torch.cat([h2, onehot, win2.flatten(2), new_xy - new_xy.floor(), hs], -1)
             ev = torch.cat([ev[..., :2] + self.eventer(local), ev[..., 2:]], -1)
@@ -280,6 +309,11 @@ class StateUpdateModel(nn.Module):
         anyone = mine.any(1)  # (B,)
         own = ev.new_tensor(OWN_VALUES)[own_logits.argmax(-1)] * mine
         shared = ev.new_tensor(SHARED_VALUES)[shared_logits.argmax(-1)] * anyone
+        contrib_logits = None
+        if cfg.payout == "local":  # what each fired push is worth, summed (the reward lattice's range)
+            contrib_logits = self.contrib(torch.cat([local, scen_e[:, None].expand(-1, n, -1)], -1))
+            worth = ev.new_tensor(OWN_VALUES)[contrib_logits.argmax(-1)] * (ev[..., 0] > 0)
+            shared = worth.sum(1).clamp(min(SHARED_VALUES), max(SHARED_VALUES))
         reward = own + shared[:, None]
         done = torch.where(anyone, world[:, 0], torch.full_like(world[:, 0], -1e4))
 
@@ -325,4 +359,8 @@ class StateUpdateModel(nn.Module):
         }
         if move_logits is not None:
             out["move_logits"] = move_logits  # (B, N, 4) over MOVE_OUTCOMES
+        if contrib_logits is not None:
+            out["contrib_logits"] = contrib_logits  # (B, N, 3) over OWN_VALUES: what its push is worth
+        if fit_out is not None:
+            out.update(fit_out)  # fit_logits (B, N, 3), outcome (B, N)
         return new_scene, new_agents, out

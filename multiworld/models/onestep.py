@@ -31,8 +31,10 @@ import torch.nn.functional as F
 from multiworld.models.data import payout_targets
 from multiworld.models.dynamics import motion_loss
 from multiworld.models.geometry import wrap_angle
-from multiworld.models.transitions import move_targets, probe_worlds
+from multiworld.models.motion import SKIP
+from multiworld.models.transitions import candidate_fits, move_targets, probe_worlds, push_worth, worth_loss
 from multiworld.models.world_model import ARENA_WORLDS, scenario_id
+from multiworld.world.dynamics import agents_overlap, solid_cells, square_free
 from multiworld.world.dynamics import step as world_step
 from multiworld.world.render import Raycaster, RenderConfig
 from multiworld.world.topdown import top_down
@@ -47,11 +49,15 @@ class OneStepConfig:
     warmup: int = 120  # warm-up steps drawn from [0, warmup]
     agents: tuple[int, ...] = (2, 3, 4, 6, 8)
     scenarios: tuple[str, ...] = ARENA_WORLDS
-    policy_mix: tuple[float, float, float] = (0.45, 0.15, 0.4)  # random, scripted, mostly-forward
+    policy_mix: tuple[float, float, float] = (0.35, 0.3, 0.35)  # random, scripted, mostly-forward
     blocked_weight: float = 2.0  # cross-entropy weight of the outcomes other than the whole move
     # Positive weight of the push and pickup logits: 1 keeps them calibrated (fired when more likely
     # than not), which precision and recall both need; the pool has plenty of events.
     event_pos_weight: float = 1.0
+    # ``motion="fit"``: positions per world where the oracle says whether an agent fits (half
+    # anywhere on the map, half near its agents), and agent offsets for the clash judgement.
+    fit_points: int = 96
+    clash_points: int = 512
 
 
 class _Chunk:
@@ -98,11 +104,14 @@ class OneStepSampler:
             self.rng, cfg.scenarios, cfg.agents, cfg.chunk, cfg.warmup, cfg.policy_mix
         )
         name = sc.name
-        acts, poses, outcome, free, push, pick, reward, done = ([] for _ in range(8))
+        acts, poses, outcome, free, push, pick, reward, done, fits, worth = ([] for _ in range(10))
+        solid = solid_cells(state)
         for _ in range(cfg.actions):
             a = policy.act(state)
             after, ev = world_step(state, a, arena)
             f, o = move_targets(state.poses, after.poses, a, arena)
+            fits.append(candidate_fits(state, f, arena))
+            worth.append(push_worth(state, ev))
             acts.append(a)
             poses.append(after.poses)
             outcome.append(o)
@@ -120,12 +129,30 @@ class OneStepSampler:
             "pick": np.stack(pick, 1),
             "reward": np.stack(reward, 1).astype(np.float32),
             "done": np.stack(done, 1),
+            "fits": np.stack(fits, 1),  # (C, K, N, 3) whether each candidate of the move fits
+            "worth": np.stack(worth, 1),  # (C, K, N) what each push is worth (class on OWN_VALUES)
+            **self._fit_points(state, solid, arena.agent_radius),
             "scenario": scenario_id(name),
             "size": state.size,
         }
         views = self.renderer.render(state).rgb.float().div_(255)
         maps = torch.as_tensor(top_down(state)).float().div_(255)
         return _Chunk(name, views, maps, torch.as_tensor(state.poses), out)
+
+    def _fit_points(self, state, solid: np.ndarray, r: float) -> dict[str, np.ndarray]:
+        """Labelled positions for the fit judgement ``(C, P, 2)`` and offsets for the clash one ``(Q, 2)``."""
+        c, p, size = state.num_worlds, self.cfg.fit_points, state.size
+        anywhere = self.rng.uniform(0.25, size - 0.25, size=(c, p // 2, 2))
+        who = self.rng.integers(state.num_agents, size=(c, p - p // 2))
+        near = state.poses[np.arange(c)[:, None], who, :2] + self.rng.uniform(-0.6, 0.6, size=(c, p - p // 2, 2))
+        xy = np.concatenate([anywhere, np.clip(near, 0.25, size - 0.25)], 1)
+        offset = self.rng.uniform(-1.0, 1.0, size=(self.cfg.clash_points, 2))
+        return {
+            "fit_xy": xy.astype(np.float32),
+            "fit_ok": square_free(solid, xy, r),
+            "clash_offset": offset.astype(np.float32),
+            "clash": agents_overlap(offset, r),
+        }
 
     def sample(self) -> OneStepBatch:
         cfg = self.cfg
@@ -138,6 +165,38 @@ class OneStepSampler:
                 self.pool[int(self.rng.integers(len(self.pool)))] = self._make_chunk()
             chunk = self.pool[int(self.rng.integers(len(self.pool)))]
         return OneStepBatch(chunk, cfg.blocked_weight, cfg.event_pos_weight)
+
+
+def _outcome(out: dict[str, torch.Tensor]) -> torch.Tensor:
+    return out["outcome"] if "outcome" in out else out["move_logits"].argmax(-1)
+
+
+def _gated_loss(out, outcome, free, pose_weight: float, blocked_weight: float) -> torch.Tensor:
+    """The gated motion's outcome classes, those other than the whole move weighted ``blocked_weight``."""
+    w = torch.full((out["move_logits"].shape[-1],), blocked_weight, device=free.device)
+    w[0] = 1.0
+    return motion_loss(out, outcome, free, pose_weight, class_weight=w)
+
+
+def _fit_loss(model, batch: OneStepBatch, scene: torch.Tensor, out, free: torch.Tensor) -> torch.Tensor:
+    """The fit motion: whether each candidate of every move fits, at the teacher's candidates; fit
+    at the labelled positions of every world; clash at the labelled offsets; and the free move."""
+    fitter, o = model.dynamics.fitter, batch.chunk.out
+    k = o["actions"].shape[1]
+    t = lambda key: torch.as_tensor(np.ascontiguousarray(o[key]))  # noqa: E731
+    xy = torch.as_tensor(batch.chunk.poses)[..., :2].repeat_interleave(k, 0)  # (C * K, N, 2)
+    cand = fitter.candidate_loss(scene, xy, free, t("fits").flatten(0, 1))
+    moving = (free[:, :, None] * fitter.masks).abs().amax(-1) > SKIP
+    bce = F.binary_cross_entropy_with_logits
+    worlds = scene[::k]  # one row per chunk world (the rows repeat each world K times)
+    dense = fitter.fit(worlds, t("fit_xy"))
+    clash = fitter.clash(t("clash_offset"))
+    return (
+        cand.sum() / moving.sum().clamp(min=1)
+        + bce(dense, t("fit_ok").float())
+        + bce(clash, t("clash").float())
+        + (out["free_move"] - free).abs().sum(-1).mean() * model.cfg.pose_weight
+    )
 
 
 def onestep_loss(model, batch: OneStepBatch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
@@ -157,15 +216,14 @@ def onestep_loss(model, batch: OneStepBatch) -> tuple[torch.Tensor, dict[str, to
     dev = new_agents.device
     err_xy = (new_agents[..., :2] - poses[..., :2]).abs()
     err_h = wrap_angle(new_agents[..., 2] - poses[..., 2]).abs()
-    n_out = out["move_logits"].shape[-1]
-    w = torch.full((n_out,), batch.blocked_weight, device=dev)
-    w[0] = 1.0
     pos_weight = torch.tensor(batch.event_pos_weight, device=dev)
     own_w = torch.tensor([cfg.event_pos_weight, 1.0, cfg.event_pos_weight], device=dev)
     shared_w = torch.tensor([cfg.event_pos_weight] * 2 + [1.0] + [cfg.event_pos_weight] * 2, device=dev)
     targets = payout_targets(reward)
     losses = {
-        "motion": motion_loss(out, outcome, free, cfg.pose_weight, class_weight=w),
+        "motion": _fit_loss(model, batch, scene, out, free)
+        if "fit_logits" in out
+        else _gated_loss(out, outcome, free, cfg.pose_weight, batch.blocked_weight),
         "pose": (err_xy.sum(-1) / 2 + err_h).mean(),
         "events": F.binary_cross_entropy_with_logits(out["push"], push, pos_weight=pos_weight)
         + F.binary_cross_entropy_with_logits(out["pick"], pick, pos_weight=pos_weight)
@@ -173,6 +231,8 @@ def onestep_loss(model, batch: OneStepBatch) -> tuple[torch.Tensor, dict[str, to
         "payout": F.cross_entropy(out["own_logits"].flatten(0, 1), targets["own_payout"].flatten(), weight=own_w)
         + F.cross_entropy(out["shared_logits"], targets["shared_payout"], weight=shared_w),
     }
+    if "contrib_logits" in out:
+        losses["payout"] = losses["payout"] + worth_loss(out["contrib_logits"], pick_("worth"), push)
     scales = model.scales()
     loss = sum(scales[k] * v for k, v in losses.items())
     with torch.no_grad():
@@ -182,7 +242,7 @@ def onestep_loss(model, batch: OneStepBatch) -> tuple[torch.Tensor, dict[str, to
         logs = {
             "os_move_ok": ok.float().mean(),
             "os_blocked_ok": (ok & blocked).float().sum() / blocked.float().sum().clamp(min=1),
-            "os_outcome_acc": (out["move_logits"].argmax(-1) == outcome).float().mean(),
+            "os_outcome_acc": (_outcome(out) == outcome).float().mean(),
             "os_event_tp": (fired & real).float().sum(),
             "os_event_fired": fired.float().sum(),
             "os_event_real": real.float().sum(),

@@ -36,10 +36,12 @@ class Preset:
     trains: tuple[str, ...] | None = None  # parameter name prefixes this preset trains (None: all)
 
 
-def _model(dim: int, hidden: int, render_hidden: int, motion: str = "gated", **kw) -> WorldModelConfig:
+def _model(dim: int, hidden: int, render_hidden: int, motion: str = "fit", **kw) -> WorldModelConfig:
     return WorldModelConfig(
         encoder=EncoderConfig(dim=dim, hidden=hidden, image_channels=hidden // 2),
-        dynamics=StateUpdateConfig(dim=dim, hidden=2 * hidden, message=dim, motion=motion, payout_mask=False),
+        dynamics=StateUpdateConfig(
+            dim=dim, hidden=2 * hidden, message=dim, motion=motion, payout_mask=False, payout="local"
+        ),
         renderer=RendererConfig(dim=dim, hidden=render_hidden, floor_hidden=hidden),
         heads=HeadsConfig(dim=dim, hidden=hidden),
         **kw,

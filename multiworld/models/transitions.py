@@ -25,13 +25,13 @@ import torch.nn.functional as F
 
 from multiworld.agents.policies import make_policy
 from multiworld.models.data import Batch, payout_targets
-from multiworld.models.dynamics import MOVE_OUTCOMES, motion_loss
+from multiworld.models.dynamics import MOVE_OUTCOMES, OWN_VALUES, motion_loss
 from multiworld.models.geometry import wrap_angle
 from multiworld.models.heads import cell_maps
 from multiworld.models.world_model import ARENA_WORLDS, scenario_id
 from multiworld.seeds import TRAINING
 from multiworld.world.arena import ArenaConfig, generate
-from multiworld.world.dynamics import intended_move
+from multiworld.world.dynamics import intended_move, solid_cells, square_free
 from multiworld.world.dynamics import step as world_step
 from multiworld.world.render import Raycaster, RenderConfig
 from multiworld.world.scenarios import get_scenario
@@ -57,6 +57,24 @@ def move_targets(
     return free.astype(np.float32), outcome
 
 
+def candidate_fits(state: WorldState, free: np.ndarray, arena: ArenaConfig) -> np.ndarray:
+    """The teacher's word on the fit motion's candidates: ``(B, N, 3)`` bool, whether an agent fits
+    where the whole ``free (B, N, 2)`` move, its x part and its y part would put it (walls and
+    boxes of ``state``; other agents are the clash judgement's)."""
+    cand = state.poses[..., None, :2] + free[..., None, :] * np.asarray(MOVE_OUTCOMES[:-1])
+    fits = square_free(solid_cells(state), cand.reshape(state.num_worlds, -1, 2), arena.agent_radius)
+    return fits.reshape(cand.shape[:-1])
+
+
+def push_worth(before: WorldState, events) -> np.ndarray:
+    """The teacher's word on what each agent's push is worth: ``(B, N)`` int64, the class on
+    ``OWN_VALUES`` of +1 for a box pushed onto a goal, -1 off one, 0 otherwise (or no push)."""
+    b = np.arange(before.num_worlds)[:, None]
+    to, frm = np.clip(events.push_to, 0, before.size - 1), np.clip(events.push_from, 0, before.size - 1)
+    worth = before.goals[b, to[..., 0], to[..., 1]].astype(np.int64) - before.goals[b, frm[..., 0], frm[..., 1]]
+    return np.where(events.pushed >= 0, worth, 0) - int(OWN_VALUES[0])
+
+
 @dataclasses.dataclass
 class TransitionConfig:
     batch_size: int = 32  # worlds per batch
@@ -77,6 +95,8 @@ class TransitionBatch:
 
     batch: Batch
     teacher: torch.Tensor
+    fits: torch.Tensor | None = None  # (B, T, N, 3) bool: :func:`candidate_fits` at every step
+    worth: torch.Tensor | None = None  # (B, T, N) int64: :func:`push_worth` at every step
 
     def loss(self, model) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """The world model's objective on this batch (``WorldModel.forward`` calls it)."""
@@ -171,7 +191,17 @@ class TransitionSampler:
             move_outcome=t(outcome),
         )
         teacher = t(self.rng.random(bsz) < cfg.teacher_fraction)
-        return TransitionBatch(batch, teacher)
+        fits = np.stack([candidate_fits(s, free[:, i], arena) for i, s in enumerate(states[:-1])], 1)
+        worth = np.stack([push_worth(s, e) for s, e in zip(states[:-1], evs, strict=True)], 1)
+        return TransitionBatch(batch, teacher, t(fits), t(worth))
+
+
+def worth_loss(logits: torch.Tensor, worth: torch.Tensor, pushed: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy of what a push is worth ``logits (B, N, 3)`` against the teacher's ``worth``
+    (B, N), over the agents that pushed (``pushed`` (B, N) 0/1); a push onto or off a goal weighs 2."""
+    w = pushed * (1.0 + (worth != 1).float())
+    ce = F.cross_entropy(logits.flatten(0, 1), worth.flatten(), reduction="none").view_as(w)
+    return (ce * w).sum() / pushed.sum().clamp(min=1)
 
 
 def transition_loss(model, tb: TransitionBatch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
@@ -201,17 +231,22 @@ def transition_loss(model, tb: TransitionBatch) -> tuple[torch.Tensor, dict[str,
     tf = teacher[:, None].float()
     for t in range(t_steps):
         scene, agents = model._perturb(scene, agents)
+        before = scene
         scene, agents, out = model.dynamics(scene, agents, b.actions[:, t], b.scenario)
         p = b.poses[:, t + 1]
         err_xy = (agents[..., :2] - p[..., :2]).abs()
         err_h = wrap_angle(agents[..., 2] - p[..., 2]).abs()
         add("pose", (err_xy.sum(-1) / 2 + err_h).mean())
-        if "move_logits" in out:
-            add("motion", motion_loss(out, b.move_outcome[:, t], b.free_move[:, t], cfg.pose_weight))
+        add("motion", motion_loss(out, b.move_outcome[:, t], b.free_move[:, t], cfg.pose_weight))
+        if "fit_logits" in out and tb.fits is not None:  # at the teacher's poses: teacher-forced worlds
+            fit = model.dynamics.fitter.candidate_loss(before, b.poses[:, t, :, :2], b.free_move[:, t], tb.fits[:, t])
+            add("motion", (fit * teacher[:, None, None]).sum() / (teacher.sum() * fit[0].numel()).clamp(min=1))
         l_e = F.binary_cross_entropy_with_logits(out["push"], b.push[:, t], pos_weight=pos_weight)
         l_e = l_e + F.binary_cross_entropy_with_logits(out["pick"], b.pick[:, t], pos_weight=pos_weight)
         l_e = l_e + F.binary_cross_entropy_with_logits(out["done_logit"], b.done[:, t])
         add("events", l_e)
+        if "contrib_logits" in out and tb.worth is not None:
+            add("payout", worth_loss(out["contrib_logits"], tb.worth[:, t], b.push[:, t]))
         l_p = F.cross_entropy(out["own_logits"].flatten(0, 1), b.own_payout[:, t].flatten(), weight=own_w)
         add("payout", l_p + F.cross_entropy(out["shared_logits"], b.shared_payout[:, t], weight=shared_w))
         l_h, lg = model.heads.loss(scene, agents, {k: v[:, t + 1] for k, v in b.cells.items()}, b.colors)
@@ -222,8 +257,8 @@ def transition_loss(model, tb: TransitionBatch) -> tuple[torch.Tensor, dict[str,
             for tag, w in (("tf", tf), ("fr", 1 - tf)):
                 note(f"{tag}_move_ok", (ok * w).sum() / (w.sum() * ok.shape[1]).clamp(min=1))
                 note(f"{tag}_blocked_ok", (ok * blocked * w).sum() / (blocked * w).sum().clamp(min=1))
-            if "move_logits" in out:
-                note("outcome_acc", (out["move_logits"].argmax(-1) == b.move_outcome[:, t]).float().mean())
+            outcome = out["outcome"] if "outcome" in out else out["move_logits"].argmax(-1)
+            note("outcome_acc", (outcome == b.move_outcome[:, t]).float().mean())
             fired, real = (out["push"] > 0) | (out["pick"] > 0), (b.push[:, t] + b.pick[:, t]) > 0
             note("event_tp", (fired & real).float().sum())
             note("event_fired", fired.float().sum())

@@ -278,7 +278,7 @@ class WorldModel(nn.Module):
             # Unusual moves (blocked, shortened, pushed) are rare in the data and weigh more.
             w_pose = 1.0 + cfg.unusual_weight * batch.unusual[:, t - 1]
             add("pose", ((err_xy.sum(-1) / 2 + err_h) * w_pose).mean() / w_pose.mean(), per_step)
-            if batch.move_outcome is not None and "move_logits" in out:
+            if batch.move_outcome is not None:
                 l_m = motion_loss(out, batch.move_outcome[:, t - 1], batch.free_move[:, t - 1], cfg.pose_weight)
                 add("motion", l_m, per_step)
             push, pick = batch.push[:, t - 1], batch.pick[:, t - 1]

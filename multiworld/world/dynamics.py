@@ -86,7 +86,7 @@ def solid_cells(state: WorldState) -> np.ndarray:
     return solid
 
 
-def _square_free(solid: np.ndarray, xy: np.ndarray, r: float) -> np.ndarray:
+def square_free(solid: np.ndarray, xy: np.ndarray, r: float) -> np.ndarray:
     """(B, N) bool: the agent's bounding square at ``xy (B, N, 2)`` touches no solid cell.
 
     Positions stay inside the border walls (moves are shorter than a cell), so the corner
@@ -96,6 +96,11 @@ def _square_free(solid: np.ndarray, xy: np.ndarray, r: float) -> np.ndarray:
     b = np.arange(solid.shape[0])[:, None, None, None]
     hit = solid[b, corners[..., None, :, 1], corners[..., :, None, 0]]  # (B, N, 2, 2) corner cells
     return ~hit.any(axis=(2, 3))
+
+
+def agents_overlap(offset: np.ndarray, r: float) -> np.ndarray:
+    """``(...)`` bool: two agents ``offset (..., 2)`` apart overlap (their squares of half-side ``r``)."""
+    return np.all(np.abs(offset) < 2 * r, axis=-1)
 
 
 def intended_move(poses: np.ndarray, a: np.ndarray, cfg: ArenaConfig) -> tuple[np.ndarray, np.ndarray]:
@@ -122,7 +127,7 @@ def _move_agents(state: WorldState, a: np.ndarray, cfg: ArenaConfig) -> None:
     target = old.copy()
     for mask in (np.array([1.0, 1.0]), np.array([1.0, 0.0]), np.array([0.0, 1.0])):
         cand = old + delta * mask
-        ok = _square_free(solid, cand, r) & np.all(target == old, axis=-1) & np.any(delta * mask != 0, axis=-1)
+        ok = square_free(solid, cand, r) & np.all(target == old, axis=-1) & np.any(delta * mask != 0, axis=-1)
         target = np.where(ok[..., None], cand, target)
 
     # Against each other: agents whose targets would overlap stay put; repeat until stable.
@@ -130,8 +135,7 @@ def _move_agents(state: WorldState, a: np.ndarray, cfg: ArenaConfig) -> None:
     n = state.num_agents
     off_diag = ~np.eye(n, dtype=bool)
     for _ in range(n):
-        diff = np.abs(target[:, :, None, :] - target[:, None, :, :])
-        clash = np.all(diff < 2 * r, axis=-1) & off_diag
+        clash = agents_overlap(target[:, :, None, :] - target[:, None, :, :], r) & off_diag
         moved = np.any(target != old, axis=-1)
         revert = np.any(clash, axis=2) & moved
         if not revert.any():

@@ -1,0 +1,97 @@
+"""Where a move ends: learned judgements of fit and clash, asked at the places a move can end.
+
+The third edition's first gated motion chose among the four outcomes of a move (``MOVE_OUTCOMES``)
+from the agent's reading of the 3 x 3 cells around it. It was right on 96% of the oracle's own
+poses, but an agent whose pose had drifted off them by a fraction of a cell met states it had
+never seen, and walked into walls (free-running, the decoded state still showed the wall in 33 of
+the 35 cells an agent entered). A judgement asked where the answer lives generalises: ``fit``
+reads only the tokens of the 3 x 3 cells around a candidate position and the position inside its
+cell, and says whether an agent can stand there. Any position of any map is a training example,
+so the fit net is trained on thousands of positions per batch (the oracle labels them), not only
+on the poses that policies happen to visit.
+
+A move then ends at the first of its candidates that fits: the whole move, its world-x part, its
+world-y part (a candidate that moves nothing is skipped), else where it started. Agents last:
+``clash`` judges from the offset between two agents' new positions whether they overlap, and a
+moved agent that overlaps another goes back, repeated once per agent (moves revert until none
+overlap). Hand-fixed here (named in the README and the model card): the candidates and their
+order, the 3 x 3 cells read around a candidate, and the revert-until-stable loop. What blocks,
+and how near two agents may come, is learned.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from multiworld.models.geometry import fourier, gather_cells
+
+BANDS = 3  # Fourier bands of the position inside the cell (sharp thresholds near the cell's edges)
+SKIP = 1e-3  # cells: a candidate that moves less than this is no move
+
+
+def _mlp(a: int, h: int, b: int) -> nn.Sequential:
+    return nn.Sequential(nn.Linear(a, h), nn.GELU(), nn.Linear(h, h), nn.GELU(), nn.Linear(h, b))
+
+
+class FitMotion(nn.Module):
+    """``fit``: scene tokens ``(B, S, S, D)`` and positions ``(B, M, 2)`` -> logits ``(B, M)`` that an
+    agent fits there; ``clash``: offsets ``(..., 2)`` between two agents -> logits that they overlap."""
+
+    def __init__(self, dim: int, hidden: int, masks: torch.Tensor) -> None:
+        super().__init__()
+        self.fit_net = _mlp(9 * dim + 2 + 4 * BANDS, hidden, 1)
+        self.clash_net = _mlp(4 + 4 * BANDS, 32, 1)
+        r = torch.arange(-1, 2)
+        self.register_buffer("near", torch.stack(torch.meshgrid(r, r, indexing="ij"), -1).reshape(-1, 2), False)
+        self.register_buffer("masks", masks[:-1].clone(), False)  # (3, 2) the candidates' shares
+
+    def fit(self, scene: torch.Tensor, xy: torch.Tensor) -> torch.Tensor:
+        bsz, m = xy.shape[:2]
+        cell = torch.stack([xy[..., 1].floor(), xy[..., 0].floor()], -1).long()[..., None, :] + self.near
+        tokens = gather_cells(scene, cell[..., 0].reshape(bsz, -1), cell[..., 1].reshape(bsz, -1))
+        frac = xy - xy.floor()
+        feats = torch.cat([tokens.reshape(bsz, m, -1), frac, fourier(frac, BANDS)], -1)
+        return self.fit_net(feats).squeeze(-1)
+
+    def clash(self, offset: torch.Tensor) -> torch.Tensor:
+        d = offset.clamp(-2, 2)
+        return self.clash_net(torch.cat([d, d.abs(), fourier(d / 4, BANDS)], -1)).squeeze(-1)
+
+    def candidate_loss(
+        self, scene: torch.Tensor, xy: torch.Tensor, free_move: torch.Tensor, fits: torch.Tensor
+    ) -> torch.Tensor:
+        """Binary cross-entropy ``(B, N, 3)`` of the fit judgement at the candidates of the moves
+        ``free_move (B, N, 2)`` from ``xy (B, N, 2)`` against the teacher's ``fits`` (0 where a
+        candidate moves nothing)."""
+        part = free_move[:, :, None] * self.masks
+        moving = part.abs().amax(-1) > SKIP
+        logits = self.fit(scene, (xy[:, :, None] + part).flatten(1, 2)).view(moving.shape)
+        bce = F.binary_cross_entropy_with_logits(logits, fits.to(logits.dtype), reduction="none")
+        return bce * moving
+
+    def forward(
+        self, scene: torch.Tensor, xy: torch.Tensor, free_move: torch.Tensor
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """New positions ``(B, N, 2)`` and ``fit_logits`` ``(B, N, 3)`` (the candidates'),
+        ``outcome`` ``(B, N)`` (index of ``MOVE_OUTCOMES``: 3 for no move, walls or agents)."""
+        bsz, n = xy.shape[:2]
+        cand = xy[:, :, None] + free_move[:, :, None] * self.masks  # (B, N, 3, 2)
+        moving = (free_move[:, :, None] * self.masks).abs().amax(-1) > SKIP
+        logits = self.fit(scene, cand.flatten(1, 2)).view(bsz, n, 3).masked_fill(~moving, -1e4)
+        ok = torch.cat([logits > 0, torch.ones_like(logits[..., :1], dtype=torch.bool)], -1)
+        outcome = ok.float().argmax(-1)  # the first candidate that fits (3: none)
+        stay = outcome == 3
+        chosen = cand.gather(2, outcome.clamp(max=2)[..., None, None].expand(-1, -1, 1, 2)).squeeze(2)
+        target = torch.where(stay[..., None], xy, chosen)
+        other = ~torch.eye(n, dtype=torch.bool, device=xy.device)
+        for _ in range(n):  # agents whose new positions overlap go back, until none do
+            hit = (self.clash(target[:, None, :, :] - target[:, :, None, :]) > 0) & other
+            revert = hit.any(-1) & ~stay
+            if not bool(revert.any()):
+                break
+            target = torch.where(revert[..., None], xy, target)
+            stay = stay | revert
+        outcome = torch.where(stay, torch.full_like(outcome, 3), outcome)
+        return target, {"fit_logits": logits, "outcome": outcome}
