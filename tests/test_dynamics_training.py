@@ -32,7 +32,7 @@ def test_transition_batches_train_the_fit_motion(tiny_model):
     loss.backward()
     assert torch.isfinite(loss) and "loss_tr_motion" in logs
     assert tb.fits.shape == (bsz, t, n, 3)
-    assert tiny_model.dynamics.fitter.fit_net[0].weight.grad.abs().sum() > 0
+    assert tiny_model.dynamics.fitter.fit_judge.net[0].weight.grad.abs().sum() > 0
     tiny_model.zero_grad()
 
 

@@ -28,7 +28,7 @@ def _set_bias(net: torch.nn.Sequential, value: float) -> None:
 
 def _motion(fits: float, clash: float, dim: int = 4) -> FitMotion:
     m = FitMotion(dim, 16, MASKS)
-    _set_bias(m.fit_net, fits)
+    _set_bias(m.fit_judge.net, fits)
     _set_bias(m.clash_net, clash)
     return m
 

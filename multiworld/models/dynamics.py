@@ -30,7 +30,10 @@ outputs and one set of weights serves any number of agents. Three stages:
 
 Hand-fixed structure (named in the README and model card): the 5 x 5 window an agent reads and
 writes, the rotation of the displacement by the heading, the four move outcomes and the blocker's
-3 x 3 cells (gated), the reward lattice and the event gate on payouts and endings. Nothing else
+3 x 3 cells (gated), or the candidates, their order, the fit judgement's 3 x 3 cells and the
+revert-until-stable loop (fit), the reward lattice, the event gate on payouts and endings, and
+(``payout="local"``) the shared payout as the sum of what each fired push is worth, and
+(``pickup="reach"``) a pickup judged from the agent's new position alone. Nothing else
 encodes the arena's rules.
 """
 
@@ -42,7 +45,7 @@ import torch
 from torch import nn
 
 from multiworld.models.geometry import fourier, gather_cells, wrap_angle
-from multiworld.models.motion import FitMotion
+from multiworld.models.motion import FitMotion, PositionJudge
 from multiworld.models.quantize import snap
 from multiworld.world.state import NUM_ACTIONS
 
@@ -107,6 +110,9 @@ class StateUpdateConfig:
     # says what its push is worth (-1, 0, +1: a box onto or off a goal), read from the window at
     # its new pose; the shared payout is their sum.
     payout: str = "pooled"
+    # "head": pickup is a logit of the agent's event heads. "reach" (third edition, second phase): a
+    # learned judgement of the agent's new position alone (is an item within reach there?).
+    pickup: str = "head"
 
 
 def _mlp(a: int, h: int, b: int) -> nn.Sequential:
@@ -167,6 +173,10 @@ class StateUpdateModel(nn.Module):
             nn.init.zeros_(self.contrib[-1].weight)
             with torch.no_grad():  # an untrained push is worth nothing
                 self.contrib[-1].bias.copy_(torch.tensor(OWN_VALUES).abs().neg() * 4)
+        if cfg.pickup not in ("head", "reach"):
+            raise ValueError(f"unknown pickup {cfg.pickup!r}: use 'head' or 'reach'")
+        if cfg.pickup == "reach":
+            self.reach = PositionJudge(d, h)
         self.world_head = _mlp(2 * h + d + 8, h // 2, 1 + len(SHARED_VALUES))  # termination, shared payout
         # Which payout classes each scenario's training data pays (read off the data by the
         # trainer, ``multiworld.models.data.data_payouts_seen``): a class a scenario never paid is
@@ -296,6 +306,8 @@ class StateUpdateModel(nn.Module):
             hs = torch.stack([new_heading.sin(), new_heading.cos()], -1)
             local = torch.cat([h2, onehot, win2.flatten(2), new_xy - new_xy.floor(), hs], -1)
             ev = torch.cat([ev[..., :2] + self.eventer(local), ev[..., 2:]], -1)
+        if cfg.pickup == "reach":  # the pickup judged at the new position, over the scene before the step
+            ev = torch.cat([ev[..., :1], self.reach(scene, new_xy)[..., None], ev[..., 2:]], -1)
         pooled = torch.cat([h2.mean(1), h2.amax(1), scene.mean((1, 2)), scen_e], -1)
         world = self.world_head(pooled)
         own_logits, shared_logits = ev[..., 2:], world[:, 1:]

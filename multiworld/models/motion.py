@@ -35,25 +35,37 @@ def _mlp(a: int, h: int, b: int) -> nn.Sequential:
     return nn.Sequential(nn.Linear(a, h), nn.GELU(), nn.Linear(h, h), nn.GELU(), nn.Linear(h, b))
 
 
+class PositionJudge(nn.Module):
+    """A learned yes/no about a position: scene tokens ``(B, S, S, D)`` and positions ``(B, M, 2)``
+    -> logits ``(B, M)``, from the tokens of the 3 x 3 cells around each position and its place in
+    its cell (nothing of the agent that stands there)."""
+
+    def __init__(self, dim: int, hidden: int) -> None:
+        super().__init__()
+        self.net = _mlp(9 * dim + 2 + 4 * BANDS, hidden, 1)
+        r = torch.arange(-1, 2)
+        self.register_buffer("near", torch.stack(torch.meshgrid(r, r, indexing="ij"), -1).reshape(-1, 2), False)
+
+    def forward(self, scene: torch.Tensor, xy: torch.Tensor) -> torch.Tensor:
+        bsz, m = xy.shape[:2]
+        cell = torch.stack([xy[..., 1].floor(), xy[..., 0].floor()], -1).long()[..., None, :] + self.near
+        tokens = gather_cells(scene, cell[..., 0].reshape(bsz, -1), cell[..., 1].reshape(bsz, -1))
+        frac = xy - xy.floor()
+        return self.net(torch.cat([tokens.reshape(bsz, m, -1), frac, fourier(frac, BANDS)], -1)).squeeze(-1)
+
+
 class FitMotion(nn.Module):
     """``fit``: scene tokens ``(B, S, S, D)`` and positions ``(B, M, 2)`` -> logits ``(B, M)`` that an
     agent fits there; ``clash``: offsets ``(..., 2)`` between two agents -> logits that they overlap."""
 
     def __init__(self, dim: int, hidden: int, masks: torch.Tensor) -> None:
         super().__init__()
-        self.fit_net = _mlp(9 * dim + 2 + 4 * BANDS, hidden, 1)
+        self.fit_judge = PositionJudge(dim, hidden)
         self.clash_net = _mlp(4 + 4 * BANDS, 32, 1)
-        r = torch.arange(-1, 2)
-        self.register_buffer("near", torch.stack(torch.meshgrid(r, r, indexing="ij"), -1).reshape(-1, 2), False)
         self.register_buffer("masks", masks[:-1].clone(), False)  # (3, 2) the candidates' shares
 
     def fit(self, scene: torch.Tensor, xy: torch.Tensor) -> torch.Tensor:
-        bsz, m = xy.shape[:2]
-        cell = torch.stack([xy[..., 1].floor(), xy[..., 0].floor()], -1).long()[..., None, :] + self.near
-        tokens = gather_cells(scene, cell[..., 0].reshape(bsz, -1), cell[..., 1].reshape(bsz, -1))
-        frac = xy - xy.floor()
-        feats = torch.cat([tokens.reshape(bsz, m, -1), frac, fourier(frac, BANDS)], -1)
-        return self.fit_net(feats).squeeze(-1)
+        return self.fit_judge(scene, xy)
 
     def clash(self, offset: torch.Tensor) -> torch.Tensor:
         d = offset.clamp(-2, 2)

@@ -34,7 +34,7 @@ from multiworld.models.geometry import wrap_angle
 from multiworld.models.motion import SKIP
 from multiworld.models.transitions import candidate_fits, move_targets, probe_worlds, push_worth, worth_loss
 from multiworld.models.world_model import ARENA_WORLDS, scenario_id
-from multiworld.world.dynamics import agents_overlap, solid_cells, square_free
+from multiworld.world.dynamics import agents_overlap, item_in_reach, solid_cells, square_free
 from multiworld.world.dynamics import step as world_step
 from multiworld.world.render import Raycaster, RenderConfig
 from multiworld.world.topdown import top_down
@@ -132,6 +132,7 @@ class OneStepSampler:
             "fits": np.stack(fits, 1),  # (C, K, N, 3) whether each candidate of the move fits
             "worth": np.stack(worth, 1),  # (C, K, N) what each push is worth (class on OWN_VALUES)
             **self._fit_points(state, solid, arena.agent_radius),
+            **self._reach_points(state, arena),
             "scenario": scenario_id(name),
             "size": state.size,
         }
@@ -153,6 +154,18 @@ class OneStepSampler:
             "clash_offset": offset.astype(np.float32),
             "clash": agents_overlap(offset, r),
         }
+
+    def _reach_points(self, state, arena) -> dict[str, np.ndarray]:
+        """Labelled positions ``(C, P, 2)`` for the pickup judgement: half anywhere, half near items
+        (alive or taken)."""
+        c, p, size = state.num_worlds, self.cfg.fit_points, state.size
+        xy = self.rng.uniform(0.25, size - 0.25, size=(c, p, 2))
+        k = state.items.shape[1]
+        if k:
+            who = self.rng.integers(k, size=(c, p // 2))
+            centres = state.items[np.arange(c)[:, None], who][..., ::-1] + 0.5
+            xy[:, p // 2 :] = centres + self.rng.uniform(-0.7, 0.7, size=(c, p // 2, 2))
+        return {"reach_xy": xy.astype(np.float32), "reach": item_in_reach(state, xy, arena)}
 
     def sample(self) -> OneStepBatch:
         cfg = self.cfg
@@ -231,6 +244,10 @@ def onestep_loss(model, batch: OneStepBatch) -> tuple[torch.Tensor, dict[str, to
         "payout": F.cross_entropy(out["own_logits"].flatten(0, 1), targets["own_payout"].flatten(), weight=own_w)
         + F.cross_entropy(out["shared_logits"], targets["shared_payout"], weight=shared_w),
     }
+    if model.cfg.dynamics.pickup == "reach":  # the pickup judgement at labelled positions
+        reach = model.dynamics.reach(scene[::k_actions], torch.as_tensor(o["reach_xy"]))
+        reached = torch.as_tensor(o["reach"]).float()
+        losses["events"] = losses["events"] + F.binary_cross_entropy_with_logits(reach, reached)
     if "contrib_logits" in out:
         losses["payout"] = losses["payout"] + worth_loss(out["contrib_logits"], pick_("worth"), push)
     scales = model.scales()

@@ -203,14 +203,27 @@ def _push_boxes(state: WorldState, a: np.ndarray, cfg: ArenaConfig) -> StepEvent
     return events
 
 
+def _reach(state: WorldState, xy: np.ndarray, radius: float) -> tuple[np.ndarray, np.ndarray]:
+    """Distances ``(B, P, K)`` from points ``xy (B, P, 2)`` to every item's centre, and which alive
+    items are within ``radius``."""
+    centres = state.items[..., ::-1].astype(np.float32) + 0.5  # (B, K, 2) as (x, y)
+    dist = np.linalg.norm(xy[:, :, None, :] - centres[:, None], axis=-1)
+    return dist, (dist < radius) & state.items_alive[:, None, :]
+
+
+def item_in_reach(state: WorldState, xy: np.ndarray, cfg: ArenaConfig) -> np.ndarray:
+    """``(B, P)`` bool: an agent at ``xy (B, P, 2)`` would pick an item up (one alive within reach)."""
+    if state.items.shape[1] == 0:
+        return np.zeros(xy.shape[:2], bool)
+    return _reach(state, xy, cfg.pickup_radius)[1].any(-1)
+
+
 def _pick_items(state: WorldState, cfg: ArenaConfig) -> np.ndarray:
     bsz, n = state.poses.shape[:2]
     picked = np.full((bsz, n), -1, np.int16)
     if state.items.shape[1] == 0:
         return picked
-    centres = state.items[..., ::-1].astype(np.float32) + 0.5  # (B, K, 2) as (x, y)
-    dist = np.linalg.norm(state.poses[:, :, None, :2] - centres[:, None], axis=-1)  # (B, N, K)
-    reach = (dist < cfg.pickup_radius) & state.items_alive[:, None, :]
+    dist, reach = _reach(state, state.poses[..., :2], cfg.pickup_radius)
     d = np.where(reach, dist, np.inf)
     nearest = d == d.min(axis=1, keepdims=True)
     winner = reach & nearest & (np.sum(reach & nearest, axis=1, keepdims=True) == 1)  # (B, N, K)
