@@ -123,3 +123,24 @@ def test_push_worth_is_plus_one_onto_a_goal_and_minus_one_off_it():
         assert OWN_VALUES[int(push_worth(s, ev)[0, 0])] == worth
     _, ev = world_step(state, np.array([[Action.TURN_LEFT]]), arena)
     assert OWN_VALUES[int(push_worth(state, ev)[0, 0])] == 0.0
+
+
+def test_reach_labels_are_the_oracles_pickups():
+    """Where the oracle's agent picked an item up, its position was in reach of one; an agent in
+    reach of no item picked nothing."""
+    from multiworld.world.dynamics import item_in_reach
+
+    arena = get_scenario("forage-v0").arena_config(num_agents=4)
+    state = generate(arena, [21, 22, 23, 24])
+    rng = np.random.default_rng(2)
+    picks = 0
+    for _ in range(120):
+        after, ev = world_step(state, rng.integers(0, 8, size=(4, 4)), arena)
+        moved = after.copy()
+        moved.items_alive = state.items_alive  # the items before this step's pickups
+        reach = item_in_reach(moved, after.poses[..., :2], arena)
+        assert not (ev.picked >= 0)[~reach].any()
+        assert reach[ev.picked >= 0].all()
+        picks += int((ev.picked >= 0).sum())
+        state = after
+    assert picks > 0
