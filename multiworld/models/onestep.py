@@ -147,7 +147,10 @@ class OneStepSampler:
         who = self.rng.integers(state.num_agents, size=(c, p - p // 2))
         near = state.poses[np.arange(c)[:, None], who, :2] + self.rng.uniform(-0.6, 0.6, size=(c, p - p // 2, 2))
         xy = np.concatenate([anywhere, np.clip(near, 0.25, size - 0.25)], 1)
-        offset = self.rng.uniform(-1.0, 1.0, size=(self.cfg.clash_points, 2))
+        # Half near (where overlaps are decided), half as far as the clash judgement reads (+-2 cells):
+        # agents far apart must never clash.
+        q = self.cfg.clash_points
+        offset = np.concatenate([self.rng.uniform(-1.0, 1.0, (q // 2, 2)), self.rng.uniform(-2.5, 2.5, (q - q // 2, 2))])
         return {
             "fit_xy": xy.astype(np.float32),
             "fit_ok": square_free(solid, xy, r),
