@@ -150,7 +150,8 @@ class OneStepSampler:
         # Half near (where overlaps are decided), half as far as the clash judgement reads (+-2 cells):
         # agents far apart must never clash.
         q = self.cfg.clash_points
-        offset = np.concatenate([self.rng.uniform(-1.0, 1.0, (q // 2, 2)), self.rng.uniform(-2.5, 2.5, (q - q // 2, 2))])
+        near, far = self.rng.uniform(-1.0, 1.0, (q // 2, 2)), self.rng.uniform(-2.5, 2.5, (q - q // 2, 2))
+        offset = np.concatenate([near, far])
         return {
             "fit_xy": xy.astype(np.float32),
             "fit_ok": square_free(solid, xy, r),
