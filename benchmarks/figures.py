@@ -44,6 +44,7 @@ class Job:
 SUITE = ("consistency", "events", "fidelity", "revisit", "drift", "throughput", "summary")
 RESULTS = "benchmarks/results/"
 PPO_MODEL = ["--backend", "model", "--minutes", "29", "--threads", "1", "--out", RESULTS + "ppo_forage_model"]
+PPO_40 = ["--updates", "40", "--minutes", "60", "--threads", "1", "--backend"]
 JOBS = [
     Job("throughput", [PY, "benchmarks/throughput.py"], ("throughput.json", "env_overhead.json"), 6),
     Job("store", [PY, "benchmarks/store_bench.py"], ("store.json",), 1),
@@ -63,7 +64,26 @@ JOBS = [
         tuple(f"suite/{n}.json" for n in SUITE),
         15,
     ),
+    Job(
+        "dynamics",
+        [*CLI, "bench", "dynamics", "--out", RESULTS + "dynamics", "--threads", "1", "--no-progress"],
+        ("dynamics/dynamics.json",),
+        7,
+    ),
     Job("ppo", [PY, "examples/ppo_shared.py", "--minutes", "29", "--threads", "2"], ("ppo_forage.json",), 31),
+    # The same budget in updates (40 = 81,920 agent-steps), inside the model and in the oracle.
+    Job(
+        "ppo_model_40",
+        [PY, "examples/ppo_shared.py", *PPO_40, "model", "--out", RESULTS + "ppo_forage_model_40"],
+        ("ppo_forage_model_40.json",),
+        14,
+    ),
+    Job(
+        "ppo_40",
+        [PY, "examples/ppo_shared.py", *PPO_40, "oracle", "--out", RESULTS + "ppo_forage_40"],
+        ("ppo_forage_40.json",),
+        8,
+    ),
     Job("ppo_model", [PY, "examples/ppo_shared.py", *PPO_MODEL], ("ppo_forage_model.json",), 31),
     Job(
         "rllib",
