@@ -33,7 +33,8 @@ writes, the rotation of the displacement by the heading, the four move outcomes 
 3 x 3 cells (gated), or the candidates, their order, the fit judgement's 3 x 3 cells and the
 revert-until-stable loop (fit), the reward lattice, the event gate on payouts and endings, and
 (``payout="local"``) the shared payout as the sum of what each fired push is worth, and
-(``pickup="reach"``) a pickup judged from the agent's new position alone. Nothing else
+(``pickup="reach"``, ``push="judge"``) a pickup judged from the agent's new position alone, a
+push from its new pose and action alone. Nothing else
 encodes the arena's rules.
 """
 
@@ -113,6 +114,9 @@ class StateUpdateConfig:
     # "head": pickup is a logit of the agent's event heads. "reach" (third edition, second phase): a
     # learned judgement of the agent's new position alone (is an item within reach there?).
     pickup: str = "head"
+    # "head": push is a logit of the agent's event heads. "judge": a learned judgement of the new
+    # pose (the 5 x 5 cells around it, the heading) and the action alone.
+    push: str = "head"
 
 
 def _mlp(a: int, h: int, b: int) -> nn.Sequential:
@@ -177,6 +181,10 @@ class StateUpdateModel(nn.Module):
             raise ValueError(f"unknown pickup {cfg.pickup!r}: use 'head' or 'reach'")
         if cfg.pickup == "reach":
             self.reach = PositionJudge(d, h)
+        if cfg.push not in ("head", "judge"):
+            raise ValueError(f"unknown push {cfg.push!r}: use 'head' or 'judge'")
+        if cfg.push == "judge":
+            self.push_judge = PositionJudge(d, h, window=WINDOW, extra=2 + NUM_ACTIONS)
         self.world_head = _mlp(2 * h + d + 8, h // 2, 1 + len(SHARED_VALUES))  # termination, shared payout
         # Which payout classes each scenario's training data pays (read off the data by the
         # trainer, ``multiworld.models.data.data_payouts_seen``): a class a scenario never paid is
@@ -308,6 +316,9 @@ class StateUpdateModel(nn.Module):
             ev = torch.cat([ev[..., :2] + self.eventer(local), ev[..., 2:]], -1)
         if cfg.pickup == "reach":  # the pickup judged at the new position, over the scene before the step
             ev = torch.cat([ev[..., :1], self.reach(scene, new_xy)[..., None], ev[..., 2:]], -1)
+        if cfg.push == "judge":  # the push judged from the new pose and the action
+            hs_a = torch.cat([torch.stack([new_heading.sin(), new_heading.cos()], -1), onehot], -1)
+            ev = torch.cat([self.push_judge(scene, new_xy, hs_a)[..., None], ev[..., 1:]], -1)
         pooled = torch.cat([h2.mean(1), h2.amax(1), scene.mean((1, 2)), scen_e], -1)
         world = self.world_head(pooled)
         own_logits, shared_logits = ev[..., 2:], world[:, 1:]

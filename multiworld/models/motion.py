@@ -37,21 +37,23 @@ def _mlp(a: int, h: int, b: int) -> nn.Sequential:
 
 class PositionJudge(nn.Module):
     """A learned yes/no about a position: scene tokens ``(B, S, S, D)`` and positions ``(B, M, 2)``
-    -> logits ``(B, M)``, from the tokens of the 3 x 3 cells around each position and its place in
-    its cell (nothing of the agent that stands there)."""
+    -> logits ``(B, M)``, from the tokens of the cells within ``window`` of each position's cell,
+    its place in its cell and ``extra`` features ``(B, M, E)`` (the pushing judgement: heading and
+    action), nothing else of the agent that stands there."""
 
-    def __init__(self, dim: int, hidden: int) -> None:
+    def __init__(self, dim: int, hidden: int, window: int = 1, extra: int = 0) -> None:
         super().__init__()
-        self.net = _mlp(9 * dim + 2 + 4 * BANDS, hidden, 1)
-        r = torch.arange(-1, 2)
+        self.net = _mlp((2 * window + 1) ** 2 * dim + 2 + 4 * BANDS + extra, hidden, 1)
+        r = torch.arange(-window, window + 1)
         self.register_buffer("near", torch.stack(torch.meshgrid(r, r, indexing="ij"), -1).reshape(-1, 2), False)
 
-    def forward(self, scene: torch.Tensor, xy: torch.Tensor) -> torch.Tensor:
+    def forward(self, scene: torch.Tensor, xy: torch.Tensor, extra: torch.Tensor | None = None) -> torch.Tensor:
         bsz, m = xy.shape[:2]
         cell = torch.stack([xy[..., 1].floor(), xy[..., 0].floor()], -1).long()[..., None, :] + self.near
         tokens = gather_cells(scene, cell[..., 0].reshape(bsz, -1), cell[..., 1].reshape(bsz, -1))
         frac = xy - xy.floor()
-        return self.net(torch.cat([tokens.reshape(bsz, m, -1), frac, fourier(frac, BANDS)], -1)).squeeze(-1)
+        feats = [tokens.reshape(bsz, m, -1), frac, fourier(frac, BANDS)] + ([] if extra is None else [extra])
+        return self.net(torch.cat(feats, -1)).squeeze(-1)
 
 
 class FitMotion(nn.Module):

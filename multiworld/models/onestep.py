@@ -34,9 +34,10 @@ from multiworld.models.geometry import wrap_angle
 from multiworld.models.motion import SKIP
 from multiworld.models.transitions import candidate_fits, move_targets, probe_worlds, push_worth, worth_loss
 from multiworld.models.world_model import ARENA_WORLDS, scenario_id
-from multiworld.world.dynamics import agents_overlap, item_in_reach, solid_cells, square_free
+from multiworld.world.dynamics import agents_overlap, item_in_reach, push_possible, solid_cells, square_free
 from multiworld.world.dynamics import step as world_step
 from multiworld.world.render import Raycaster, RenderConfig
+from multiworld.world.state import NUM_ACTIONS, Action
 from multiworld.world.topdown import top_down
 
 
@@ -169,7 +170,23 @@ class OneStepSampler:
             who = self.rng.integers(k, size=(c, p // 2))
             centres = state.items[np.arange(c)[:, None], who][..., ::-1] + 0.5
             xy[:, p // 2 :] = centres + self.rng.uniform(-0.7, 0.7, size=(c, p // 2, 2))
-        return {"reach_xy": xy.astype(np.float32), "reach": item_in_reach(state, xy, arena)}
+        out = {"reach_xy": xy.astype(np.float32), "reach": item_in_reach(state, xy, arena)}
+        # The push judgement: poses near boxes (and anywhere), any heading, mostly INTERACT.
+        poses = np.concatenate(
+            [self.rng.uniform(0.25, size - 0.25, (c, p, 2)), self.rng.uniform(-np.pi, np.pi, (c, p, 1))], -1
+        )
+        m = state.boxes.shape[1]
+        if m:
+            who = self.rng.integers(m, size=(c, p - p // 4))
+            centres = state.boxes[np.arange(c)[:, None], who][..., ::-1] + 0.5
+            poses[:, p // 4 :, :2] = np.clip(centres + self.rng.uniform(-1.6, 1.6, centres.shape), 0.25, size - 0.25)
+        act = np.where(self.rng.random((c, p)) < 0.75, int(Action.INTERACT), self.rng.integers(0, NUM_ACTIONS, (c, p)))
+        out.update(
+            push_pose=poses.astype(np.float32),
+            push_action=act,
+            push_ok=push_possible(state, poses, arena) & (act == Action.INTERACT),
+        )
+        return out
 
     def sample(self) -> OneStepBatch:
         cfg = self.cfg
@@ -252,6 +269,15 @@ def onestep_loss(model, batch: OneStepBatch) -> tuple[torch.Tensor, dict[str, to
         reach = model.dynamics.reach(scene[::k_actions], torch.as_tensor(o["reach_xy"]))
         reached = torch.as_tensor(o["reach"]).float()
         losses["events"] = losses["events"] + F.binary_cross_entropy_with_logits(reach, reached)
+    if model.cfg.dynamics.push == "judge":  # the push judgement at labelled poses and actions
+        pose, act = torch.as_tensor(o["push_pose"]), torch.as_tensor(o["push_action"])
+        extra = torch.cat(
+            [pose[..., 2].sin()[..., None], pose[..., 2].cos()[..., None], F.one_hot(act, NUM_ACTIONS)], -1
+        )
+        judged = model.dynamics.push_judge(scene[::k_actions], pose[..., :2], extra.float())
+        losses["events"] = losses["events"] + F.binary_cross_entropy_with_logits(
+            judged, torch.as_tensor(o["push_ok"]).float()
+        )
     if "contrib_logits" in out:
         losses["payout"] = losses["payout"] + worth_loss(out["contrib_logits"], pick_("worth"), push)
     scales = model.scales()

@@ -40,7 +40,14 @@ def _model(dim: int, hidden: int, render_hidden: int, motion: str = "fit", **kw)
     return WorldModelConfig(
         encoder=EncoderConfig(dim=dim, hidden=hidden, image_channels=hidden // 2),
         dynamics=StateUpdateConfig(
-            dim=dim, hidden=2 * hidden, message=dim, motion=motion, payout_mask=False, payout="local", pickup="reach"
+            dim=dim,
+            hidden=2 * hidden,
+            message=dim,
+            motion=motion,
+            payout_mask=False,
+            payout="local",
+            pickup="reach",
+            push="judge",
         ),
         renderer=RendererConfig(dim=dim, hidden=render_hidden, floor_hidden=hidden),
         heads=HeadsConfig(dim=dim, hidden=hidden),

@@ -154,21 +154,16 @@ def _agent_cells(poses: np.ndarray) -> np.ndarray:
     return np.stack([np.floor(poses[..., 1]), np.floor(poses[..., 0])], axis=-1).astype(np.int64)
 
 
-def _push_boxes(state: WorldState, a: np.ndarray, cfg: ArenaConfig) -> StepEvents:
-    bsz, n = a.shape
-    m = state.boxes.shape[1]
-    pushed = np.full((bsz, n), -1, np.int16)
-    push_from = np.full((bsz, n, 2), -1, np.int16)
-    push_to = np.full((bsz, n, 2), -1, np.int16)
-    events = StepEvents(pushed, push_from, push_to, np.full((bsz, n), -1, np.int16))
-    if m == 0 or not (a == Action.INTERACT).any():
-        return events
-
-    direction = _CARDINAL[_heading_quadrant(state.poses[..., 2])]  # (B, N, 2)
-    front = _agent_cells(state.poses) + direction
-    hit = np.all(state.boxes[:, None, :, :] == front[:, :, None, :], axis=-1)  # (B, N, M)
-    wants = (a == Action.INTERACT) & hit.any(axis=-1)
-    box = np.argmax(hit, axis=-1)  # (B, N), valid where wants
+def _push_open(state: WorldState, poses: np.ndarray, cfg: ArenaConfig):
+    """For agents at ``poses (B, P, 3)``: the box ahead (B, P) (valid where ``hit``), whether one is
+    ahead, its destination cell (B, P, 2), and whether that cell is open (floor, no box, no alive
+    item, no agent of ``state`` overlapping it): the push rule without the action and without
+    two pushers contending."""
+    bsz = poses.shape[0]
+    direction = _CARDINAL[_heading_quadrant(poses[..., 2])]  # (B, P, 2)
+    front = _agent_cells(poses) + direction
+    hit = np.all(state.boxes[:, None, :, :] == front[:, :, None, :], axis=-1)  # (B, P, M)
+    box = np.argmax(hit, axis=-1)  # (B, P), valid where hit
     dest = front + direction
     s = state.size
     dest_c = np.clip(dest, 0, s - 1)
@@ -181,14 +176,39 @@ def _push_boxes(state: WorldState, a: np.ndarray, cfg: ArenaConfig) -> StepEvent
     # Any agent's square overlapping the destination cell blocks it.
     r = cfg.agent_radius
     lo, hi = state.poses[..., :2] - r, state.poses[..., :2] + r  # (B, N, 2) as (x, y)
-    cell_x, cell_y = dest[..., 1][:, :, None], dest[..., 0][:, :, None]  # (B, N, 1)
+    cell_x, cell_y = dest[..., 1][:, :, None], dest[..., 0][:, :, None]  # (B, P, 1)
     overlap = (
         (lo[:, None, :, 0] < cell_x + 1)
         & (hi[:, None, :, 0] > cell_x)
         & (lo[:, None, :, 1] < cell_y + 1)
         & (hi[:, None, :, 1] > cell_y)
     )
-    ok = wants & open_floor & ~box_there & ~item_there & ~overlap.any(axis=-1)
+    is_open = open_floor & ~box_there & ~item_there & ~overlap.any(axis=-1)
+    return box, hit.any(axis=-1), dest, is_open
+
+
+def push_possible(state: WorldState, poses: np.ndarray, cfg: ArenaConfig) -> np.ndarray:
+    """``(B, P)`` bool: an agent at ``poses (B, P, 3)`` that interacts would push a box (nobody
+    else pushing the same box or to the same cell)."""
+    if state.boxes.shape[1] == 0:
+        return np.zeros(poses.shape[:2], bool)
+    _, ahead, _, is_open = _push_open(state, np.asarray(poses, np.float64), cfg)
+    return ahead & is_open
+
+
+def _push_boxes(state: WorldState, a: np.ndarray, cfg: ArenaConfig) -> StepEvents:
+    bsz, n = a.shape
+    m = state.boxes.shape[1]
+    pushed = np.full((bsz, n), -1, np.int16)
+    push_from = np.full((bsz, n, 2), -1, np.int16)
+    push_to = np.full((bsz, n, 2), -1, np.int16)
+    events = StepEvents(pushed, push_from, push_to, np.full((bsz, n), -1, np.int16))
+    if m == 0 or not (a == Action.INTERACT).any():
+        return events
+
+    box, ahead, dest, is_open = _push_open(state, state.poses, cfg)
+    wants = (a == Action.INTERACT) & ahead
+    ok = wants & is_open
 
     off_diag = ~np.eye(n, dtype=bool)
     same_box = (box[:, :, None] == box[:, None, :]) & wants[:, :, None] & wants[:, None, :] & off_diag
