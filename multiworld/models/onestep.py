@@ -57,7 +57,10 @@ class OneStepConfig:
     event_pos_weight: float = 1.0
     # ``motion="fit"``: positions per world where the oracle says whether an agent fits (half
     # anywhere on the map, half near its agents), and agent offsets for the clash judgement.
-    fit_points: int = 96
+    fit_points: int = 384
+    reach_points: int = 96  # positions per world for the reach and the push judgements
+    # A judged fit where the oracle says no puts an agent into a wall: those count this much more.
+    fit_negative_weight: float = 2.0
     clash_points: int = 512
 
 
@@ -84,6 +87,7 @@ class OneStepBatch:
     chunk: _Chunk
     blocked_weight: float = 2.0
     event_pos_weight: float = 1.0
+    fit_negative_weight: float = 2.0
 
     def loss(self, model) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         return onestep_loss(model, self)
@@ -144,10 +148,18 @@ class OneStepSampler:
     def _fit_points(self, state, solid: np.ndarray, r: float) -> dict[str, np.ndarray]:
         """Labelled positions for the fit judgement ``(C, P, 2)`` and offsets for the clash one ``(Q, 2)``."""
         c, p, size = state.num_worlds, self.cfg.fit_points, state.size
-        anywhere = self.rng.uniform(0.25, size - 0.25, size=(c, p // 2, 2))
-        who = self.rng.integers(state.num_agents, size=(c, p - p // 2))
-        near = state.poses[np.arange(c)[:, None], who, :2] + self.rng.uniform(-0.6, 0.6, size=(c, p - p // 2, 2))
-        xy = np.concatenate([anywhere, np.clip(near, 0.25, size - 0.25)], 1)
+        anywhere = self.rng.uniform(0.25, size - 0.25, size=(c, p // 4, 2))
+        who = self.rng.integers(state.num_agents, size=(c, p // 4))
+        near = state.poses[np.arange(c)[:, None], who, :2] + self.rng.uniform(-0.6, 0.6, size=(c, p // 4, 2))
+        # Half where the answer turns: one coordinate where the agent's square just touches a
+        # neighbouring cell's edge (the teacher's radius, give or take 0.04 cells).
+        edge = self.rng.uniform(0.25, size - 0.25, size=(c, p - 2 * (p // 4), 2))
+        axis, side = self.rng.integers(2, size=edge.shape[:2]), self.rng.integers(2, size=edge.shape[:2])
+        at = np.floor(edge[..., 0] * (axis == 0) + edge[..., 1] * (axis == 1)) + np.where(side == 1, 1 - r, r)
+        at = at + self.rng.normal(0, 0.04, size=at.shape)
+        edge[..., 0] = np.where(axis == 0, at, edge[..., 0])
+        edge[..., 1] = np.where(axis == 1, at, edge[..., 1])
+        xy = np.clip(np.concatenate([anywhere, near, edge], 1), 0.25, size - 0.25)
         # Half near (where overlaps are decided), half as far as the clash judgement reads (+-2 cells):
         # agents far apart must never clash.
         q = self.cfg.clash_points
@@ -163,7 +175,7 @@ class OneStepSampler:
     def _reach_points(self, state, arena) -> dict[str, np.ndarray]:
         """Labelled positions ``(C, P, 2)`` for the pickup judgement: half anywhere, half near items
         (alive or taken)."""
-        c, p, size = state.num_worlds, self.cfg.fit_points, state.size
+        c, p, size = state.num_worlds, self.cfg.reach_points, state.size
         xy = self.rng.uniform(0.25, size - 0.25, size=(c, p, 2))
         k = state.items.shape[1]
         if k:
@@ -198,7 +210,7 @@ class OneStepSampler:
             if self.count % cfg.refresh == 0:
                 self.pool[int(self.rng.integers(len(self.pool)))] = self._make_chunk()
             chunk = self.pool[int(self.rng.integers(len(self.pool)))]
-        return OneStepBatch(chunk, cfg.blocked_weight, cfg.event_pos_weight)
+        return OneStepBatch(chunk, cfg.blocked_weight, cfg.event_pos_weight, cfg.fit_negative_weight)
 
 
 def _outcome(out: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -227,7 +239,7 @@ def _fit_loss(model, batch: OneStepBatch, scene: torch.Tensor, out, free: torch.
     clash = fitter.clash(t("clash_offset"))
     return (
         cand.sum() / moving.sum().clamp(min=1)
-        + bce(dense, t("fit_ok").float())
+        + bce(dense, t("fit_ok").float(), weight=1 + (batch.fit_negative_weight - 1) * (~t("fit_ok")).float())
         + bce(clash, t("clash").float())
         + (out["free_move"] - free).abs().sum(-1).mean() * model.cfg.pose_weight
     )
