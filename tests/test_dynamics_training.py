@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from multiworld.models.onestep import OneStepConfig, OneStepSampler
+from multiworld.models.quantize import BOUND, STEP
 from multiworld.models.transitions import TransitionConfig, TransitionSampler
 from multiworld.models.world_model import WorldModel
 
@@ -78,3 +79,19 @@ def test_the_dynamics_preset_trains_only_the_state_update(tmp_path):
     changed = {k for k in before if not torch.equal(before[k], after[k])}
     assert changed and all(k.startswith("dynamics.") for k in changed), sorted(changed)[:5]
     assert np.isfinite([float(v.float().sum()) for v in after.values()]).all()
+
+
+def test_an_evolved_chunk_is_the_models_own_scene_at_the_oracles_poses(tiny_model):
+    """With ``evolve`` the pool's states are encoded W steps back and carried on by the model's own
+    state update, the poses replaced by the oracle's after every step."""
+    cfg = OneStepConfig(chunk=2, actions=2, chunks=1, refresh=1, warmup=4, agents=(2,), evolve=5)
+    sampler = OneStepSampler(cfg, seed=3)
+    chunk = next(c for c in (sampler._make_chunk() for _ in range(20)) if c.evolve is not None)
+    scene, agents = chunk.encoded(tiny_model)
+    assert torch.equal(agents[..., :3], chunk.poses)  # the oracle's poses after the walk
+    assert len(chunk.evolve[1]) >= 1 and not torch.equal(chunk.evolve[0], chunk.poses)
+    assert scene.shape[0] == 2 and on_lattice(scene)  # the state update's scene stays on the lattice
+
+
+def on_lattice(x: torch.Tensor) -> bool:
+    return bool(((x / STEP).round() * STEP - x).abs().max() < 1e-5 and x.abs().max() <= BOUND + 1e-6)

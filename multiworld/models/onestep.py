@@ -61,14 +61,22 @@ class OneStepConfig:
     reach_points: int = 96  # positions per world for the reach and the push judgements
     # A judged fit where the oracle says no puts an agent into a wall: those count this much more.
     fit_negative_weight: float = 2.0
+    # Steps (drawn from [0, evolve]) the model's own state update carries an encoded state before
+    # its transitions (poses teacher-forced): the judgements then read the tokens a free-running
+    # rollout has written, not only the encoder's.
+    evolve: int = 0
     clash_points: int = 512
 
 
 class _Chunk:
     """C encoded-once states of one (scenario, N) and K oracle transitions from each."""
 
-    def __init__(self, name: str, views, maps, poses, out: dict[str, np.ndarray]) -> None:
+    def __init__(self, name: str, views, maps, poses, out: dict[str, np.ndarray], evolve=None) -> None:
         self.name, self.views, self.maps, self.poses, self.out = name, views, maps, poses, out
+        # ``evolve``: (first poses (C, N, 3), actions (W, C, N), oracle poses after each (W, C, N, 3)):
+        # the views are of the first state, and the model's own state update carries the scene
+        # W steps on, its poses replaced by the oracle's after every step.
+        self.evolve = evolve
         self.tokens = None  # (scene, agents), encoded on first use
 
     def encoded(self, model):
@@ -76,7 +84,14 @@ class _Chunk:
             with torch.no_grad():
                 use_map = torch.rand(self.poses.shape[0]) < model.cfg.map_fraction
                 size = self.out["size"]
-                self.tokens = model.encoder(self.views, self.poses, size, self.maps, use_map)
+                start = self.poses if self.evolve is None else self.evolve[0]
+                scene, agents = model.encoder(self.views, start, size, self.maps, use_map)
+                if self.evolve is not None:
+                    scenario = torch.full((scene.shape[0],), self.out["scenario"], dtype=torch.long)
+                    for a, p in zip(self.evolve[1], self.evolve[2], strict=True):
+                        scene, agents, _ = model.dynamics(scene, agents, a, scenario)
+                        agents = torch.cat([p, agents[..., 3:]], -1)
+                self.tokens = scene, agents
         return self.tokens
 
 
@@ -109,6 +124,11 @@ class OneStepSampler:
             self.rng, cfg.scenarios, cfg.agents, cfg.chunk, cfg.warmup, cfg.policy_mix
         )
         name = sc.name
+        first, walk = state, []
+        for _ in range(int(self.rng.integers(0, cfg.evolve + 1))):  # the model's own scene, W steps on
+            a = policy.act(state)
+            state, _ = world_step(state, a, arena)
+            walk.append((torch.as_tensor(a), torch.as_tensor(state.poses)))
         acts, poses, outcome, free, push, pick, reward, done, fits, worth = ([] for _ in range(10))
         solid = solid_cells(state)
         for _ in range(cfg.actions):
@@ -141,9 +161,12 @@ class OneStepSampler:
             "scenario": scenario_id(name),
             "size": state.size,
         }
-        views = self.renderer.render(state).rgb.float().div_(255)
-        maps = torch.as_tensor(top_down(state)).float().div_(255)
-        return _Chunk(name, views, maps, torch.as_tensor(state.poses), out)
+        views = self.renderer.render(first).rgb.float().div_(255)
+        maps = torch.as_tensor(top_down(first)).float().div_(255)
+        evolve = None
+        if walk:
+            evolve = (torch.as_tensor(first.poses), [w[0] for w in walk], [w[1] for w in walk])
+        return _Chunk(name, views, maps, torch.as_tensor(state.poses), out, evolve)
 
     def _fit_points(self, state, solid: np.ndarray, r: float) -> dict[str, np.ndarray]:
         """Labelled positions for the fit judgement ``(C, P, 2)`` and offsets for the clash one ``(Q, 2)``."""

@@ -122,7 +122,8 @@ def _dynamics() -> Preset:
         eval_every=500,
     )
     base.transitions = TransitionConfig(every=0)
-    base.onestep = OneStepConfig()
+    # The judgements read tokens the model's own updates wrote: states carried up to 24 steps on.
+    base.onestep = OneStepConfig(evolve=24)
     base.trains = ("dynamics.",)
     return base
 
