@@ -268,6 +268,17 @@ def _fit_loss(model, batch: OneStepBatch, scene: torch.Tensor, out, free: torch.
     )
 
 
+def _own_payout_loss(out, own: torch.Tensor, events: torch.Tensor, weight: torch.Tensor, gated: bool) -> torch.Tensor:
+    """Cross-entropy of the own payout classes. ``gated`` (``payout="local"``): only over the agents
+    whose push or pickup happened (``events`` (B, N) > 0), the only ones it is paid for: what an
+    event is worth, not how likely one is (the event judgements say that)."""
+    ce = F.cross_entropy(out["own_logits"].flatten(0, 1), own.flatten(), weight=weight, reduction="none")
+    if not gated:
+        return ce.sum() / weight[own.flatten()].sum()  # F.cross_entropy's weighted mean
+    mask = (events > 0).flatten().float()
+    return (ce * mask).sum() / mask.sum().clamp(min=1)
+
+
 def onestep_loss(model, batch: OneStepBatch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """One state update from every encoded state with its chosen action; losses share the world
     model's ``scales()`` (``motion``, ``pose``, ``events``, ``payout``)."""
@@ -297,7 +308,7 @@ def onestep_loss(model, batch: OneStepBatch) -> tuple[torch.Tensor, dict[str, to
         "events": F.binary_cross_entropy_with_logits(out["push"], push, pos_weight=pos_weight)
         + F.binary_cross_entropy_with_logits(out["pick"], pick, pos_weight=pos_weight)
         + F.binary_cross_entropy_with_logits(out["done_logit"], done),
-        "payout": F.cross_entropy(out["own_logits"].flatten(0, 1), targets["own_payout"].flatten(), weight=own_w)
+        "payout": _own_payout_loss(out, targets["own_payout"], push + pick, own_w, cfg.dynamics.payout == "local")
         + F.cross_entropy(out["shared_logits"], targets["shared_payout"], weight=shared_w),
     }
     if model.cfg.dynamics.pickup == "reach":  # the pickup judgement at labelled positions
