@@ -46,7 +46,7 @@ import torch
 from torch import nn
 
 from multiworld.models.geometry import fourier, gather_cells, wrap_angle
-from multiworld.models.motion import FitMotion, PositionJudge
+from multiworld.models.motion import FitMotion, PositionJudge, heading_action, mlp
 from multiworld.models.quantize import snap
 from multiworld.world.state import NUM_ACTIONS
 
@@ -119,10 +119,6 @@ class StateUpdateConfig:
     push: str = "head"
 
 
-def _mlp(a: int, h: int, b: int) -> nn.Sequential:
-    return nn.Sequential(nn.Linear(a, h), nn.GELU(), nn.Linear(h, h), nn.GELU(), nn.Linear(h, b))
-
-
 class StateUpdateModel(nn.Module):
     def __init__(self, cfg: StateUpdateConfig) -> None:
         super().__init__()
@@ -134,14 +130,14 @@ class StateUpdateModel(nn.Module):
         self.read = nn.Linear(win * d, h)
         self_in = h + 10 + 2 + 16 + 8 + (d - 3)
         pair_in = 3 + 16 + 16 + 2 + 2
-        self.pair1 = _mlp(pair_in, h // 2, h)
-        self.agent1 = _mlp(self_in + h, h, h)
+        self.pair1 = mlp(pair_in, h // 2, h)
+        self.agent1 = mlp(self_in + h, h, h)
         # The motion network: turn and (forward, right) displacement from the agent's reading of
         # its cells, the others' messages and its action (given again, one-hot, at the input).
         if cfg.motion not in ("free", "gated", "fit"):
             raise ValueError(f"unknown motion {cfg.motion!r}: use 'free', 'gated' or 'fit'")
         gated = cfg.motion in ("gated", "fit")
-        self.motion = _mlp(h + NUM_ACTIONS, h, 3)
+        self.motion = mlp(h + NUM_ACTIONS, h, 3)
         nn.init.zeros_(self.motion[-1].weight)
         nn.init.zeros_(self.motion[-1].bias)
         if gated:
@@ -152,7 +148,7 @@ class StateUpdateModel(nn.Module):
         if cfg.motion == "gated":
             # The outcome of the move: the agent's reading, the tokens of the 3 x 3 cells around it
             # (every move ends inside them), its place in its cell and the move it asks for.
-            self.blocker = _mlp(h + NUM_ACTIONS + 9 * d + 4, h, len(MOVE_OUTCOMES))
+            self.blocker = mlp(h + NUM_ACTIONS + 9 * d + 4, h, len(MOVE_OUTCOMES))
             inner = (self.window_offsets().abs() <= 1).all(-1)
             self.register_buffer("inner", torch.nonzero(inner).squeeze(-1), persistent=False)
         elif cfg.motion == "fit":  # where the move ends, judged at its candidates (models.motion)
@@ -161,19 +157,19 @@ class StateUpdateModel(nn.Module):
         nn.init.zeros_(self.latent_head.weight)
         nn.init.zeros_(self.latent_head.bias)
         self.read2 = nn.Linear(win * d, h)
-        self.pair2 = _mlp(3 + 16 + 2 + 2, h // 2, h)
-        self.agent2 = _mlp(self_in + 2 * h, h, h)
+        self.pair2 = mlp(3 + 16 + 2 + 2, h // 2, h)
+        self.agent2 = mlp(self_in + 2 * h, h, h)
         self.event_head = nn.Linear(h, 2 + len(OWN_VALUES))  # push, pickup logits, own payout logits
         if gated:
             # Push and pickup read the window's tokens at the new pose directly too (the box ahead
             # and the cell beyond it, an item within reach), with the agent's place and heading.
-            self.eventer = _mlp(h + NUM_ACTIONS + (2 * WINDOW + 1) ** 2 * d + 4, h, 2)
+            self.eventer = mlp(h + NUM_ACTIONS + (2 * WINDOW + 1) ** 2 * d + 4, h, 2)
             nn.init.zeros_(self.eventer[-1].weight)
             nn.init.zeros_(self.eventer[-1].bias)
         if cfg.payout not in ("pooled", "local") or (cfg.payout == "local" and not gated):
             raise ValueError(f"unknown payout {cfg.payout!r}: use 'pooled', or 'local' with a gated or fit motion")
         if cfg.payout == "local":
-            self.contrib = _mlp(h + NUM_ACTIONS + (2 * WINDOW + 1) ** 2 * d + 4 + 8, h, len(OWN_VALUES))
+            self.contrib = mlp(h + NUM_ACTIONS + (2 * WINDOW + 1) ** 2 * d + 4 + 8, h, len(OWN_VALUES))
             nn.init.zeros_(self.contrib[-1].weight)
             with torch.no_grad():  # an untrained push is worth nothing
                 self.contrib[-1].bias.copy_(torch.tensor(OWN_VALUES).abs().neg() * 4)
@@ -185,7 +181,7 @@ class StateUpdateModel(nn.Module):
             raise ValueError(f"unknown push {cfg.push!r}: use 'head' or 'judge'")
         if cfg.push == "judge":
             self.push_judge = PositionJudge(d, h, window=WINDOW, extra=2 + NUM_ACTIONS)
-        self.world_head = _mlp(2 * h + d + 8, h // 2, 1 + len(SHARED_VALUES))  # termination, shared payout
+        self.world_head = mlp(2 * h + d + 8, h // 2, 1 + len(SHARED_VALUES))  # termination, shared payout
         # Which payout classes each scenario's training data pays (read off the data by the
         # trainer, ``multiworld.models.data.data_payouts_seen``): a class a scenario never paid is
         # never predicted for it.
@@ -193,7 +189,7 @@ class StateUpdateModel(nn.Module):
             "payouts_seen", torch.ones(cfg.scenarios, len(OWN_VALUES) + len(SHARED_VALUES), dtype=torch.bool)
         )
         self.offset = nn.Embedding(win, 16)
-        self.send = _mlp(h + 16 + 4, h // 2, m)
+        self.send = mlp(h + 16 + 4, h // 2, m)
         self.cell = nn.Sequential(
             nn.Conv2d(d + m, 2 * d, 3, padding=1),
             nn.GELU(),
@@ -317,8 +313,8 @@ class StateUpdateModel(nn.Module):
         if cfg.pickup == "reach":  # the pickup judged at the new position, over the scene before the step
             ev = torch.cat([ev[..., :1], self.reach(scene, new_xy)[..., None], ev[..., 2:]], -1)
         if cfg.push == "judge":  # the push judged from the new pose and the action
-            hs_a = torch.cat([torch.stack([new_heading.sin(), new_heading.cos()], -1), onehot], -1)
-            ev = torch.cat([self.push_judge(scene, new_xy, hs_a)[..., None], ev[..., 1:]], -1)
+            judged = self.push_judge(scene, new_xy, heading_action(new_heading, actions))
+            ev = torch.cat([judged[..., None], ev[..., 1:]], -1)
         pooled = torch.cat([h2.mean(1), h2.amax(1), scene.mean((1, 2)), scen_e], -1)
         world = self.world_head(pooled)
         own_logits, shared_logits = ev[..., 2:], world[:, 1:]

@@ -26,13 +26,22 @@ import torch.nn.functional as F
 from torch import nn
 
 from multiworld.models.geometry import fourier, gather_cells
+from multiworld.world.state import NUM_ACTIONS
 
 BANDS = 3  # Fourier bands of the position inside the cell (sharp thresholds near the cell's edges)
 SKIP = 1e-3  # cells: a candidate that moves less than this is no move
 
 
-def _mlp(a: int, h: int, b: int) -> nn.Sequential:
+def mlp(a: int, h: int, b: int) -> nn.Sequential:
+    """The state update's 3-layer MLP: ``a`` inputs, two hidden layers of ``h``, ``b`` outputs."""
     return nn.Sequential(nn.Linear(a, h), nn.GELU(), nn.Linear(h, h), nn.GELU(), nn.Linear(h, b))
+
+
+def heading_action(heading: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
+    """The push judgement's extra features ``(..., 2 + NUM_ACTIONS)``: sin and cos of ``heading``
+    and the one-hot ``action``."""
+    onehot = F.one_hot(action, NUM_ACTIONS).to(heading.dtype)
+    return torch.cat([heading.sin()[..., None], heading.cos()[..., None], onehot], -1)
 
 
 class PositionJudge(nn.Module):
@@ -43,7 +52,7 @@ class PositionJudge(nn.Module):
 
     def __init__(self, dim: int, hidden: int, window: int = 1, extra: int = 0) -> None:
         super().__init__()
-        self.net = _mlp((2 * window + 1) ** 2 * dim + 2 + 4 * BANDS + extra, hidden, 1)
+        self.net = mlp((2 * window + 1) ** 2 * dim + 2 + 4 * BANDS + extra, hidden, 1)
         r = torch.arange(-window, window + 1)
         self.register_buffer("near", torch.stack(torch.meshgrid(r, r, indexing="ij"), -1).reshape(-1, 2), False)
 
@@ -63,7 +72,7 @@ class FitMotion(nn.Module):
     def __init__(self, dim: int, hidden: int, masks: torch.Tensor) -> None:
         super().__init__()
         self.fit_judge = PositionJudge(dim, hidden)
-        self.clash_net = _mlp(4 + 4 * BANDS, 32, 1)
+        self.clash_net = mlp(4 + 4 * BANDS, 32, 1)
         self.register_buffer("masks", masks[:-1].clone(), False)  # (3, 2) the candidates' shares
 
     def fit(self, scene: torch.Tensor, xy: torch.Tensor) -> torch.Tensor:

@@ -31,7 +31,7 @@ import torch.nn.functional as F
 from multiworld.models.data import payout_targets
 from multiworld.models.dynamics import motion_loss
 from multiworld.models.geometry import wrap_angle
-from multiworld.models.motion import SKIP
+from multiworld.models.motion import SKIP, heading_action
 from multiworld.models.transitions import candidate_fits, move_targets, probe_worlds, push_worth, worth_loss
 from multiworld.models.world_model import ARENA_WORLDS, scenario_id
 from multiworld.world.dynamics import agents_overlap, item_in_reach, push_possible, solid_cells, square_free
@@ -317,10 +317,7 @@ def onestep_loss(model, batch: OneStepBatch) -> tuple[torch.Tensor, dict[str, to
         losses["events"] = losses["events"] + F.binary_cross_entropy_with_logits(reach, reached)
     if model.cfg.dynamics.push == "judge":  # the push judgement at labelled poses and actions
         pose, act = torch.as_tensor(o["push_pose"]), torch.as_tensor(o["push_action"])
-        extra = torch.cat(
-            [pose[..., 2].sin()[..., None], pose[..., 2].cos()[..., None], F.one_hot(act, NUM_ACTIONS)], -1
-        )
-        judged = model.dynamics.push_judge(scene[::k_actions], pose[..., :2], extra.float())
+        judged = model.dynamics.push_judge(scene[::k_actions], pose[..., :2], heading_action(pose[..., 2], act))
         losses["events"] = losses["events"] + F.binary_cross_entropy_with_logits(
             judged, torch.as_tensor(o["push_ok"]).float()
         )
