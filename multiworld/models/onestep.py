@@ -48,7 +48,7 @@ class OneStepConfig:
     chunks: int = 24  # chunks in the pool
     refresh: int = 4  # batches between two chunk replacements
     warmup: int = 120  # warm-up steps drawn from [0, warmup]
-    agents: tuple[int, ...] = (2, 3, 4, 6, 8)
+    agents: tuple[int, ...] = (1, 2, 3, 4, 6, 8)
     scenarios: tuple[str, ...] = ARENA_WORLDS
     policy_mix: tuple[float, float, float] = (0.35, 0.3, 0.35)  # random, scripted, mostly-forward
     blocked_weight: float = 2.0  # cross-entropy weight of the outcomes other than the whole move
@@ -206,15 +206,25 @@ class OneStepSampler:
             centres = state.items[np.arange(c)[:, None], who][..., ::-1] + 0.5
             xy[:, p // 2 :] = centres + self.rng.uniform(-0.7, 0.7, size=(c, p // 2, 2))
         out = {"reach_xy": xy.astype(np.float32), "reach": item_in_reach(state, xy, arena)}
-        # The push judgement: poses near boxes (and anywhere), any heading, mostly INTERACT.
+        # The push judgement: poses anywhere (a quarter), near boxes with any heading (a quarter),
+        # and half where the answer turns: in a cell beside a box, heading within 70 degrees of it
+        # (the front cell changes at 45), mostly INTERACT.
         poses = np.concatenate(
             [self.rng.uniform(0.25, size - 0.25, (c, p, 2)), self.rng.uniform(-np.pi, np.pi, (c, p, 1))], -1
         )
         m = state.boxes.shape[1]
         if m:
-            who = self.rng.integers(m, size=(c, p - p // 4))
-            centres = state.boxes[np.arange(c)[:, None], who][..., ::-1] + 0.5
-            poses[:, p // 4 :, :2] = np.clip(centres + self.rng.uniform(-1.6, 1.6, centres.shape), 0.25, size - 0.25)
+            q, h = p // 4, p // 2
+            rows = np.arange(c)[:, None]
+            centres = state.boxes[rows, self.rng.integers(m, size=(c, h - q))][..., ::-1] + 0.5
+            poses[:, q:h, :2] = centres + self.rng.uniform(-1.6, 1.6, centres.shape)
+            box = state.boxes[rows, self.rng.integers(m, size=(c, p - h))][..., ::-1]  # (x, y) cells
+            side = self.rng.integers(4, size=(c, p - h))
+            facing = np.stack([np.cos(side * np.pi / 2), np.sin(side * np.pi / 2)], -1).round()
+            poses[:, h:, :2] = box - facing + self.rng.uniform(0.2, 0.8, box.shape)
+            poses[:, h:, 2] = side * np.pi / 2 + self.rng.uniform(-1.22, 1.22, side.shape)
+            poses[..., :2] = np.clip(poses[..., :2], 0.25, size - 0.25)
+            poses[..., 2] = np.angle(np.exp(1j * poses[..., 2]))
         act = np.where(self.rng.random((c, p)) < 0.75, int(Action.INTERACT), self.rng.integers(0, NUM_ACTIONS, (c, p)))
         out.update(
             push_pose=poses.astype(np.float32),
