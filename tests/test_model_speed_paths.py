@@ -7,6 +7,8 @@
   shipped checkpoint to float rounding, and a world resumes exactly on the path that wrote it.
 - Resume from stored tokens is exact per precision (fp32 and bf16): same views, poses, rewards and
   events step for step.
+- What the render skips (pieces the renderer left out, floor pixels nothing shows through) changes
+  no pixel: compositing only the kept pieces is the pass over every slot, to the bit.
 
 Speed itself is measured by ``benchmarks/vector_speed.py``, never here.
 """
@@ -20,6 +22,7 @@ import torch
 import multiworld
 from multiworld.bench.metrics import psnr
 from multiworld.models.checkpoint import DEFAULT_CHECKPOINT, load_checkpoint
+from multiworld.models.renderer import composite_pieces, floor_depth
 from multiworld.sim.model import ModelSimulator
 from multiworld.world.camera import Camera
 from multiworld.world.render import Raycaster, RenderConfig
@@ -127,4 +130,94 @@ def test_compiled_render_agrees_with_eager_and_resumes_exactly(shipped):
     again = ModelSimulator("forage-v0", 2, compile_render=True, **kw)
     again.reset([3, 4], start=start, tokens=tokens)
     for a in np.random.default_rng(4).integers(0, 8, (3, 2, 2)):
+        assert np.array_equal(compiled.step(a).rgb, again.step(a).rgb)
+
+
+def composite_every_slot(t_hit, out, row_tan, gain, cam, z_bins):
+    """The plain front-to-back pass over every slot, skipped pieces included."""
+    opacity, top = torch.sigmoid(out[..., 0]), 1.2 * torch.sigmoid(out[..., 1])
+    coef = out[..., 3:].unflatten(-1, (z_bins, 3))
+    r, h = t_hit.shape[0], row_tan.shape[0]
+    trans, rgb, depth = torch.ones(r, h), [torch.zeros(r, h) for _ in range(3)], torch.zeros(r, h)
+    for i in range(t_hit.shape[1]):
+        t = t_hit[:, i, None]
+        z = cam.eye_height + row_tan * t
+        px = cam.focal / t
+        cover = torch.sigmoid((top[:, i, None] - z) * px * gain) * torch.sigmoid(z * px * gain)
+        alpha = opacity[:, i, None] * cover * (t < floor_depth(row_tan, cam))
+        weight = alpha * trans
+        zi = z.clamp(0, 1) * (z_bins - 1)
+        i0 = zi.floor().clamp(max=z_bins - 2)
+        frac, i0 = zi - i0, i0.long()
+        for ch in range(3):
+            c = coef[:, i, :, ch]
+            rgb[ch] = rgb[ch] + weight * torch.sigmoid(torch.lerp(c.gather(1, i0), c.gather(1, i0 + 1), frac))
+        depth = depth + weight * t
+        trans = trans * (1 - alpha + 1e-6)
+    return torch.stack(rgb, -1), depth, trans
+
+
+def test_compositing_only_the_kept_pieces_is_the_pass_over_every_slot():
+    cam = Camera(height=32, width=32)
+    g = torch.Generator().manual_seed(0)
+    t_hit = (torch.rand(300, 10, generator=g) * 8 + 0.1).sort(-1).values
+    out = torch.randn(300, 10, 3 + 3 * 16, generator=g) * 3
+    skipped = torch.rand(300, 10, generator=g) < 0.6
+    skipped[:20] = True  # rays with no piece at all
+    out[..., 0] = torch.where(skipped, torch.tensor(-1e4), out[..., 0])
+    gain = torch.tensor(2.5)
+    got = composite_pieces(t_hit, out, cam.row_tan(), gain, cam, 16)
+    want = composite_every_slot(t_hit, out, cam.row_tan(), gain, cam, 16)
+    for a, b in zip(got, want, strict=True):
+        torch.testing.assert_close(a, b, atol=0, rtol=0)
+    # Gradients flow through the kept pieces as through the full pass (training composites too).
+    out.requires_grad_(True)
+    (composite_pieces(t_hit, out, cam.row_tan(), gain, cam, 16)[0].sum()).backward()
+    assert out.grad[~skipped].abs().sum() > 0 and out.grad[skipped].abs().sum() == 0
+
+
+def test_the_floor_is_read_only_where_it_shows(shipped):
+    """The floor network reads exactly the pixels below the horizon that the pieces in front leave
+    more than 0.1% of (the others were black before it read them too)."""
+    env = multiworld.vector_env(num_envs=2, num_agents=2, backend="model", precision="fp32", model=shipped)
+    env.reset(seed=5)
+    scene, agents = env.sim.latent.scene, env.sim.latent.agents
+    renderer, cam = shipped.renderer, shipped.renderer.cam
+    calls = []
+    hook = renderer.floor.register_forward_hook(lambda _, args, __: calls.append(args[0].shape[0]))
+    try:
+        with torch.no_grad():
+            renderer(scene, agents)
+            views = torch.arange(agents.shape[1])
+            _, _, t_hit, out = renderer.pieces(scene, agents, views, cam.cam_x(), cam)
+            k = t_hit.shape[-1]
+            rest = renderer.composite(t_hit.reshape(-1, k), out.reshape(-1, k, out.shape[-1]), cam)[2]
+    finally:
+        hook.remove()
+    shows = int((rest[:, cam.height // 2 :] > 1e-3).sum())
+    assert calls == [shows]
+    assert 0 < shows < rest[:, cam.height // 2 :].numel()  # walls hide part of the floor
+
+
+@pytest.mark.skipif(not has_cpp_compiler(), reason="torch.compile's CPU backend needs a C++ compiler")
+def test_frozen_bf16_compiled_render_agrees_with_eager(shipped):
+    """bf16 compiles with the weights frozen in (oneDNN linear layers): the same views to bf16
+    rounding, and exact resume on that path."""
+    render = RenderConfig(height=32, width=32)
+    kw = {"num_worlds": 2, "precision": "bf16", "model": shipped, "render": render}
+    eager = ModelSimulator("forage-v0", 2, **kw)
+    compiled = ModelSimulator("forage-v0", 2, compile_render=True, **kw)
+    for sim in (eager, compiled):
+        sim.reset([7, 8])
+        stepped(sim, 2, seed=5)
+    with torch.inference_mode(), eager._autocast():
+        ref, _ = eager._render()
+        got, _ = compiled._render()
+    truth = Raycaster(render).render(compiled.world_state()).rgb.numpy()
+    assert abs(float(psnr(uint8(got), truth).mean()) - float(psnr(uint8(ref), truth).mean())) < 0.5
+    assert (got.float() - ref.float()).abs().mean().item() < 0.01
+    start, tokens = compiled.world_state(), compiled.tokens()
+    again = ModelSimulator("forage-v0", 2, compile_render=True, **kw)
+    again.reset([7, 8], start=start, tokens=tokens)
+    for a in np.random.default_rng(6).integers(0, 8, (2, 2, 2)):
         assert np.array_equal(compiled.step(a).rgb, again.step(a).rgb)

@@ -116,7 +116,7 @@ class ModelSimulator(InProcessSimulator):
         if self.compile_render:
             from multiworld.models.renderer import compile_renderer
 
-            self._compiled = compile_renderer(self.model.renderer)
+            self._compiled = compile_renderer(self.model.renderer, freeze=precision == "bf16")
         self.init, self.depth = init, depth
         self.latent = None
         self.readout: WorldState | None = None
