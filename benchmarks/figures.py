@@ -74,7 +74,7 @@ JOBS = [
     # The same budget in updates (40 = 81,920 agent-steps), inside the model and in the oracle.
     Job(
         "ppo_model_40",
-        [PY, "examples/ppo_shared.py", *PPO_40, "model", "--out", RESULTS + "ppo_forage_model_40"],
+        [PY, "examples/ppo_shared.py", *PPO_40, "model", "--compile-render", "--out", RESULTS + "ppo_forage_model_40"],
         ("ppo_forage_model_40.json",),
         14,
     ),

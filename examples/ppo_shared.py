@@ -52,6 +52,11 @@ def parse_args(argv=None) -> argparse.Namespace:
         help="where the policy trains: the oracle arena or the learned world model (evaluation: always the oracle)",
     )
     p.add_argument("--checkpoint", default=None, help="world-model checkpoint for --backend model (default: shipped)")
+    p.add_argument(
+        "--compile-render",
+        action="store_true",
+        help="--backend model: render with the compiled renderer (a minute or two to compile, then faster)",
+    )
     p.add_argument("--num-envs", type=int, default=16, help="worlds stepped together (E)")
     p.add_argument("--num-agents", type=int, default=4, help="agents per world (N); all share the policy")
     p.add_argument("--view", type=int, default=32, help="egocentric view height and width")
@@ -80,7 +85,9 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def make_env(args, num_envs: int, seed: int, backend: str = "oracle"):
     """The vector env: the oracle (baselines, evaluation), or ``--backend`` for training."""
-    extra = {"checkpoint": args.checkpoint} if backend == "model" and args.checkpoint else {}
+    extra = {}
+    if backend == "model":
+        extra = {"compile_render": args.compile_render} | ({"checkpoint": args.checkpoint} if args.checkpoint else {})
     return multiworld.vector_env(
         num_envs=num_envs,
         scenario=args.scenario,

@@ -331,7 +331,8 @@ def compile_renderer(renderer: RayRenderer, freeze: bool = False):
 
     def render(*args, **kwargs) -> tuple[torch.Tensor, torch.Tensor]:
         with (
-            torch._dynamo.config.patch(capture_dynamic_output_shape_ops=True),
+            # One graph per batch shape, precision and image size: a process may render many.
+            torch._dynamo.config.patch(capture_dynamic_output_shape_ops=True, recompile_limit=64),
             torch._inductor.config.patch(freezing=freeze),
         ):
             return compiled(*args, **kwargs)
