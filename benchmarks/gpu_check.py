@@ -6,8 +6,8 @@
    ``--workers`` data processes) on oracle data recorded first (forage-v0, 4 agents, training
    seeds): steps/s, samples/s, the share of time spent waiting for data, and whether the loss
    fell (the last logged loss below the first).
-2. Inference: the model backend's vector env on the GPU (the shipped checkpoint, bf16 renders),
-   random actions: agent-frames/s at each ``--worlds`` x 4 agents.
+2. Inference: the model backend's vector env on the GPU (the shipped checkpoint, bf16 renders,
+   eager and compiled), random actions: agent-frames/s at each ``--worlds`` x 4 agents.
 
 Writes benchmarks/results/gpu_check.{json,md}. On a machine without CUDA it says so and exits 0
 with nothing measured. ``tests/test_training_scale.py`` runs both checks on the CPU.
@@ -69,12 +69,15 @@ def train_check(
     }
 
 
-def env_check(device: str, worlds: int, agents: int = 4, steps: int = 50, checkpoint=None) -> dict:
-    """Agent-frames/s of the model backend's vector env with ``worlds`` x ``agents`` on ``device``."""
+def env_check(
+    device: str, worlds: int, agents: int = 4, steps: int = 50, checkpoint=None, compile_render: bool = False
+) -> dict:
+    """Agent-frames/s of the model backend's vector env with ``worlds`` x ``agents`` on ``device``
+    (the eager render, or the compiled one: its compile is done in the warm-up steps)."""
     import multiworld
     from multiworld.world.state import NUM_ACTIONS
 
-    kw = {} if checkpoint is None else {"checkpoint": str(checkpoint)}
+    kw = {"compile_render": compile_render} | ({} if checkpoint is None else {"checkpoint": str(checkpoint)})
     env = multiworld.vector_env(
         num_envs=worlds, num_agents=agents, backend="model", device=device, max_cycles=100, seed=2_000_000, **kw
     )
@@ -97,6 +100,7 @@ def env_check(device: str, worlds: int, agents: int = 4, steps: int = 50, checkp
         "worlds": worlds,
         "agents": agents,
         "precision": precision,
+        "render": "compiled" if compile_render else "eager",
         "agent_frames_per_s": round(steps * worlds * agents / total, 1),
         "ms_per_batch_step": round(1000 * total / steps, 2),
     }
@@ -125,7 +129,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         train = train_check(device, "default", args.steps, args.workers, precision, pathlib.Path(tmp))
     print(train, file=sys.stderr)
-    envs = [env_check(device, w) for w in args.worlds]
+    envs = [env_check(device, w, compile_render=c) for w in args.worlds for c in (False, True)]
     payload = {
         "gpu": torch.cuda.get_device_name(0),
         "torch": torch.__version__,

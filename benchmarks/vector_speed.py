@@ -9,8 +9,8 @@ the shipped checkpoint at each precision with the eager render, and with the com
 (``compile_render=True``) at the ``--compiled`` precisions; the oracle is measured beside every
 (size, worlds) in the same run, so the ratio holds on a shared machine. Each row: setup (env,
 reset, the compile of a compiled render) timed apart, 3 warm-up steps, then ``--steps`` timed
-steps (a third of them, at least 10, for 64 worlds); wall and process CPU time (both threads)
-per step and the 1-minute load average at the row's start and end.
+steps (a third of them, at least 10, for 64 worlds), every row in a fresh process; wall and
+process CPU time (both threads) per step and the 1-minute load average at the row's start and end.
 
 A second table: the model's views against the oracle's (mean PSNR over agents' views, 16 worlds,
 the same random actions) at reset and after 1 and 10 steps, per size, precision and render path:
@@ -24,6 +24,7 @@ the provenance block). Issue targets, 2 cores, nothing else running: >= 1,000 ag
 from __future__ import annotations
 
 import argparse
+import multiprocessing as mp
 import os
 import sys
 import time
@@ -132,12 +133,17 @@ def main(argv: list[str] | None = None) -> int:
             jobs.append(("oracle", worlds, size, None, False, steps))
             jobs += [("model", worlds, size, prec, compiled, steps) for prec, compiled in variants]
     rows = []
-    for job in tqdm(jobs, desc="vector speed"):
-        rows.append(measure(*job))
-        print(rows[-1], file=sys.stderr)
-    # At a world count the speed rows ran, so a compiled render reuses their compile (cached on disk).
-    fid_worlds = 16 if 16 in args.worlds else args.worlds[0]
-    fid = [fidelity(size, prec, compiled, fid_worlds) for size in args.sizes for prec, compiled in variants]
+    # Every row in a process of its own: one row's compiled graphs, oneDNN caches and allocator
+    # state do not slow the next (in one process, rows measured late ran up to 30% slower).
+    ctx = mp.get_context("spawn")
+    with ctx.Pool(1, initializer=torch.set_num_threads, initargs=(args.threads,), maxtasksperchild=1) as pool:
+        for job in tqdm(jobs, desc="vector speed"):
+            rows.append(pool.apply(measure, job))
+            print(rows[-1], file=sys.stderr)
+        # At a world count the speed rows ran, so a compiled render reuses their compile (cached on disk).
+        fid_worlds = 16 if 16 in args.worlds else args.worlds[0]
+        fid_jobs = [(size, prec, compiled, fid_worlds) for size in args.sizes for prec, compiled in variants]
+        fid = [pool.apply(fidelity, job) for job in fid_jobs]
 
     sha = checkpoint_hashes({"model": None})["model"]["sha256"]
     payload = {
