@@ -85,6 +85,32 @@ FIGURES = [
         lambda d: (d["scrub"]["step_ms"]["median"], *(d["browser"]["scrub_ms"][k] for k in ("median", "p95"))),
         "{0[0]:.2f} ms over HTTP, {0[1]:.0f} ms median / {0[2]:.0f} ms p95 until drawn",
     ),
+    (
+        "`python benchmarks/vector_speed.py",
+        "vector_speed.json",
+        lambda d: [
+            _row(d, backend="model", worlds=w, image=i, precision=p, render="compiled")[k]
+            for w, i, p, k in (
+                (16, 64, "bf16", "agent_frames_per_s"),
+                (16, 32, "bf16", "agent_frames_per_s"),
+                (1, 32, "fp32", "env_steps_per_s"),
+                (1, 64, "fp32", "env_steps_per_s"),
+            )
+        ],
+        "16 worlds x 4 agents {0[0]:,.1f} agent-frames/s at 64x64 and {0[1]:,.1f} at 32x32 (bf16, compiled); "
+        "one world of 4 agents {0[2]:.1f} env-steps/s at 32x32 and {0[3]:.1f} at 64x64 (fp32, compiled)",
+    ),
+    (
+        "`python benchmarks/vizdoom_env.py`",
+        "vizdoom/env.json",
+        lambda d: [
+            r[k]
+            for r in d["rows"]
+            if r["players"] == 4 and r["frame_skip"] == 1 and r["what"].startswith("env")
+            for k in ("agent_frames_per_s", "of_raw")
+        ],
+        "4 players, frame_skip 1, 64x64: {0[0]:,} agent-frames/s, {0[1]:.2f}x the raw lockstep game",
+    ),
 ]
 # The load each quoted speed was measured under, as the README gives it: (anchor, file).
 LOADS = [
@@ -92,6 +118,8 @@ LOADS = [
     ("`python benchmarks/model_speed.py`", "model_speed.json"),
     ("`python benchmarks/autoreset.py`", "autoreset.json"),
     ("`python benchmarks/viewer_bench.py`", "viewer.json"),
+    ("`python benchmarks/vector_speed.py", "vector_speed.json"),
+    ("`python benchmarks/vizdoom_env.py`", "vizdoom/env.json"),
 ]
 
 
