@@ -117,6 +117,11 @@ class StateUpdateConfig:
     # "head": push is a logit of the agent's event heads. "judge": a learned judgement of the new
     # pose (the 5 x 5 cells around it, the heading) and the action alone.
     push: str = "head"
+    # "head": the own payout is a class of the agent's event head. "events": a head that reads which
+    # of the agent's events the model fired (push, pickup), the scenario and the agent's features:
+    # what the event the model judged is worth, also at a step the teacher's event came a step
+    # earlier or later.
+    own: str = "head"
 
 
 class StateUpdateModel(nn.Module):
@@ -173,6 +178,10 @@ class StateUpdateModel(nn.Module):
             nn.init.zeros_(self.contrib[-1].weight)
             with torch.no_grad():  # an untrained push is worth nothing
                 self.contrib[-1].bias.copy_(torch.tensor(OWN_VALUES).abs().neg() * 4)
+        if cfg.own not in ("head", "events"):
+            raise ValueError(f"unknown own payout {cfg.own!r}: use 'head' or 'events'")
+        if cfg.own == "events":
+            self.own_payer = mlp(h + 2 + 8, h // 2, len(OWN_VALUES))
         if cfg.pickup not in ("head", "reach"):
             raise ValueError(f"unknown pickup {cfg.pickup!r}: use 'head' or 'reach'")
         if cfg.pickup == "reach":
@@ -318,6 +327,9 @@ class StateUpdateModel(nn.Module):
         pooled = torch.cat([h2.mean(1), h2.amax(1), scene.mean((1, 2)), scen_e], -1)
         world = self.world_head(pooled)
         own_logits, shared_logits = ev[..., 2:], world[:, 1:]
+        if cfg.own == "events":
+            fired = torch.stack([ev[..., 0] > 0, ev[..., 1] > 0], -1).to(h2.dtype)
+            own_logits = self.own_payer(torch.cat([h2, fired, scen_e[:, None].expand(-1, n, -1)], -1))
         if cfg.payout_mask:
             allowed = self.payouts_seen[scenario]  # (B, 8)
             k = len(OWN_VALUES)

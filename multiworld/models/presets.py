@@ -47,6 +47,7 @@ def _model(dim: int, hidden: int, render_hidden: int, motion: str = "fit", **kw)
             payout_mask=False,
             payout="local",
             pickup="reach",
+            own="events",
             push="judge",
         ),
         renderer=RendererConfig(dim=dim, hidden=render_hidden, floor_hidden=hidden),
