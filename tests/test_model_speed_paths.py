@@ -22,7 +22,7 @@ import torch
 import multiworld
 from multiworld.bench.metrics import psnr
 from multiworld.models.checkpoint import DEFAULT_CHECKPOINT, load_checkpoint
-from multiworld.models.renderer import composite_pieces, floor_depth
+from multiworld.models.renderer import FREEZE_FROM_VIEWS, composite_pieces, floor_depth
 from multiworld.sim.model import ModelSimulator
 from multiworld.world.camera import Camera
 from multiworld.world.render import Raycaster, RenderConfig
@@ -201,14 +201,15 @@ def test_the_floor_is_read_only_where_it_shows(shipped):
 
 @pytest.mark.skipif(not has_cpp_compiler(), reason="torch.compile's CPU backend needs a C++ compiler")
 def test_frozen_bf16_compiled_render_agrees_with_eager(shipped):
-    """bf16 compiles with the weights frozen in (oneDNN linear layers): the same views to bf16
-    rounding, and exact resume on that path."""
+    """bf16 batches of 16 views or more compile with the weights frozen in (oneDNN linear layers):
+    the same views to bf16 rounding, and exact resume on that path."""
     render = RenderConfig(height=32, width=32)
-    kw = {"num_worlds": 2, "precision": "bf16", "model": shipped, "render": render}
-    eager = ModelSimulator("forage-v0", 2, **kw)
-    compiled = ModelSimulator("forage-v0", 2, compile_render=True, **kw)
+    kw = {"num_worlds": 4, "precision": "bf16", "model": shipped, "render": render}
+    assert 4 * 4 >= FREEZE_FROM_VIEWS
+    eager = ModelSimulator("forage-v0", 4, **kw)
+    compiled = ModelSimulator("forage-v0", 4, compile_render=True, **kw)
     for sim in (eager, compiled):
-        sim.reset([7, 8])
+        sim.reset([7, 8, 9, 10])
         stepped(sim, 2, seed=5)
     with torch.inference_mode(), eager._autocast():
         ref, _ = eager._render()
@@ -217,7 +218,7 @@ def test_frozen_bf16_compiled_render_agrees_with_eager(shipped):
     assert abs(float(psnr(uint8(got), truth).mean()) - float(psnr(uint8(ref), truth).mean())) < 0.5
     assert (got.float() - ref.float()).abs().mean().item() < 0.01
     start, tokens = compiled.world_state(), compiled.tokens()
-    again = ModelSimulator("forage-v0", 2, compile_render=True, **kw)
-    again.reset([7, 8], start=start, tokens=tokens)
-    for a in np.random.default_rng(6).integers(0, 8, (2, 2, 2)):
+    again = ModelSimulator("forage-v0", 4, compile_render=True, **kw)
+    again.reset([7, 8, 9, 10], start=start, tokens=tokens)
+    for a in np.random.default_rng(6).integers(0, 8, (2, 4, 4)):
         assert np.array_equal(compiled.step(a).rgb, again.step(a).rgb)

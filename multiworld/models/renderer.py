@@ -313,28 +313,34 @@ def composite_pieces(
     return torch.stack(rgb, -1), depth, trans
 
 
+FREEZE_FROM_VIEWS = 16
+
+
 def compile_renderer(renderer: RayRenderer, freeze: bool = False):
     """``renderer``'s forward compiled by Inductor for inference, as one graph.
 
     The counts of kept pieces (cell pieces the occupancy keeps, agents a ray can meet, pieces not
     skipped at compositing) and of floor pixels that show are the only sizes that depend on the
     data; they enter the graph as data-dependent sizes, so every step of a batch of the same
-    shape runs the same compiled code. ``freeze``: the weights are frozen into it (Inductor's
-    ``freezing``: linear layers prepacked for oneDNN with their ReLU fused; 16 worlds x 4 agents at
-    64x64 in bf16 render about 25% faster, fp32 and single worlds slower), so the compiled render
-    serves inference only and does not see later changes to the weights. Compiling takes tens of
+    shape runs the same compiled code. ``freeze``: for batches of at least ``FREEZE_FROM_VIEWS``
+    views the weights are frozen into it (Inductor's ``freezing``: linear layers prepacked for
+    oneDNN with their ReLU fused; 16 worlds x 4 agents at 64x64 in bf16 render about 25% faster,
+    fp32 and single worlds slower), so the compiled render serves inference only and does not see
+    later changes to the weights. Compiling takes tens of
     seconds to minutes on a CPU (cached on disk afterwards); the compiled render agrees with the
     eager one to float rounding (fusion reorders arithmetic), not bit for bit."""
     import torch._dynamo
 
     compiled = torch.compile(renderer, fullgraph=True, dynamic=False)
 
-    def render(*args, **kwargs) -> tuple[torch.Tensor, torch.Tensor]:
+    def render(scene: torch.Tensor, agents: torch.Tensor, **kwargs) -> tuple[torch.Tensor, torch.Tensor]:
+        # Frozen weights pay off from about 16 views a step (a graph is compiled per batch shape).
+        frozen = freeze and scene.shape[0] * agents.shape[1] >= FREEZE_FROM_VIEWS
         with (
             # One graph per batch shape, precision and image size: a process may render many.
             torch._dynamo.config.patch(capture_dynamic_output_shape_ops=True, recompile_limit=64),
-            torch._inductor.config.patch(freezing=freeze),
+            torch._inductor.config.patch(freezing=frozen),
         ):
-            return compiled(*args, **kwargs)
+            return compiled(scene, agents, **kwargs)
 
     return render
