@@ -55,8 +55,9 @@ class OneStepConfig:
     # Positive weight of the push and pickup logits: 1 keeps them calibrated (fired when more likely
     # than not), which precision and recall both need; the pool has plenty of events.
     event_pos_weight: float = 1.0
-    # ``motion="fit"``: positions per world where the oracle says whether an agent fits (half
-    # anywhere on the map, half near its agents), and agent offsets for the clash judgement.
+    # ``motion="fit"``: positions per world where the oracle says whether an agent fits (a quarter
+    # anywhere on the map, a quarter near its agents, half at cell edges), and agent offsets for
+    # the clash judgement.
     fit_points: int = 384
     reach_points: int = 96  # positions per world for the reach and the push judgements
     # A judged fit where the oracle says no puts an agent into a wall: those count this much more.
@@ -196,8 +197,8 @@ class OneStepSampler:
         }
 
     def _reach_points(self, state, arena) -> dict[str, np.ndarray]:
-        """Labelled positions ``(C, P, 2)`` for the pickup judgement: half anywhere, half near items
-        (alive or taken)."""
+        """Labelled positions ``(C, P, 2)`` for the pickup judgement (half anywhere, half near items,
+        alive or taken) and labelled poses ``(C, P, 3)`` with actions for the push judgement."""
         c, p, size = state.num_worlds, self.cfg.reach_points, state.size
         xy = self.rng.uniform(0.25, size - 0.25, size=(c, p, 2))
         k = state.items.shape[1]
