@@ -53,32 +53,60 @@ def test_one_step_batches_reuse_one_encoding_and_leave_the_rest_frozen(tiny_mode
     tiny_model.zero_grad()
 
 
-def test_the_dynamics_preset_trains_only_the_state_update(tmp_path):
-    from multiworld.models.checkpoint import load_checkpoint
+@pytest.fixture(scope="module")
+def warm_run(tmp_path_factory):
+    """A one-step ``tiny`` training on two recorded push-v0 episodes: (data, its checkpoint)."""
     from multiworld.models.rollouts import record_rollouts
     from multiworld.models.training import TrainSpec, run_training
 
-    data = tmp_path / "d.zarr"
+    tmp = tmp_path_factory.mktemp("warm")
+    data = tmp / "d.zarr"
     record_rollouts(data, "push-v0", 2, episodes=2, steps=8, seed=0, frames=False, progress=False)
+    spec = TrainSpec(data=[str(data)], out=str(tmp / "warm"), preset="tiny", max_steps=1, threads=1, progress=False)
+    run_training(spec)
+    return data, tmp / "warm" / "last"
+
+
+def train_phase(warm_run, out, preset: str):
+    """(weights before, weights after) three steps of ``preset`` from the warm run."""
+    from multiworld.models.checkpoint import load_checkpoint
+    from multiworld.models.training import TrainSpec, run_training
+
+    data, warm = warm_run
     spec = TrainSpec(
-        data=[str(data)], out=str(tmp_path / "warm"), preset="tiny", max_steps=1, threads=1, progress=False
+        data=[str(data)], out=str(out), preset=preset, max_steps=3, threads=1, progress=False, init_from=str(warm)
     )
     run_training(spec)
-    before = load_checkpoint(tmp_path / "warm" / "last").state_dict()
-    spec = TrainSpec(
-        data=[str(data)],
-        out=str(tmp_path / "dyn"),
-        preset="tiny-dynamics",
-        max_steps=3,
-        threads=1,
-        progress=False,
-        init_from=str(tmp_path / "warm" / "last"),
-    )
-    run_training(spec)
-    after = load_checkpoint(tmp_path / "dyn" / "last").state_dict()
+    return load_checkpoint(warm), load_checkpoint(out / "last")
+
+
+def test_the_dynamics_preset_trains_only_the_state_update(tmp_path, warm_run):
+    before, after = (m.state_dict() for m in train_phase(warm_run, tmp_path / "dyn", "tiny-dynamics"))
     changed = {k for k in before if not torch.equal(before[k], after[k])}
     assert changed and all(k.startswith("dynamics.") for k in changed), sorted(changed)[:5]
     assert np.isfinite([float(v.float().sum()) for v in after.values()]).all()
+
+
+def test_the_judgements_preset_leaves_every_scene_pose_and_view_as_it_was(tmp_path, warm_run):
+    """The last phase trains what fires and what it pays; the scene update, the motion and the
+    renderer read none of it, so the world it simulates moves exactly as before."""
+    from multiworld.models.presets import JUDGEMENTS
+
+    before, after = train_phase(warm_run, tmp_path / "judge", "tiny-judgements")
+    sb, sa = before.state_dict(), after.state_dict()
+    changed = {k for k in sb if not torch.equal(sb[k], sa[k])}
+    assert changed and all(k.startswith(JUDGEMENTS) for k in changed), sorted(changed)[:5]
+    assert any(k.startswith("dynamics.push_judge.") for k in changed)
+    torch.manual_seed(0)
+    d, s = before.cfg.dynamics, 16  # the arena's 16x16 cells
+    scene = ((torch.rand(3, s, s, d.dim) * 2 - 1) / STEP).round() * STEP
+    agents = torch.cat([torch.rand(3, 2, 2) * s, torch.rand(3, 2, 1) * 6 - 3, torch.zeros(3, 2, d.dim - 3)], -1)
+    actions = torch.randint(0, d.actions, (3, 2))
+    scenario = torch.tensor([0, 1, 2])
+    with torch.no_grad():
+        (s0, a0, o0), (s1, a1, o1) = (m.dynamics(scene, agents, actions, scenario) for m in (before, after))
+    assert torch.equal(s0, s1) and torch.equal(a0, a1) and torch.equal(o0["free_move"], o1["free_move"])
+    assert not torch.equal(o0["push"], o1["push"])  # while the judgements did learn
 
 
 def test_an_evolved_chunk_is_the_models_own_scene_at_the_oracles_poses(tiny_model):

@@ -129,6 +129,24 @@ def _dynamics() -> Preset:
     return base
 
 
+# The judgements: what fires and what it pays. They read the agent's features but feed nothing back
+# into the scene or the poses, so training them alone leaves every view and every move unchanged.
+JUDGEMENTS = tuple(
+    f"dynamics.{m}." for m in ("event_head", "eventer", "reach", "push_judge", "own_payer", "contrib", "world_head")
+)
+
+
+def _judgements() -> Preset:
+    """The third edition's last phase: after ``default`` has trained everything (views, scene update,
+    motion), the judgements alone on one-step batches, so they read the features ``default`` left
+    (the rest frozen: views and poses stay bit for bit those of its start)."""
+    base = _dynamics()
+    base.train.lr = 1e-3
+    base.train.minutes = 15.0
+    base.trains = JUDGEMENTS
+    return base
+
+
 def _tiny_dynamics() -> Preset:
     base = _tiny()
     base.transitions = TransitionConfig(every=0)
@@ -137,7 +155,20 @@ def _tiny_dynamics() -> Preset:
     return base
 
 
-PRESETS = {"tiny": _tiny, "default": _default, "dynamics": _dynamics, "tiny-dynamics": _tiny_dynamics}
+def _tiny_judgements() -> Preset:
+    base = _tiny_dynamics()
+    base.trains = JUDGEMENTS
+    return base
+
+
+PRESETS = {
+    "tiny": _tiny,
+    "default": _default,
+    "dynamics": _dynamics,
+    "judgements": _judgements,
+    "tiny-dynamics": _tiny_dynamics,
+    "tiny-judgements": _tiny_judgements,
+}
 
 
 def get_preset(name: str) -> Preset:
