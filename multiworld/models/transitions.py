@@ -196,10 +196,16 @@ class TransitionSampler:
         return TransitionBatch(batch, teacher, t(fits), t(worth))
 
 
+# A push onto or off a goal is about one real push in eight under the scripted policy in push-v0
+# (fewer under the pool's mix); weighed 2, the worth head learned to say 0 for every push.
+GOAL_PUSH_WEIGHT = 8.0
+
+
 def worth_loss(logits: torch.Tensor, worth: torch.Tensor, pushed: torch.Tensor) -> torch.Tensor:
     """Cross-entropy of what a push is worth ``logits (B, N, 3)`` against the teacher's ``worth``
-    (B, N), over the agents that pushed (``pushed`` (B, N) 0/1); a push onto or off a goal weighs 2."""
-    w = pushed * (1.0 + (worth != 1).float())
+    (B, N), over the agents that pushed (``pushed`` (B, N) 0/1); a push onto or off a goal weighs
+    ``GOAL_PUSH_WEIGHT``."""
+    w = pushed * torch.where(worth != 1, GOAL_PUSH_WEIGHT, 1.0)
     ce = F.cross_entropy(logits.flatten(0, 1), worth.flatten(), reduction="none").view_as(w)
     return (ce * w).sum() / pushed.sum().clamp(min=1)
 
