@@ -166,3 +166,32 @@ def test_push_labels_are_the_oracles_pushes():
         pushes += int((ev.pushed >= 0).sum())
         state = after
     assert pushes > 0
+
+
+def test_worth_labels_are_what_the_oracles_pushes_pay():
+    """Scripted push-v0 agents: for every push the oracle made, the worth judgement's label at the
+    pusher's pose is what the push did to the goals (``push_worth``); and the sampled worth poses
+    hold both a box onto a goal and one off it."""
+    from multiworld.agents.policies import make_policy
+    from multiworld.models.onestep import OneStepConfig, OneStepSampler
+    from multiworld.world.dynamics import push_worth_at
+
+    arena = get_scenario("push-v0").arena_config(num_agents=2)
+    state = generate(arena, [31, 32, 33, 34])
+    policy = make_policy("scripted", seed=0)
+    seen = set()
+    for _ in range(150):
+        a = policy.act(state)
+        after, ev = world_step(state, a, arena)
+        pushed = ev.pushed >= 0
+        want = np.asarray(OWN_VALUES)[push_worth(state, ev)]
+        np.testing.assert_array_equal(push_worth_at(state, after.poses)[pushed], want[pushed])
+        seen |= set(want[pushed].tolist())
+        state = after
+    assert 1.0 in seen, "a scripted box reached a goal"
+
+    cfg = OneStepConfig(chunk=4, actions=1, chunks=1, warmup=0, agents=(2,), scenarios=("push-v0",))
+    out = OneStepSampler(cfg, seed=0)._make_chunk().out
+    classes = np.bincount(out["worth_at"].ravel(), minlength=3)
+    assert out["worth_pose"].shape == (4, 2 * cfg.reach_points, 3)
+    assert (classes > 0).all(), classes

@@ -32,7 +32,8 @@ Hand-fixed structure (named in the README and model card): the 5 x 5 window an a
 writes, the rotation of the displacement by the heading, the four move outcomes and the blocker's
 3 x 3 cells (gated), or the candidates, their order, the fit judgement's 3 x 3 cells and the
 revert-until-stable loop (fit), the reward lattice, the event gate on payouts and endings, and
-(``payout="local"``) the shared payout as the sum of what each fired push is worth, and
+(``payout="local"`` or ``"judge"``) the shared payout as the sum of what each fired push is worth,
+(``"judge"``) what a push is worth judged from the pusher's new pose and action alone, and
 (``pickup="reach"``, ``push="judge"``) a pickup judged from the agent's new position alone, a
 push from its new pose and action alone. Nothing else
 encodes the arena's rules.
@@ -109,7 +110,9 @@ class StateUpdateConfig:
     # "pooled": the shared payout is a class of the world head, read from every agent's state
     # pooled (first editions). "local" (third edition, second phase): every agent whose push fires
     # says what its push is worth (-1, 0, +1: a box onto or off a goal), read from the window at
-    # its new pose; the shared payout is their sum.
+    # its new pose; the shared payout is their sum. "judge": the same sum, what a push is worth
+    # judged from the pose and action alone (the 5 x 5 cells around it), as the push judgement is,
+    # and trained also on poses the oracle labels anywhere (a box pushed onto a goal is rare).
     payout: str = "pooled"
     # "head": pickup is a logit of the agent's event heads. "reach" (third edition, second phase): a
     # learned judgement of the agent's new position alone (is an item within reach there?).
@@ -171,13 +174,22 @@ class StateUpdateModel(nn.Module):
             self.eventer = mlp(h + NUM_ACTIONS + (2 * WINDOW + 1) ** 2 * d + 4, h, 2)
             nn.init.zeros_(self.eventer[-1].weight)
             nn.init.zeros_(self.eventer[-1].bias)
-        if cfg.payout not in ("pooled", "local") or (cfg.payout == "local" and not gated):
-            raise ValueError(f"unknown payout {cfg.payout!r}: use 'pooled', or 'local' with a gated or fit motion")
+        if cfg.payout not in ("pooled", "local", "judge") or (cfg.payout != "pooled" and not gated):
+            raise ValueError(
+                f"unknown payout {cfg.payout!r}: use 'pooled', or 'local' or 'judge' with a gated or fit motion"
+            )
         if cfg.payout == "local":
             self.contrib = mlp(h + NUM_ACTIONS + (2 * WINDOW + 1) ** 2 * d + 4 + 8, h, len(OWN_VALUES))
             nn.init.zeros_(self.contrib[-1].weight)
             with torch.no_grad():  # an untrained push is worth nothing
                 self.contrib[-1].bias.copy_(torch.tensor(OWN_VALUES).abs().neg() * 4)
+        if cfg.payout == "judge":
+            # What a push from a pose would be worth, whether or not a box is there (the push
+            # judgement says that): a box from the cell ahead onto a goal +1, off one -1.
+            self.worth_judge = PositionJudge(d, h, window=WINDOW, extra=2 + NUM_ACTIONS, out=len(OWN_VALUES))
+            nn.init.zeros_(self.worth_judge.net[-1].weight)
+            with torch.no_grad():  # an untrained push is worth nothing
+                self.worth_judge.net[-1].bias.copy_(torch.tensor(OWN_VALUES).abs().neg() * 4)
         if cfg.own not in ("head", "events"):
             raise ValueError(f"unknown own payout {cfg.own!r}: use 'head' or 'events'")
         if cfg.own == "events":
@@ -341,8 +353,11 @@ class StateUpdateModel(nn.Module):
         own = ev.new_tensor(OWN_VALUES)[own_logits.argmax(-1)] * mine
         shared = ev.new_tensor(SHARED_VALUES)[shared_logits.argmax(-1)] * anyone
         contrib_logits = None
-        if cfg.payout == "local":  # what each fired push is worth, summed (the reward lattice's range)
-            contrib_logits = self.contrib(torch.cat([local, scen_e[:, None].expand(-1, n, -1)], -1))
+        if cfg.payout != "pooled":  # what each fired push is worth, summed (the reward lattice's range)
+            if cfg.payout == "judge":
+                contrib_logits = self.worth_judge(scene, new_xy, heading_action(new_heading, actions))
+            else:
+                contrib_logits = self.contrib(torch.cat([local, scen_e[:, None].expand(-1, n, -1)], -1))
             worth = ev.new_tensor(OWN_VALUES)[contrib_logits.argmax(-1)] * (ev[..., 0] > 0)
             shared = worth.sum(1).clamp(min(SHARED_VALUES), max(SHARED_VALUES))
         reward = own + shared[:, None]

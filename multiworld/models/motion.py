@@ -46,13 +46,13 @@ def heading_action(heading: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
 
 class PositionJudge(nn.Module):
     """A learned yes/no about a position: scene tokens ``(B, S, S, D)`` and positions ``(B, M, 2)``
-    -> logits ``(B, M)``, from the tokens of the cells within ``window`` of each position's cell,
-    its place in its cell and ``extra`` features ``(B, M, E)`` (the pushing judgement: heading and
-    action), nothing else of the agent that stands there."""
+    -> logits ``(B, M)`` (``(B, M, out)`` for ``out`` classes), from the tokens of the cells within
+    ``window`` of each position's cell, its place in its cell and ``extra`` features ``(B, M, E)``
+    (the push and worth judgements: heading and action), nothing else of the agent that stands there."""
 
-    def __init__(self, dim: int, hidden: int, window: int = 1, extra: int = 0) -> None:
+    def __init__(self, dim: int, hidden: int, window: int = 1, extra: int = 0, out: int = 1) -> None:
         super().__init__()
-        self.net = mlp((2 * window + 1) ** 2 * dim + 2 + 4 * BANDS + extra, hidden, 1)
+        self.net = mlp((2 * window + 1) ** 2 * dim + 2 + 4 * BANDS + extra, hidden, out)
         r = torch.arange(-window, window + 1)
         self.register_buffer("near", torch.stack(torch.meshgrid(r, r, indexing="ij"), -1).reshape(-1, 2), False)
 
@@ -62,7 +62,8 @@ class PositionJudge(nn.Module):
         tokens = gather_cells(scene, cell[..., 0].reshape(bsz, -1), cell[..., 1].reshape(bsz, -1))
         frac = xy - xy.floor()
         feats = [tokens.reshape(bsz, m, -1), frac, fourier(frac, BANDS)] + ([] if extra is None else [extra])
-        return self.net(torch.cat(feats, -1)).squeeze(-1)
+        logits = self.net(torch.cat(feats, -1))
+        return logits.squeeze(-1) if logits.shape[-1] == 1 else logits
 
 
 class FitMotion(nn.Module):

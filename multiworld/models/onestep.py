@@ -29,12 +29,19 @@ import torch
 import torch.nn.functional as F
 
 from multiworld.models.data import payout_targets
-from multiworld.models.dynamics import motion_loss
+from multiworld.models.dynamics import OWN_VALUES, motion_loss
 from multiworld.models.geometry import wrap_angle
 from multiworld.models.motion import SKIP, heading_action
 from multiworld.models.transitions import candidate_fits, move_targets, probe_worlds, push_worth, worth_loss
 from multiworld.models.world_model import ARENA_WORLDS, scenario_id
-from multiworld.world.dynamics import agents_overlap, item_in_reach, push_possible, solid_cells, square_free
+from multiworld.world.dynamics import (
+    agents_overlap,
+    item_in_reach,
+    push_possible,
+    push_worth_at,
+    solid_cells,
+    square_free,
+)
 from multiworld.world.dynamics import step as world_step
 from multiworld.world.render import Raycaster, RenderConfig
 from multiworld.world.state import NUM_ACTIONS, Action
@@ -232,6 +239,24 @@ class OneStepSampler:
             push_action=act,
             push_ok=push_possible(state, poses, arena) & (act == Action.INTERACT),
         )
+        # What a push is worth (``payout="judge"``): the push poses, and as many poses where the
+        # answer is not 0: in a cell two before a goal or one before it, facing it within 70 degrees.
+        worth_pose = np.concatenate([poses, poses], 1)
+        for w in range(c):
+            goals = np.argwhere(state.goals[w])  # (G, 2) (row, col)
+            if len(goals):
+                g = goals[self.rng.integers(len(goals), size=p)][:, ::-1]  # (x, y) cells
+                side = self.rng.integers(4, size=p)
+                facing = np.stack([np.cos(side * np.pi / 2), np.sin(side * np.pi / 2)], -1).round()
+                back = self.rng.integers(1, 3, size=p)[:, None]
+                worth_pose[w, p:, :2] = g - back * facing + self.rng.uniform(0.2, 0.8, (p, 2))
+                worth_pose[w, p:, 2] = side * np.pi / 2 + self.rng.uniform(-1.22, 1.22, p)
+        worth_pose[..., :2] = np.clip(worth_pose[..., :2], 0.25, size - 0.25)
+        worth_pose[..., 2] = np.angle(np.exp(1j * worth_pose[..., 2]))
+        out.update(
+            worth_pose=worth_pose.astype(np.float32),
+            worth_at=push_worth_at(state, worth_pose) - int(OWN_VALUES[0]),  # class on OWN_VALUES
+        )
         return out
 
     def sample(self) -> OneStepBatch:
@@ -334,6 +359,13 @@ def onestep_loss(model, batch: OneStepBatch) -> tuple[torch.Tensor, dict[str, to
         )
     if "contrib_logits" in out:
         losses["payout"] = losses["payout"] + worth_loss(out["contrib_logits"], pick_("worth"), push)
+    if model.cfg.dynamics.payout == "judge":  # what a push is worth at labelled poses
+        pose = torch.as_tensor(o["worth_pose"])
+        interact = torch.full(pose.shape[:2], int(Action.INTERACT))
+        judged = model.dynamics.worth_judge(scene[::k_actions], pose[..., :2], heading_action(pose[..., 2], interact))
+        losses["payout"] = losses["payout"] + F.cross_entropy(
+            judged.flatten(0, 1), torch.as_tensor(o["worth_at"]).flatten()
+        )
     scales = model.scales()
     loss = sum(scales[k] * v for k, v in losses.items())
     with torch.no_grad():

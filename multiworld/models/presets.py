@@ -45,7 +45,7 @@ def _model(dim: int, hidden: int, render_hidden: int, motion: str = "fit", **kw)
             message=dim,
             motion=motion,
             payout_mask=False,
-            payout="local",
+            payout="judge",
             pickup="reach",
             own="events",
             push="judge",
@@ -132,7 +132,8 @@ def _dynamics() -> Preset:
 # The judgements: what fires and what it pays. They read the agent's features but feed nothing back
 # into the scene or the poses, so training them alone leaves every view and every move unchanged.
 JUDGEMENTS = tuple(
-    f"dynamics.{m}." for m in ("event_head", "eventer", "reach", "push_judge", "own_payer", "contrib", "world_head")
+    f"dynamics.{m}."
+    for m in ("event_head", "eventer", "reach", "push_judge", "own_payer", "contrib", "worth_judge", "world_head")
 )
 
 

@@ -196,6 +196,25 @@ def push_possible(state: WorldState, poses: np.ndarray, cfg: ArenaConfig) -> np.
     return ahead & is_open
 
 
+def push_worth_at(state: WorldState, poses: np.ndarray) -> np.ndarray:
+    """``(B, P)`` int in {-1, 0, 1}: what a push from ``poses (B, P, 3)`` would do to the goals,
+    whether or not a box is ahead (``push_possible`` says that): +1 when the cell ahead is not a
+    goal and the cell beyond it is, -1 the other way round (a box pushed off a goal), else 0."""
+    poses = np.asarray(poses, np.float64)
+    direction = _CARDINAL[_heading_quadrant(poses[..., 2])]
+    front = _agent_cells(poses) + direction
+    dest = front + direction
+    s = state.size
+    bidx = np.arange(poses.shape[0])[:, None]
+
+    def goal(cell: np.ndarray) -> np.ndarray:
+        inside = ((cell >= 0) & (cell < s)).all(-1)
+        c = np.clip(cell, 0, s - 1)
+        return (state.goals[bidx, c[..., 0], c[..., 1]] & inside).astype(np.int64)
+
+    return goal(dest) - goal(front)
+
+
 def _push_boxes(state: WorldState, a: np.ndarray, cfg: ArenaConfig) -> StepEvents:
     bsz, n = a.shape
     m = state.boxes.shape[1]
