@@ -52,6 +52,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="start from the weights of this checkpoint directory: every tensor whose name and shape "
         "match is copied, the rest starts fresh (the model card records the chain)",
     )
+    p.add_argument(
+        "--trains",
+        nargs="+",
+        default=None,
+        metavar="PREFIX",
+        help="train only the parameters whose names start with these (e.g. dynamics.worth_judge.), the rest "
+        "frozen (default: the preset's)",
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=2, help="torch CPU threads per process (default: %(default)s)")
     p.add_argument(
@@ -115,6 +123,7 @@ def spec_from_args(args: argparse.Namespace):
         stacked_frames=args.stacked_frames,
         resume=args.resume,
         init_from=None if args.init_from is None else str(args.init_from),
+        trains=None if args.trains is None else tuple(args.trains),
         seed=args.seed,
         threads=args.threads,
         device=args.device,

@@ -42,6 +42,7 @@ class TrainSpec:
     stacked_frames: bool = False
     resume: bool = False
     init_from: str | None = None
+    trains: tuple[str, ...] | None = None  # parameter name prefixes to train, the rest frozen
     seed: int = 0
     threads: int = 2
     device: str = "auto"
@@ -174,9 +175,15 @@ def build_job(spec: TrainSpec) -> Job:
         }
     model = StackedFramesModel(preset.stacked) if stacked else WorldModel(preset.model)
     warm = warm_start(model, pathlib.Path(spec.init_from)) if spec.init_from is not None and not spec.resume else None
-    if preset.trains is not None and not stacked:  # a phase that trains only some parts (the rest frozen)
+    trains = tuple(spec.trains) if spec.trains else preset.trains
+    if trains is not None and not stacked:  # a phase that trains only some parts (the rest frozen)
+        names = [name for name, _ in model.named_parameters()]
+        unknown = [t for t in trains if not any(n.startswith(t) for n in names)]
+        if unknown:
+            tops = sorted({".".join(n.split(".")[:2]) + "." for n in names})
+            raise ValueError(f"--trains {' '.join(unknown)}: no parameter of this model starts so; its parts: {tops}")
         for name, p in model.named_parameters():
-            p.requires_grad_(name.startswith(preset.trains))
+            p.requires_grad_(name.startswith(trains))
     # Second-edition models only (``payout_mask``): the payout classes each scenario's data pays
     # are the only ones they pay. The third edition learns payouts with no mask.
     if not stacked and preset.model.dynamics.payout_mask:
@@ -194,6 +201,7 @@ def build_job(spec: TrainSpec) -> Job:
         "stacked_frames": stacked,
         "data": [str(p) for p in spec.data],
         "init_from": warm,
+        "trains": None if trains is None else list(trains),
         **data_info,
         "train": dataclasses.asdict(tcfg),
         "machine": {"platform": platform.platform(), "python": platform.python_version(), "torch": torch.__version__},
