@@ -123,3 +123,17 @@ def test_an_evolved_chunk_is_the_models_own_scene_at_the_oracles_poses(tiny_mode
 
 def on_lattice(x: torch.Tensor) -> bool:
     return bool(((x / STEP).round() * STEP - x).abs().max() < 1e-5 and x.abs().max() <= BOUND + 1e-6)
+
+
+def test_trains_narrows_a_phase_to_the_named_parts_and_names_an_unknown_one(tmp_path, warm_run):
+    from multiworld.models.checkpoint import load_checkpoint
+    from multiworld.models.training import TrainSpec, run_training
+
+    data, warm = warm_run
+    spec = dict(data=[str(data)], preset="tiny-judgements", max_steps=3, threads=1, progress=False, init_from=str(warm))
+    run_training(TrainSpec(out=str(tmp_path / "worth"), trains=("dynamics.worth_judge.",), **spec))
+    before, after = (load_checkpoint(p).state_dict() for p in (warm, tmp_path / "worth" / "last"))
+    changed = {k for k in after if k not in before or not torch.equal(before[k], after[k])}
+    assert changed and all(k.startswith("dynamics.worth_judge.") for k in changed), sorted(changed)[:5]
+    with pytest.raises(ValueError, match=r"--trains dynamics\.nothing: no parameter"):
+        run_training(TrainSpec(out=str(tmp_path / "bad"), trains=("dynamics.nothing",), **spec))

@@ -178,7 +178,7 @@ def build_job(spec: TrainSpec) -> Job:
     trains = tuple(spec.trains) if spec.trains else preset.trains
     if trains is not None and not stacked:  # a phase that trains only some parts (the rest frozen)
         names = [name for name, _ in model.named_parameters()]
-        unknown = [t for t in trains if not any(n.startswith(t) for n in names)]
+        unknown = [t for t in spec.trains or () if not any(n.startswith(t) for n in names)]
         if unknown:
             tops = sorted({".".join(n.split(".")[:2]) + "." for n in names})
             raise ValueError(f"--trains {' '.join(unknown)}: no parameter of this model starts so; its parts: {tops}")
