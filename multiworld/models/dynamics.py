@@ -185,8 +185,11 @@ class StateUpdateModel(nn.Module):
                 self.contrib[-1].bias.copy_(torch.tensor(OWN_VALUES).abs().neg() * 4)
         if cfg.payout == "judge":
             # What a push from a pose would be worth, whether or not a box is there (the push
-            # judgement says that): a box from the cell ahead onto a goal +1, off one -1.
-            self.worth_judge = PositionJudge(d, h, window=WINDOW, extra=2 + NUM_ACTIONS, out=len(OWN_VALUES))
+            # judgement says that): a box from the cell ahead onto a goal +1, off one -1. Read in
+            # the frame of the heading's quarter, so "the cell ahead" is one input.
+            self.worth_judge = PositionJudge(
+                d, h, window=WINDOW, extra=2 + NUM_ACTIONS, out=len(OWN_VALUES), egocentric=True
+            )
             nn.init.zeros_(self.worth_judge.net[-1].weight)
             with torch.no_grad():  # an untrained push is worth nothing
                 self.worth_judge.net[-1].bias.copy_(torch.tensor(OWN_VALUES).abs().neg() * 4)
@@ -355,7 +358,8 @@ class StateUpdateModel(nn.Module):
         contrib_logits = None
         if cfg.payout != "pooled":  # what each fired push is worth, summed (the reward lattice's range)
             if cfg.payout == "judge":
-                contrib_logits = self.worth_judge(scene, new_xy, heading_action(new_heading, actions))
+                ha = heading_action(new_heading, actions)
+                contrib_logits = self.worth_judge(scene, new_xy, ha, heading=new_heading)
             else:
                 contrib_logits = self.contrib(torch.cat([local, scen_e[:, None].expand(-1, n, -1)], -1))
             worth = ev.new_tensor(OWN_VALUES)[contrib_logits.argmax(-1)] * (ev[..., 0] > 0)

@@ -48,17 +48,42 @@ class PositionJudge(nn.Module):
     """A learned yes/no about a position: scene tokens ``(B, S, S, D)`` and positions ``(B, M, 2)``
     -> logits ``(B, M)`` (``(B, M, out)`` for ``out`` classes), from the tokens of the cells within
     ``window`` of each position's cell, its place in its cell and ``extra`` features ``(B, M, E)``
-    (the push and worth judgements: heading and action), nothing else of the agent that stands there."""
+    (the push and worth judgements: heading and action), nothing else of the agent that stands there.
 
-    def __init__(self, dim: int, hidden: int, window: int = 1, extra: int = 0, out: int = 1) -> None:
+    ``egocentric``: the window is read in the frame of the heading's quarter (``forward`` then needs
+    ``heading``): the cell ahead is always the same input, whichever way the agent faces."""
+
+    def __init__(
+        self, dim: int, hidden: int, window: int = 1, extra: int = 0, out: int = 1, egocentric: bool = False
+    ) -> None:
         super().__init__()
+        self.egocentric = egocentric
         self.net = mlp((2 * window + 1) ** 2 * dim + 2 + 4 * BANDS + extra, hidden, out)
         r = torch.arange(-window, window + 1)
-        self.register_buffer("near", torch.stack(torch.meshgrid(r, r, indexing="ij"), -1).reshape(-1, 2), False)
+        near = torch.stack(torch.meshgrid(r, r, indexing="ij"), -1).reshape(-1, 2)  # (K, 2) (row, col)
+        self.register_buffer("near", near, False)
+        # Quarter q turns the window by q x 90 degrees: (row, col) -> (col, -row) per quarter, which
+        # takes the cell east of the agent (0, 1) to the one ahead of heading q (south for q = 1).
+        turns = [near]
+        for _ in range(3):
+            turns.append(torch.stack([turns[-1][:, 1], -turns[-1][:, 0]], -1))
+        self.register_buffer("turned", torch.stack(turns), False)  # (4, K, 2)
 
-    def forward(self, scene: torch.Tensor, xy: torch.Tensor, extra: torch.Tensor | None = None) -> torch.Tensor:
+    def cells(self, xy: torch.Tensor, heading: torch.Tensor | None = None) -> torch.Tensor:
+        """The (row, col) cells read for positions ``xy (B, M, 2)``: ``(B, M, K, 2)``."""
+        here = torch.stack([xy[..., 1].floor(), xy[..., 0].floor()], -1).long()[..., None, :]
+        if not self.egocentric:
+            return here + self.near
+        if heading is None:
+            raise ValueError("an egocentric judgement needs the heading")
+        quarter = torch.remainder(torch.round(heading / (torch.pi / 2)), 4).long()
+        return here + self.turned[quarter]
+
+    def forward(
+        self, scene: torch.Tensor, xy: torch.Tensor, extra: torch.Tensor | None = None, heading=None
+    ) -> torch.Tensor:
         bsz, m = xy.shape[:2]
-        cell = torch.stack([xy[..., 1].floor(), xy[..., 0].floor()], -1).long()[..., None, :] + self.near
+        cell = self.cells(xy, heading)
         tokens = gather_cells(scene, cell[..., 0].reshape(bsz, -1), cell[..., 1].reshape(bsz, -1))
         frac = xy - xy.floor()
         feats = [tokens.reshape(bsz, m, -1), frac, fourier(frac, BANDS)] + ([] if extra is None else [extra])

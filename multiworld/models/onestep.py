@@ -362,7 +362,8 @@ def onestep_loss(model, batch: OneStepBatch) -> tuple[torch.Tensor, dict[str, to
     if model.cfg.dynamics.payout == "judge":  # what a push is worth at labelled poses
         pose = torch.as_tensor(o["worth_pose"])
         interact = torch.full(pose.shape[:2], int(Action.INTERACT))
-        judged = model.dynamics.worth_judge(scene[::k_actions], pose[..., :2], heading_action(pose[..., 2], interact))
+        ha = heading_action(pose[..., 2], interact)
+        judged = model.dynamics.worth_judge(scene[::k_actions], pose[..., :2], ha, heading=pose[..., 2])
         losses["payout"] = losses["payout"] + F.cross_entropy(
             judged.flatten(0, 1), torch.as_tensor(o["worth_at"]).flatten()
         )
