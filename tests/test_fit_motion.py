@@ -212,3 +212,15 @@ def test_an_egocentric_judgement_reads_the_cell_ahead_as_the_same_input():
     assert torch.equal(cells, want), cells
     with pytest.raises(ValueError, match="needs the heading"):
         judge.cells(xy)
+
+
+def test_a_lone_foragers_pickup_is_its_own_payout_and_a_goal_push_is_shared():
+    from multiworld.models.data import payout_targets, split_payouts
+
+    one = torch.tensor([[1.0]])  # one agent picked an item up: +1
+    zero_push = (torch.tensor([[1]]), torch.zeros(1, 1))
+    assert OWN_VALUES[int(split_payouts(one, *zero_push)["own_payout"][0, 0])] == 1.0
+    assert OWN_VALUES[int(payout_targets(one)["own_payout"][0, 0])] == 0.0  # the equal-rewards split: shared
+    goal = torch.tensor([[1.0, 1.0]])  # agent 0 pushed a box onto a goal: every agent +1
+    t = split_payouts(goal, torch.tensor([[2, 1]]), torch.tensor([[1.0, 0.0]]))
+    assert [OWN_VALUES[int(c)] for c in t["own_payout"][0]] == [0.0, 0.0] and int(t["shared_payout"][0]) == 3

@@ -177,6 +177,22 @@ def payout_targets(rewards: torch.Tensor) -> dict[str, torch.Tensor]:
     }
 
 
+def split_payouts(rewards: torch.Tensor, worth: torch.Tensor, pushed: torch.Tensor) -> dict[str, torch.Tensor]:
+    """The split of :func:`payout_targets` the judgement model pays by (``payout="local"`` or
+    ``"judge"``): the shared payout is what the teacher's pushes were worth (``worth`` (..., N)
+    classes on OWN_VALUES, ``pushed`` (..., N) 0/1), each agent's own payout the rest of its reward.
+    Splitting by equal rewards instead calls a lone forager's pickup, or two pickups at one step,
+    a shared payout, and the own payout of a pickup then learns 0."""
+    from multiworld.models.dynamics import OWN_VALUES, SHARED_VALUES, payout_class
+
+    values = torch.as_tensor(OWN_VALUES, dtype=rewards.dtype, device=rewards.device)
+    shared = (values[worth] * pushed).sum(-1).clamp(min(SHARED_VALUES), max(SHARED_VALUES))
+    return {
+        "own_payout": payout_class(rewards - shared[..., None], OWN_VALUES),
+        "shared_payout": payout_class(shared, SHARED_VALUES),
+    }
+
+
 def egocentric_motion(before: np.ndarray, after: np.ndarray) -> np.ndarray:
     """(..., 3) poses before and after a step -> (..., 3) the move in the agent's new frame:
     forward, right (cells) and the turn (radians)."""

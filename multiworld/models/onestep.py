@@ -28,7 +28,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from multiworld.models.data import payout_targets
+from multiworld.models.data import payout_targets, split_payouts
 from multiworld.models.dynamics import OWN_VALUES, motion_loss
 from multiworld.models.geometry import wrap_angle
 from multiworld.models.motion import SKIP, heading_action
@@ -305,7 +305,7 @@ def _fit_loss(model, batch: OneStepBatch, scene: torch.Tensor, out, free: torch.
 
 
 def _own_payout_loss(out, own: torch.Tensor, events: torch.Tensor, weight: torch.Tensor, gated: bool) -> torch.Tensor:
-    """Cross-entropy of the own payout classes. ``gated`` (``payout="local"``): only over the agents
+    """Cross-entropy of the own payout classes. ``gated`` (``payout="local"`` or ``"judge"``): only over the agents
     whose push or pickup happened (``events`` (B, N) > 0), the only ones it is paid for: what an
     event is worth, not how likely one is (the event judgements say that)."""
     ce = F.cross_entropy(out["own_logits"].flatten(0, 1), own.flatten(), weight=weight, reduction="none")
@@ -335,7 +335,8 @@ def onestep_loss(model, batch: OneStepBatch) -> tuple[torch.Tensor, dict[str, to
     pos_weight = torch.tensor(batch.event_pos_weight, device=dev)
     own_w = torch.tensor([cfg.event_pos_weight, 1.0, cfg.event_pos_weight], device=dev)
     shared_w = torch.tensor([cfg.event_pos_weight] * 2 + [1.0] + [cfg.event_pos_weight] * 2, device=dev)
-    targets = payout_targets(reward)
+    local = cfg.dynamics.payout != "pooled"  # the shared payout is the sum of what the pushes are worth
+    targets = split_payouts(reward, pick_("worth"), push) if local else payout_targets(reward)
     losses = {
         "motion": _fit_loss(model, batch, scene, out, free)
         if "fit_logits" in out
@@ -344,7 +345,7 @@ def onestep_loss(model, batch: OneStepBatch) -> tuple[torch.Tensor, dict[str, to
         "events": F.binary_cross_entropy_with_logits(out["push"], push, pos_weight=pos_weight)
         + F.binary_cross_entropy_with_logits(out["pick"], pick, pos_weight=pos_weight)
         + F.binary_cross_entropy_with_logits(out["done_logit"], done),
-        "payout": _own_payout_loss(out, targets["own_payout"], push + pick, own_w, cfg.dynamics.payout == "local")
+        "payout": _own_payout_loss(out, targets["own_payout"], push + pick, own_w, local)
         + F.cross_entropy(out["shared_logits"], targets["shared_payout"], weight=shared_w),
     }
     if model.cfg.dynamics.pickup == "reach":  # the pickup judgement at labelled positions

@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 
 from multiworld.agents.policies import make_policy
-from multiworld.models.data import Batch, payout_targets
+from multiworld.models.data import Batch, split_payouts
 from multiworld.models.dynamics import MOVE_OUTCOMES, OWN_VALUES, motion_loss
 from multiworld.models.geometry import wrap_angle
 from multiworld.models.heads import cell_maps
@@ -172,6 +172,8 @@ class TransitionSampler:
         per_step = [cell_maps(s, dev) for s in states]
         cells = {k: torch.stack([m[k] for m in per_step], 1) for k in per_step[0]}
         reward = t(np.stack(rewards, 1)).float()
+        push = t(np.stack([e.pushed >= 0 for e in evs], 1)).float()
+        worth = np.stack([push_worth(s, e) for s, e in zip(states[:-1], evs, strict=True)], 1)
         batch = Batch(
             views=views[:, None].float().div_(255).to(dev),
             depth=None,
@@ -180,11 +182,12 @@ class TransitionSampler:
             cells=cells,
             colors=t(states[0].colors.astype(np.int64)),
             actions=t(actions),
-            push=t(np.stack([e.pushed >= 0 for e in evs], 1)).float(),
+            push=push,
             pick=t(np.stack([e.picked >= 0 for e in evs], 1)).float(),
             unusual=t(outcome > 0).float(),
             reward=reward,
-            **payout_targets(reward),
+            # Transition batches train the judgement model: its split (the pushes' worth is shared).
+            **split_payouts(reward, t(worth), push),
             done=t(np.stack(dones, 1)).float(),
             scenario=torch.full((bsz,), scenario_id(name), dtype=torch.long, device=dev),
             free_move=t(free),
@@ -192,7 +195,6 @@ class TransitionSampler:
         )
         teacher = t(self.rng.random(bsz) < cfg.teacher_fraction)
         fits = np.stack([candidate_fits(s, free[:, i], arena) for i, s in enumerate(states[:-1])], 1)
-        worth = np.stack([push_worth(s, e) for s, e in zip(states[:-1], evs, strict=True)], 1)
         return TransitionBatch(batch, teacher, t(fits), t(worth))
 
 
