@@ -84,6 +84,20 @@ JOBS = [
         ("ppo_forage_40.json",),
         8,
     ),
+    *(
+        Job(
+            f"ppo_{backend}_40_s{seed}",
+            [PY, "examples/ppo_shared.py", *PPO_40, backend, *extra, "--seed", str(seed), "--out", RESULTS + stem],
+            (stem.rsplit("/", 1)[-1] + ".json",),
+            minutes,
+        )
+        for seed in (1, 2)
+        for backend, extra, stem, minutes in (
+            ("model", ["--compile-render"], f"ppo_forage_model_40_s{seed}", 14),
+            ("oracle", [], f"ppo_forage_40_s{seed}", 8),
+        )
+    ),
+    Job("ppo_compare", [PY, "benchmarks/ppo_compare.py"], ("ppo_forage_compare.json",), 1),
     Job("ppo_model", [PY, "examples/ppo_shared.py", *PPO_MODEL], ("ppo_forage_model.json",), 31),
     Job(
         "rllib",

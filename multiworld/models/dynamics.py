@@ -66,24 +66,6 @@ SHARED_VALUES = (-2.0, -1.0, 0.0, 1.0, 2.0)
 MOVE_OUTCOMES = ((1.0, 1.0), (1.0, 0.0), (0.0, 1.0), (0.0, 0.0))
 
 
-def motion_loss(
-    out: dict[str, torch.Tensor],
-    outcome: torch.Tensor,
-    free_move: torch.Tensor,
-    free_weight: float,
-    class_weight: torch.Tensor | None = None,
-) -> torch.Tensor:
-    """The gated motion's loss: cross-entropy of the chosen outcome against the teacher's
-    ``outcome`` (B, N) and L1 of the free move against ``free_move`` (B, N, 2), times ``free_weight``.
-    The fit motion has no outcome classes (its judgements learn from labelled candidates and
-    positions, ``FitMotion.candidate_loss``): the free move's L1 only."""
-    l1 = (out["free_move"] - free_move).abs().sum(-1).mean() * free_weight
-    if "move_logits" not in out:
-        return l1
-    ce = nn.functional.cross_entropy(out["move_logits"].flatten(0, 1), outcome.flatten(), weight=class_weight)
-    return ce + l1
-
-
 def payout_class(value: torch.Tensor, values: tuple[float, ...]) -> torch.Tensor:
     """The class index of each reward ``value`` on the lattice ``values`` (clamped to its range)."""
     v = value.round().clamp(min(values), max(values))

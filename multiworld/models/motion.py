@@ -37,6 +37,24 @@ def mlp(a: int, h: int, b: int) -> nn.Sequential:
     return nn.Sequential(nn.Linear(a, h), nn.GELU(), nn.Linear(h, h), nn.GELU(), nn.Linear(h, b))
 
 
+def motion_loss(
+    out: dict[str, torch.Tensor],
+    outcome: torch.Tensor,
+    free_move: torch.Tensor,
+    free_weight: float,
+    class_weight: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """The gated motion's loss: cross-entropy of the chosen outcome against the teacher's
+    ``outcome`` (B, N) and L1 of the free move against ``free_move`` (B, N, 2), times ``free_weight``.
+    The fit motion has no outcome classes (its judgements learn from labelled candidates and
+    positions, ``FitMotion.candidate_loss``): the free move's L1 only."""
+    l1 = (out["free_move"] - free_move).abs().sum(-1).mean() * free_weight
+    if "move_logits" not in out:
+        return l1
+    ce = F.cross_entropy(out["move_logits"].flatten(0, 1), outcome.flatten(), weight=class_weight)
+    return ce + l1
+
+
 def heading_action(heading: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
     """The push judgement's extra features ``(..., 2 + NUM_ACTIONS)``: sin and cos of ``heading``
     and the one-hot ``action``."""

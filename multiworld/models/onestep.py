@@ -29,9 +29,9 @@ import torch
 import torch.nn.functional as F
 
 from multiworld.models.data import payout_targets, split_payouts
-from multiworld.models.dynamics import OWN_VALUES, motion_loss
+from multiworld.models.dynamics import OWN_VALUES
 from multiworld.models.geometry import wrap_angle
-from multiworld.models.motion import SKIP, heading_action
+from multiworld.models.motion import SKIP, heading_action, motion_loss
 from multiworld.models.transitions import candidate_fits, move_targets, probe_worlds, push_worth, worth_loss
 from multiworld.models.world_model import ARENA_WORLDS, scenario_id
 from multiworld.world.dynamics import (

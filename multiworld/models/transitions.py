@@ -25,9 +25,10 @@ import torch.nn.functional as F
 
 from multiworld.agents.policies import make_policy
 from multiworld.models.data import Batch, split_payouts
-from multiworld.models.dynamics import MOVE_OUTCOMES, OWN_VALUES, motion_loss
+from multiworld.models.dynamics import MOVE_OUTCOMES, OWN_VALUES
 from multiworld.models.geometry import wrap_angle
 from multiworld.models.heads import cell_maps
+from multiworld.models.motion import motion_loss
 from multiworld.models.world_model import ARENA_WORLDS, scenario_id
 from multiworld.seeds import TRAINING
 from multiworld.world.arena import ArenaConfig, generate

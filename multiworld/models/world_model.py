@@ -22,10 +22,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from multiworld.models.dynamics import StateUpdateConfig, StateUpdateModel, motion_loss
+from multiworld.models.dynamics import StateUpdateConfig, StateUpdateModel
 from multiworld.models.encoder import EncoderConfig, SceneEncoder
 from multiworld.models.geometry import Camera, wrap_angle
 from multiworld.models.heads import DecoderHeads, HeadsConfig
+from multiworld.models.motion import motion_loss
 from multiworld.models.quantize import snap
 from multiworld.models.renderer import RayRenderer, RendererConfig
 
