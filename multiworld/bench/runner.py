@@ -68,10 +68,10 @@ class Runner:
 
     def __init__(self, address: str | None = None, progress: bool = True) -> None:
         self.address, self.progress = address, progress
-        if address:
-            import ray
+        if address:  # the runtime's one way in: no dashboard, a local instance on 127.0.0.1 only
+            from multiworld.runtime.ray_options import connect
 
-            ray.init(address=address, ignore_reinit_error=True, log_to_driver=False)
+            connect(address)
 
     def map(self, fn: Callable[[T], R], items: Sequence[T], desc: str) -> list[R]:
         """``[fn(x) for x in items]``, in order; as one Ray task per item when connected to a cluster."""
