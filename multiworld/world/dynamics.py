@@ -154,17 +154,23 @@ def _agent_cells(poses: np.ndarray) -> np.ndarray:
     return np.stack([np.floor(poses[..., 1]), np.floor(poses[..., 0])], axis=-1).astype(np.int64)
 
 
+def _ahead(poses: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """For agents at ``poses (B, P, 3)``: the (row, col) cell ahead of each (the push rule's front
+    cell, by the heading's quarter) and the cell beyond it, ``(B, P, 2)`` each."""
+    direction = _CARDINAL[_heading_quadrant(poses[..., 2])]
+    front = _agent_cells(poses) + direction
+    return front, front + direction
+
+
 def _push_open(state: WorldState, poses: np.ndarray, cfg: ArenaConfig):
     """For agents at ``poses (B, P, 3)``: the box ahead (B, P) (valid where ``hit``), whether one is
     ahead, its destination cell (B, P, 2), and whether that cell is open (floor, no box, no alive
     item, no agent of ``state`` overlapping it): the push rule without the action and without
     two pushers contending."""
     bsz = poses.shape[0]
-    direction = _CARDINAL[_heading_quadrant(poses[..., 2])]  # (B, P, 2)
-    front = _agent_cells(poses) + direction
+    front, dest = _ahead(poses)
     hit = np.all(state.boxes[:, None, :, :] == front[:, :, None, :], axis=-1)  # (B, P, M)
     box = np.argmax(hit, axis=-1)  # (B, P), valid where hit
-    dest = front + direction
     s = state.size
     dest_c = np.clip(dest, 0, s - 1)
     bidx = np.arange(bsz)[:, None]
@@ -201,9 +207,7 @@ def push_worth_at(state: WorldState, poses: np.ndarray) -> np.ndarray:
     whether or not a box is ahead (``push_possible`` says that): +1 when the cell ahead is not a
     goal and the cell beyond it is, -1 the other way round (a box pushed off a goal), else 0."""
     poses = np.asarray(poses, np.float64)
-    direction = _CARDINAL[_heading_quadrant(poses[..., 2])]
-    front = _agent_cells(poses) + direction
-    dest = front + direction
+    front, dest = _ahead(poses)
     s = state.size
     bidx = np.arange(poses.shape[0])[:, None]
 
