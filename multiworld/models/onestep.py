@@ -32,6 +32,7 @@ from multiworld.models.data import payout_targets, split_payouts
 from multiworld.models.dynamics import OWN_VALUES
 from multiworld.models.geometry import wrap_angle
 from multiworld.models.motion import SKIP, heading_action, motion_loss
+from multiworld.models.staging import poses_facing, stage_boxes
 from multiworld.models.transitions import candidate_fits, move_targets, probe_worlds, push_worth, worth_loss
 from multiworld.models.world_model import ARENA_WORLDS, scenario_id
 from multiworld.world.dynamics import (
@@ -74,6 +75,9 @@ class OneStepConfig:
     # rollout has written, not only the encoder's.
     evolve: int = 0
     clash_points: int = 512
+    # Worlds (with boxes and goals) whose state gets a box staged before or on a goal
+    # (:mod:`multiworld.models.staging`): the worth judgement's +1 and -1 with a box really there.
+    stage: float = 0.5
 
 
 class _Chunk:
@@ -132,6 +136,7 @@ class OneStepSampler:
             self.rng, cfg.scenarios, cfg.agents, cfg.chunk, cfg.warmup, cfg.policy_mix
         )
         name = sc.name
+        state, staged = stage_boxes(state, arena, self.rng, cfg.stage)
         first, walk = state, []
         for _ in range(int(self.rng.integers(0, cfg.evolve + 1))):  # the model's own scene, W steps on
             a = policy.act(state)
@@ -165,7 +170,7 @@ class OneStepSampler:
             "fits": np.stack(fits, 1),  # (C, K, N, 3) whether each candidate of the move fits
             "worth": np.stack(worth, 1),  # (C, K, N) what each push is worth (class on OWN_VALUES)
             **self._fit_points(state, solid, arena.agent_radius),
-            **self._reach_points(state, arena),
+            **self._reach_points(state, arena, staged),
             "scenario": scenario_id(name),
             "size": state.size,
         }
@@ -203,7 +208,7 @@ class OneStepSampler:
             "clash": agents_overlap(offset, r),
         }
 
-    def _reach_points(self, state, arena) -> dict[str, np.ndarray]:
+    def _reach_points(self, state, arena, staged: np.ndarray) -> dict[str, np.ndarray]:
         """Labelled positions ``(C, P, 2)`` for the pickup judgement (half anywhere, half near items,
         alive or taken) and labelled poses ``(C, P, 3)`` with actions for the push judgement."""
         c, p, size = state.num_worlds, self.cfg.reach_points, state.size
@@ -227,35 +232,29 @@ class OneStepSampler:
             centres = state.boxes[rows, self.rng.integers(m, size=(c, h - q))][..., ::-1] + 0.5
             poses[:, q:h, :2] = centres + self.rng.uniform(-1.6, 1.6, centres.shape)
             box = state.boxes[rows, self.rng.integers(m, size=(c, p - h))][..., ::-1]  # (x, y) cells
-            side = self.rng.integers(4, size=(c, p - h))
-            facing = np.stack([np.cos(side * np.pi / 2), np.sin(side * np.pi / 2)], -1).round()
-            poses[:, h:, :2] = box - facing + self.rng.uniform(0.2, 0.8, box.shape)
-            poses[:, h:, 2] = side * np.pi / 2 + self.rng.uniform(-1.22, 1.22, side.shape)
-            poses[..., :2] = np.clip(poses[..., :2], 0.25, size - 0.25)
-            poses[..., 2] = np.angle(np.exp(1j * poses[..., 2]))
+            poses[:, h:] = poses_facing(box, self.rng.integers(4, size=(c, p - h)), np.ones((c, p - h)), self.rng)
         act = np.where(self.rng.random((c, p)) < 0.75, int(Action.INTERACT), self.rng.integers(0, NUM_ACTIONS, (c, p)))
+        # What a push is worth (``payout="judge"``): the push poses, and as many where the answer
+        # may not be 0: behind a staged box facing its goal (half, where one was staged) and one or
+        # two cells before a goal facing it. The label is what the push pays, 0 where none is possible.
+        worth_pose = np.concatenate([poses, poses], 1)
+        for w in range(c):
+            goals = np.argwhere(state.goals[w])[:, ::-1]  # (G, 2) (x, y) cells
+            if len(goals):
+                g = goals[self.rng.integers(len(goals), size=p)]
+                worth_pose[w, p:] = poses_facing(g, self.rng.integers(4, size=p), self.rng.integers(1, 3, p), self.rng)
+            if staged[w, 0] >= 0:
+                cell, side = np.broadcast_to(staged[w, :2], (p // 2, 2)), np.full(p // 2, staged[w, 2])
+                worth_pose[w, p + p // 2 :] = poses_facing(cell, side, np.ones(p // 2), self.rng)
+        for pz in (poses, worth_pose):
+            pz[..., :2] = np.clip(pz[..., :2], 0.25, size - 0.25)
         out.update(
             push_pose=poses.astype(np.float32),
             push_action=act,
             push_ok=push_possible(state, poses, arena) & (act == Action.INTERACT),
-        )
-        # What a push is worth (``payout="judge"``): the push poses, and as many poses where the
-        # answer is not 0: in a cell two before a goal or one before it, facing it within 70 degrees.
-        worth_pose = np.concatenate([poses, poses], 1)
-        for w in range(c):
-            goals = np.argwhere(state.goals[w])  # (G, 2) (row, col)
-            if len(goals):
-                g = goals[self.rng.integers(len(goals), size=p)][:, ::-1]  # (x, y) cells
-                side = self.rng.integers(4, size=p)
-                facing = np.stack([np.cos(side * np.pi / 2), np.sin(side * np.pi / 2)], -1).round()
-                back = self.rng.integers(1, 3, size=p)[:, None]
-                worth_pose[w, p:, :2] = g - back * facing + self.rng.uniform(0.2, 0.8, (p, 2))
-                worth_pose[w, p:, 2] = side * np.pi / 2 + self.rng.uniform(-1.22, 1.22, p)
-        worth_pose[..., :2] = np.clip(worth_pose[..., :2], 0.25, size - 0.25)
-        worth_pose[..., 2] = np.angle(np.exp(1j * worth_pose[..., 2]))
-        out.update(
             worth_pose=worth_pose.astype(np.float32),
-            worth_at=push_worth_at(state, worth_pose) - int(OWN_VALUES[0]),  # class on OWN_VALUES
+            worth_at=push_worth_at(state, worth_pose) * push_possible(state, worth_pose, arena)
+            - int(OWN_VALUES[0]),  # class on OWN_VALUES
         )
         return out
 

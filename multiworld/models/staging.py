@@ -1,0 +1,89 @@
+"""Staged training states: true arena states rearranged where a rare judgement turns.
+
+The worth judgement (``payout="judge"``) says what a push pays: +1 for a box pushed onto a goal, -1
+for one pushed off. The probe policies' worlds hold few such pushes (87 pool chunks held none onto
+a goal), and poses before an empty goal teach only what a push *would* pay if a box were there,
+which a falsely fired push then pays (random push-v0 paid -20 where the oracle paid 0). So some
+pool worlds get one of their boxes moved to where the answer is not 0: in the cell before a goal
+(a push from behind pays +1) or onto a goal (a push across it pays -1), with floor for the pusher
+behind it. The arrangement is one the arena itself reaches (boxes do stand before and on goals);
+every label is still the oracle's, taken from the staged state.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from multiworld.world.arena import ArenaConfig
+from multiworld.world.state import FLOOR, WorldState
+
+# (row, col) step of each heading quarter: 0 east (+x), 1 south (+y), 2 west, 3 north
+_STEP = np.array([[0, 1], [1, 0], [0, -1], [-1, 0]], np.int64)
+
+
+def poses_facing(cells: np.ndarray, side: np.ndarray, back: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Poses ``(..., 3)`` as (x, y, heading) ``back`` cells before ``cells (..., 2)`` ((x, y) cell
+    corners) on the side away from ``side`` (a heading quarter, 0..3), anywhere inside that cell,
+    heading towards the cell within 70 degrees (the push rule's front cell turns at 45)."""
+    facing = np.stack([np.cos(side * np.pi / 2), np.sin(side * np.pi / 2)], -1).round()
+    xy = cells - back[..., None] * facing + rng.uniform(0.2, 0.8, cells.shape)
+    heading = side * np.pi / 2 + rng.uniform(-1.22, 1.22, side.shape)
+    return np.concatenate([xy, np.angle(np.exp(1j * heading))[..., None]], -1)
+
+
+def _free(state: WorldState, w: int, cell: np.ndarray, radius: float, ignore_box: int) -> bool:
+    """Whether ``cell`` (row, col) of world ``w`` is floor with no other box, no alive item and no
+    agent overlapping it."""
+    s = state.size
+    if not ((cell >= 0) & (cell < s)).all() or state.walls[w, cell[0], cell[1]] != FLOOR:
+        return False
+    others = np.delete(state.boxes[w], ignore_box, 0)
+    if (others == cell).all(-1).any():
+        return False
+    if ((state.items[w] == cell).all(-1) & state.items_alive[w]).any():
+        return False
+    x, y = state.poses[w, :, 0], state.poses[w, :, 1]
+    overlap = (x + radius > cell[1]) & (x - radius < cell[1] + 1) & (y + radius > cell[0]) & (y - radius < cell[0] + 1)
+    return not overlap.any()
+
+
+def stage_boxes(
+    state: WorldState, arena: ArenaConfig, rng: np.random.Generator, share: float = 0.5, off: float = 0.3
+) -> tuple[WorldState, np.ndarray]:
+    """Move one box in about ``share`` of the worlds with boxes and goals to the cell before a goal
+    (or, ``off`` of those, onto a goal), the cell the push lands in and the pusher's cell open:
+    ``(staged state, (C, 3) int64)`` the staged box's cell as (x, y) and the heading quarter that
+    pushes it onto (off) the goal, -1 where nothing was staged. ``state`` is not changed."""
+    state = state.copy()
+    staged = np.full((state.num_worlds, 3), -1, np.int64)
+    m = state.boxes.shape[1]
+    for w in range(state.num_worlds):
+        goals = np.argwhere(state.goals[w])
+        if m == 0 or not len(goals) or rng.random() >= share:
+            continue
+        onto = rng.random() >= off
+        k = int(rng.integers(m))
+        for _ in range(16):
+            g, side = goals[rng.integers(len(goals))], int(rng.integers(4))
+            step = _STEP[side]
+            box, pusher, dest = (g - step, g - 2 * step, g) if onto else (g, g - step, g + step)
+            if not _inside(box, state.size) or state.goals[w, box[0], box[1]] == onto:
+                continue  # onto: the box not yet on a goal; off: onto a goal...
+            if not onto and _inside(dest, state.size) and state.goals[w, dest[0], dest[1]]:
+                continue  # ...and pushed off it, not onto the next goal
+            if all(_free(state, w, c, arena.agent_radius, k) for c in (box, dest)) and _floor(state, w, pusher, k):
+                state.boxes[w, k] = box
+                staged[w] = (box[1], box[0], side)
+                break
+    return state, staged
+
+
+def _inside(cell: np.ndarray, size: int) -> bool:
+    return bool(((cell >= 0) & (cell < size)).all())
+
+
+def _floor(state: WorldState, w: int, cell: np.ndarray, ignore_box: int) -> bool:
+    """Floor without another box: where a pusher can stand (agents may stand there already)."""
+    if not _inside(cell, state.size) or state.walls[w, cell[0], cell[1]] != FLOOR:
+        return False
+    return not (np.delete(state.boxes[w], ignore_box, 0) == cell).all(-1).any()

@@ -1,0 +1,72 @@
+"""Staged training states (``multiworld.models.staging``): the arrangements are ones the arena plays
+out, and the worth judgement's labels are what a push would really pay there."""
+
+import numpy as np
+import pytest
+
+from multiworld.models.dynamics import OWN_VALUES
+from multiworld.models.onestep import OneStepConfig, OneStepSampler
+from multiworld.models.staging import poses_facing, stage_boxes
+from multiworld.models.transitions import push_worth
+from multiworld.world.arena import generate
+from multiworld.world.dynamics import push_possible, push_worth_at
+from multiworld.world.dynamics import step as world_step
+from multiworld.world.scenarios import get_scenario
+from multiworld.world.state import Action
+
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py
+
+
+def test_a_push_from_behind_a_staged_box_pays_what_the_staging_says():
+    """An agent put behind each staged box, facing its goal, pushes it in the oracle: onto the goal
+    (+1) or off it (-1); the input state is left as it was."""
+    arena = get_scenario("push-v0").arena_config(num_agents=3)
+    state = generate(arena, np.arange(600, 640))
+    before = state.copy()
+    staged_state, staged = stage_boxes(state, arena, np.random.default_rng(0), share=1.0, off=0.4)
+    for field in ("boxes", "poses", "goals"):
+        np.testing.assert_array_equal(getattr(state, field), getattr(before, field))
+    done = staged[:, 0] >= 0
+    assert done.sum() >= 30, "a box is staged in most worlds when share is 1"
+    paid = []
+    for w in np.flatnonzero(done):
+        s = staged_state.copy()
+        x, y, side = staged[w]
+        assert ((s.boxes[w] == (y, x)).all(-1)).sum() == 1, "exactly one box in the staged cell"
+        step = np.array([[0, 1], [1, 0], [0, -1], [-1, 0]])[side]  # (row, col)
+        s.poses[w, 0] = (x - step[1] + 0.5, y - step[0] + 0.5, side * np.pi / 2)
+        a = np.zeros((s.num_worlds, s.num_agents), np.int64)
+        a[w, 0] = Action.INTERACT
+        _, ev = world_step(s, a, arena)
+        assert ev.pushed[w, 0] >= 0, f"world {w}: the staged box is pushed"
+        paid.append(OWN_VALUES[int(push_worth(s, ev)[w, 0])])
+    assert set(paid) == {1.0, -1.0}, "boxes staged both before goals and on them"
+
+
+def test_poses_facing_stand_behind_the_cell_and_face_it():
+    rng = np.random.default_rng(1)
+    cells = np.array([[5.0, 7.0]] * 400)
+    side = rng.integers(4, size=400)
+    back = rng.integers(1, 3, size=400)
+    poses = poses_facing(cells, side, back, rng)
+    step = np.stack([np.cos(side * np.pi / 2), np.sin(side * np.pi / 2)], -1).round()
+    np.testing.assert_array_equal(np.floor(poses[:, :2]), cells - back[:, None] * step)
+    off = np.angle(np.exp(1j * (poses[:, 2] - side * np.pi / 2)))
+    assert np.abs(off).max() <= 1.22 + 1e-9 and np.abs(poses[:, 2]).max() <= np.pi
+
+
+def test_worth_labels_are_zero_where_no_push_is_possible_and_hold_both_signs():
+    """The worth label at a pose is what a push from it pays: 0 where no box can be pushed (a pose
+    before an empty goal pays nothing), and the staged worlds give both +1 and -1 with boxes there."""
+    arena = get_scenario("push-v0").arena_config(num_agents=2)
+    cfg = OneStepConfig(chunk=8, actions=1, chunks=1, warmup=0, agents=(2,), scenarios=("push-v0",))
+    sampler = OneStepSampler(cfg, seed=3)
+    state, staged = stage_boxes(generate(arena, np.arange(700, 708)), arena, sampler.rng, share=1.0)
+    out = sampler._reach_points(state, arena, staged)
+    worth = np.asarray(OWN_VALUES)[out["worth_at"]]
+    poses = out["worth_pose"].astype(np.float64)
+    possible = push_possible(state, poses, arena)
+    assert set(np.unique(worth)) == {-1.0, 0.0, 1.0}
+    assert (worth[~possible] == 0).all()
+    np.testing.assert_array_equal(worth[possible], push_worth_at(state, poses)[possible])
+    assert (push_worth_at(state, poses)[~possible] != 0).any(), "poses before empty goals were drawn"
