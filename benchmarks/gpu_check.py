@@ -73,11 +73,12 @@ def env_check(
     device: str, worlds: int, agents: int = 4, steps: int = 50, checkpoint=None, compile_render: bool = False
 ) -> dict:
     """Agent-frames/s of the model backend's vector env with ``worlds`` x ``agents`` on ``device``
-    (the eager render, or the compiled one: its compile is done in the warm-up steps)."""
+    (eager, or the render and state update compiled: the compile is done in the warm-up steps)."""
     import multiworld
     from multiworld.world.state import NUM_ACTIONS
 
-    kw = {"compile_render": compile_render} | ({} if checkpoint is None else {"checkpoint": str(checkpoint)})
+    kw = {"compile_render": compile_render, "compile_update": compile_render}
+    kw |= {} if checkpoint is None else {"checkpoint": str(checkpoint)}
     env = multiworld.vector_env(
         num_envs=worlds, num_agents=agents, backend="model", device=device, max_cycles=100, seed=2_000_000, **kw
     )

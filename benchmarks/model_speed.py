@@ -1,15 +1,15 @@
 """Speed of the model backend in the local runtime: env-steps/s and time per component.
 
-    python benchmarks/model_speed.py [--checkpoint DIR] [--steps 200] [--compile-render]
-    python benchmarks/model_speed.py --profile [--worlds 1 16] [--compile-render]
+    python benchmarks/model_speed.py [--checkpoint DIR] [--steps 200] [--compiled]
+    python benchmarks/model_speed.py --profile [--worlds 1 16] [--compiled]
 
 One world of N agents at 64x64; every step renders all agents' views in one batched pass, at the
 simulator's precision (bf16 autocast on CPUs with bf16 instructions) under inference mode, as the
 simulator does. Components: state update (the learned state-update model), render (all views, the
 video model), readout (decoder heads -> the symbolic scene, for infos, ``state()`` and probes),
 and the whole Simulator.step (what an env sees); reset (encoding the observations) is timed apart.
-``--compile-render`` also measures the compiled render (``compile_render=True``), under
-``"compiled"`` beside ``"results"`` (the eager rows, which the README quotes).
+``--compiled`` also measures the compiled render and state update (``compile_render=True,
+compile_update=True``), under ``"compiled"`` beside ``"results"`` (the eager rows).
 Writes benchmarks/results/model_speed.json and model_speed.md.
 
 ``--profile`` writes nothing: it prints where a vector env step's time goes (torch.profiler, wall
@@ -21,6 +21,7 @@ the readout, the events, and the rest of the step (numpy conversion, env bookkee
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 import time
 
@@ -33,11 +34,11 @@ from multiworld.seeds import model_evaluation_seeds
 from multiworld.sim.model import ModelSimulator
 
 
-def measure(checkpoint, agents: int, steps: int, threads: int, compile_render: bool = False) -> dict:
+def measure(checkpoint, agents: int, steps: int, threads: int, compiled: bool = False) -> dict:
     from multiworld.sim.model import decode_state
 
     torch.set_num_threads(threads)
-    sim = ModelSimulator("forage-v0", agents, checkpoint=checkpoint, compile_render=compile_render)
+    sim = ModelSimulator("forage-v0", agents, checkpoint=checkpoint, compile_render=compiled, compile_update=compiled)
     model = sim.model
     rng = np.random.default_rng(0)
     t0 = time.perf_counter()
@@ -52,7 +53,8 @@ def measure(checkpoint, agents: int, steps: int, threads: int, compile_render: b
         a = torch.as_tensor(rng.integers(0, 8, (1, agents)))
         t0 = time.perf_counter()
         with torch.no_grad():
-            sim.latent, _ = model.step(sim.latent, a, sim._scen)
+            scene, agents_, _ = sim._update(sim.latent.scene, sim.latent.agents, a, sim._scen)
+            sim.latent = dataclasses.replace(sim.latent, scene=scene, agents=agents_)
         t1 = time.perf_counter()
         with torch.inference_mode(), sim._autocast():
             sim._render()
@@ -78,8 +80,8 @@ def measure(checkpoint, agents: int, steps: int, threads: int, compile_render: b
         "ms_readout": ms(t_decode),
         "ms_reset": round(1000 * t_reset, 2),
     }
-    if compile_render:
-        row["render"] = "compiled"
+    if compiled:
+        row["render"] = row["update"] = "compiled"
     return row
 
 
@@ -91,17 +93,19 @@ def _labelled(name: str, fn):
     return run
 
 
-def profile_step(worlds: int, compile_render: bool, steps: int) -> list[dict]:
+def profile_step(worlds: int, compiled: bool, steps: int) -> list[dict]:
     """Wall ms per vector env step of every labelled stage (E worlds x 4 agents, 64x64)."""
     import multiworld
     import multiworld.sim.model as sim_module
 
-    env = multiworld.vector_env(num_envs=worlds, num_agents=4, backend="model", compile_render=compile_render)
+    env = multiworld.vector_env(
+        num_envs=worlds, num_agents=4, backend="model", compile_render=compiled, compile_update=compiled
+    )
     env.reset(seed=2_000_000)
     sim = env.sim
-    stages = {"state update": (sim.model, "step"), "render": (sim, "_render")}
+    stages = {"state update": (sim, "_update"), "render": (sim, "_render")}
     stages |= {"readout": (sim_module, "decode_state"), "events": (sim_module, "event_dicts")}
-    if not compile_render:  # a compiled render is one graph: its stages are not separate calls
+    if not compiled:  # a compiled render is one graph: its stages are not separate calls
         stages |= {f"render: {m}": (sim.model.renderer, m) for m in ("pieces", "composite", "background")}
     saved = {k: getattr(obj, attr) for k, (obj, attr) in stages.items()}
     for k, (obj, attr) in stages.items():
@@ -123,8 +127,9 @@ def profile_step(worlds: int, compile_render: bool, steps: int) -> list[dict]:
     rows = [{"stage": k, "ms_per_step": round(totals.get(k, 0.0), 2)} for k in ("step", *stages)]
     named = sum(totals.get(k, 0.0) for k in ("state update", "render", "readout", "events"))
     rows.append({"stage": "rest of the step", "ms_per_step": round(totals["step"] - named, 2)})
-    render = "compiled" if compile_render else "eager"
-    head = f"{worlds} worlds x 4 agents, 64x64, {sim.precision}, {render} render, {torch.get_num_threads()} threads"
+    path = "compiled" if compiled else "eager"
+    threads = torch.get_num_threads()
+    head = f"{worlds} worlds x 4 agents, 64x64, {sim.precision}, {path} render and update, {threads} threads"
     print(f"\n{head}: {1000 * wall / steps:.1f} ms per step while profiled\n" + markdown_table(rows))
     return rows
 
@@ -133,7 +138,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--checkpoint", default=None)
     p.add_argument("--steps", type=int, default=200)
-    p.add_argument("--compile-render", action="store_true", help="also measure the compiled render")
+    p.add_argument("--compiled", action="store_true", help="also measure the compiled render and state update")
     p.add_argument("--profile", action="store_true", help="print where a vector env step's time goes; no results")
     p.add_argument("--worlds", type=int, nargs="+", default=[1, 16], help="worlds per vector env for --profile")
     p.add_argument("--threads", type=int, default=1, help="torch threads for --profile")
@@ -141,10 +146,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.profile:
         torch.set_num_threads(args.threads)
         for worlds in args.worlds:
-            for compiled in (False, True) if args.compile_render else (False,):
+            for compiled in (False, True) if args.compiled else (False,):
                 profile_step(worlds, compiled, max(5, 80 // worlds))
         return 0
-    jobs = [(4, 1, False), (4, 2, False), (8, 1, False)] + ([(4, 1, True)] if args.compile_render else [])
+    jobs = [(4, 1, False), (4, 2, False), (8, 1, False)] + ([(4, 1, True)] if args.compiled else [])
     rows, compiled_rows = [], []
     for agents, threads, compiled in tqdm(jobs, desc="model speed"):
         r = measure(args.checkpoint, agents, args.steps, threads, compiled)
@@ -161,7 +166,7 @@ def main(argv: list[str] | None = None) -> int:
     note = "One world, forage-v0, 64x64 views, all agents rendered in one batched pass. ms = per env step.\n\n"
     table = note + markdown_table(rows)
     if compiled_rows:
-        table += "\n\nWith the compiled render:\n\n" + markdown_table(compiled_rows)
+        table += "\n\nWith the compiled render and state update:\n\n" + markdown_table(compiled_rows)
     path = write_results("model_speed", payload, table, checkpoints={"model": args.checkpoint})
     print(f"wrote {path}")
     return 0

@@ -5,8 +5,8 @@
 
 ``multiworld.vector_env``, forage-v0, E worlds x 4 agents, square RGB views rendered at the size
 asked for (32x32 is what the PPO example's policy sees), random actions, autoreset on. Model rows:
-the shipped checkpoint at each precision with the eager render, and with the compiled render
-(``compile_render=True``) at the ``--compiled`` precisions; the oracle is measured beside every
+the shipped checkpoint at each precision eager, and compiled (the render and the state update,
+``compile_render=True, compile_update=True``) at the ``--compiled`` precisions; the oracle is measured beside every
 (size, worlds) in the same run, so the ratio holds on a shared machine. Each row: setup (env,
 reset, the compile of a compiled render) timed apart, 3 warm-up steps, then ``--steps`` timed
 steps (a third of them, at least 10, for 64 worlds), every row in a fresh process; wall and
@@ -45,7 +45,7 @@ SEED = 2_000_000  # model evaluation seeds (multiworld.seeds)
 
 
 def make_env(backend: str, worlds: int, size: int, precision: str | None, compiled: bool):
-    kw = {} if backend == "oracle" else {"precision": precision, "compile_render": compiled}
+    kw = {} if backend == "oracle" else {"precision": precision, "compile_render": compiled, "compile_update": compiled}
     return multiworld.vector_env(
         num_envs=worlds, num_agents=AGENTS, backend=backend, height=size, width=size, max_cycles=100, seed=SEED, **kw
     )

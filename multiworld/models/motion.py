@@ -156,7 +156,8 @@ class FitMotion(nn.Module):
         for _ in range(n):  # agents whose new positions overlap go back, until none do
             hit = (self.clash(target[:, None, :, :] - target[:, :, None, :]) > 0) & other
             revert = hit.any(-1) & ~stay
-            if not bool(revert.any()):
+            # Compiled (one graph): the loop runs out instead, the same target (no revert: no change).
+            if not torch.compiler.is_compiling() and not bool(revert.any()):
                 break
             target = torch.where(revert[..., None], xy, target)
             stay = stay | revert

@@ -14,6 +14,7 @@ readout; it is never fed back.
 
 from __future__ import annotations
 
+import dataclasses
 import pathlib
 
 import numpy as np
@@ -58,6 +59,11 @@ class ModelSimulator(InProcessSimulator):
     for later processes), then 1.5-2x faster renders. Off by default. Its views agree with the eager
     render to float rounding, not bit for bit, so a stored world records the render path and is
     resumed exactly by a simulator on the same path (and precision).
+    ``compile_update``: the state update compiled by Inductor as one graph (tens of seconds of
+    compiling at the first step); a single world's step is mostly per-call overhead of its many
+    small layers, which the compiled graph fuses. Its scene tokens and agent latents come out equal
+    to the eager update's (they snap to the token lattice), poses and logits to float rounding, so a
+    stored world records this path too.
     ``checkpoint_sha256`` names the weights (recorded with every stored world, checked on resume).
     """
 
@@ -76,6 +82,7 @@ class ModelSimulator(InProcessSimulator):
         init: str = "map",
         precision: str | None = None,
         compile_render: bool = False,
+        compile_update: bool = False,
         **arena_overrides,
     ) -> None:
         from multiworld.models.checkpoint import DEFAULT_CHECKPOINT, load_checkpoint, read_config
@@ -117,6 +124,10 @@ class ModelSimulator(InProcessSimulator):
             from multiworld.models.renderer import compile_renderer
 
             self._compiled = compile_renderer(self.model.renderer, freeze=precision == "bf16")
+        self.compile_update = bool(compile_update)
+        self._update = self.model.dynamics
+        if self.compile_update:
+            self._update = torch.compile(self.model.dynamics, fullgraph=True, dynamic=False)
         self.init, self.depth = init, depth
         self.latent = None
         self.readout: WorldState | None = None
@@ -220,10 +231,13 @@ class ModelSimulator(InProcessSimulator):
     def record_attrs(self, world: int) -> dict:
         """What a stored copy of world ``world`` records besides the checkpoint's sha256 (the store's
         ``checkpoint_hash``): the reset mode, the render precision, and ``"render": "compiled"`` for
-        the compiled render (its views differ from the eager render's by float rounding)."""
+        the compiled render (its views differ from the eager render's by float rounding), ``"update":
+        "compiled"`` for the compiled state update."""
         attrs = {"init": self.init, "precision": self.precision}
         if self.compile_render:
             attrs["render"] = "compiled"
+        if self.compile_update:
+            attrs["update"] = "compiled"
         return {"model": attrs}
 
     @torch.no_grad()
@@ -246,7 +260,8 @@ class ModelSimulator(InProcessSimulator):
         if self.latent is None:
             raise RuntimeError("call reset() before step()")
         act = torch.as_tensor(actions, device=self.device)
-        self.latent, out = self.model.step(self.latent, act, self._scen)
+        scene, agents, out = self._update(self.latent.scene, self.latent.agents, act, self._scen)
+        self.latent = dataclasses.replace(self.latent, scene=scene, agents=agents)
         before = self.readout
         self.readout = decode_state(self.model, self.latent, before)
         self.version = self.version + 1
