@@ -33,7 +33,7 @@ def test_the_oracle_against_itself_scores_exactly_right(tmp_path):
         assert m["displacement_ok"] == 1.0 and m["blocked_ok"] in (1.0, None), m
         assert m["event_precision"] in (1.0, None) and m["event_recall"] in (1.0, None), m
     assert res["free_forward"]["blocked_ok"] == 1.0  # the forward walkers did hit things
-    for key, p in res["payouts"].items():
+    for key, p in (res["payouts"] | {f"teacher {k}": v for k, v in res["payouts_teacher"].items()}).items():
         assert p["model_total"] == p["oracle_total"], (key, p)
     written = json.loads((tmp_path / "dynamics.json").read_text())
     assert "provenance" in written and (tmp_path / "dynamics.md").exists()
@@ -48,7 +48,7 @@ def test_a_tiny_run_of_the_shipped_model_writes_every_figure(tmp_path):
             m = res[f"{mode}_{policy}"]
             for key in ("outside", "in_solid", "displacement_ok"):
                 assert 0.0 <= m[key] <= 1.0 and len(m[f"{key}_ci"]) == 2, (mode, policy, key)
-    assert set(res["payouts"]) == {"push-v0/scripted", "push-v0/random"}
+    assert set(res["payouts"]) == set(res["payouts_teacher"]) == {"push-v0/scripted", "push-v0/random"}
 
 
 def test_move_targets_name_the_outcome_of_every_move():

@@ -206,10 +206,17 @@ def summarize(raw: list[dict]) -> dict:
                     if accs:
                         m[f"cell_accuracy_{t}"] = round(float(np.mean(accs)), 4)
             s[f"{mode}_{policy}"] = m
+    s["payouts"] = _payouts(pick, teacher=False)
+    s["payouts_teacher"] = _payouts(pick, teacher=True)  # one step from the oracle's state each step
+    return s
+
+
+def _payouts(pick, teacher: bool) -> dict:
+    """Model and oracle totals and the per-agent return correlation, per scenario and policy."""
     payouts = {}
     for scenario in ("forage-v0", "push-v0"):
         for policy in ("scripted", "random"):
-            rows = pick(teacher=False, policy=policy, scenario=scenario)
+            rows = pick(teacher=teacher, policy=policy, scenario=scenario)
             if not rows:
                 continue
             mod = np.concatenate([np.asarray(r["returns"]["model"]) for r in rows])
@@ -221,8 +228,7 @@ def summarize(raw: list[dict]) -> dict:
                 "ratio": round(float(mod.sum() / ora.sum()), 4) if ora.sum() else None,
                 "return_correlation": None if not np.isfinite(corr) else round(float(corr), 4),
             }
-    s["payouts"] = payouts
-    return s
+    return payouts
 
 
 def run(st: Settings, z: Sizes, runner: Runner, out: pathlib.Path) -> dict:
@@ -244,6 +250,7 @@ def run(st: Settings, z: Sizes, runner: Runner, out: pathlib.Path) -> dict:
             rows.append({"mode": mode, "policy": policy, **{k: report.with_ci(m[k], m[f"{k}_ci"]) for k in keys}})
     cells = [{"policy": p, **{f"step {t}": s[f"free_{p}"].get(f"same_cell_{t}") for t in CELL_STEPS}} for p in POLICIES]
     pay = [{"scenario / policy": k, **v} for k, v in s["payouts"].items()]
+    pay_teacher = [{"scenario / policy": k, **v} for k, v in s["payouts_teacher"].items()]
     report.write_markdown(
         out,
         "dynamics",
@@ -252,6 +259,7 @@ def run(st: Settings, z: Sizes, runner: Runner, out: pathlib.Path) -> dict:
             ("Rates over agent-steps [95% bootstrap interval over worlds]", report.markdown_table(rows)),
             ("Agents in the oracle's cell, free-running", report.markdown_table(cells)),
             ("Payouts, free-running", report.markdown_table(pay)),
+            ("Payouts, teacher-forced (each step from the oracle's state)", report.markdown_table(pay_teacher)),
         ],
         config,
     )
