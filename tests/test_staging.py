@@ -70,3 +70,61 @@ def test_worth_labels_are_zero_where_no_push_is_possible_and_hold_both_signs():
     assert (worth[~possible] == 0).all()
     np.testing.assert_array_equal(worth[possible], push_worth_at(state, poses)[possible])
     assert (push_worth_at(state, poses)[~possible] != 0).any(), "poses before empty goals were drawn"
+
+
+def test_push_block_labels_are_the_oracles_push_rule():
+    """An agent put where ``block_points`` says it blocks stops the oracle's push; elsewhere the
+    push happens (a box ahead, open floor beyond, nothing else around)."""
+    from multiworld.models.staging import block_points
+
+    arena = get_scenario("push-v0").arena_config(num_agents=2)
+    base = generate(arena, [5])
+    base.walls[:] = 0
+    base.goals[:] = False
+    pts = block_points(np.random.default_rng(2), 200, base.size, arena)
+    checked = {False: 0, True: 0}
+    for pose, other, blocks in zip(pts["block_pose"], pts["block_xy"], pts["block"], strict=True):
+        front = np.floor(pose[[1, 0]]).astype(int) + _quarter_step(pose[2])  # (row, col) ahead
+        inside = ((other > 0.5) & (other < base.size - 0.5)).all() and ((front >= 1) & (front < base.size - 1)).all()
+        apart = np.abs(other - pose[:2]).max() >= 2 * arena.agent_radius
+        if not (inside and apart):
+            continue  # not a state the arena reaches
+        s = base.copy()
+        s.poses[0, 0], s.poses[0, 1, :2] = pose, other
+        s.boxes[0, :] = front  # one box ahead (the others on the same cell: one is pushed)
+        s.boxes[0, 1:] = (0, 0)
+        _, ev = world_step(s, np.array([[Action.INTERACT, Action.NOOP]]), arena)
+        assert (ev.pushed[0, 0] < 0) == bool(blocks), (pose, other, blocks)
+        checked[bool(blocks)] += 1
+    assert checked[True] > 10 and checked[False] > 10, checked
+
+
+def _quarter_step(heading: float) -> np.ndarray:
+    q = int(np.mod(np.round(heading / (np.pi / 2)), 4))
+    return np.array([[0, 1], [1, 0], [0, -1], [-1, 0]])[q]
+
+
+def test_the_agent_block_judgement_learns_the_push_rule():
+    """The structure can hold the rule: trained alone on the oracle's labels (seconds), it says
+    whether another agent blocks a push on held-out pairs nearly always right."""
+    import torch
+
+    from multiworld.models.motion import AgentBlock
+    from multiworld.models.staging import block_points
+
+    arena = get_scenario("push-v0").arena_config(num_agents=2)
+    torch.manual_seed(0)
+    block = AgentBlock()
+    opt = torch.optim.Adam(block.parameters(), lr=3e-3)
+    rng = np.random.default_rng(0)
+    for _ in range(400):
+        pts = block_points(rng, 256, 16, arena)
+        logits = block.judge(torch.as_tensor(pts["block_pose"]), torch.as_tensor(pts["block_xy"]))
+        loss = torch.nn.functional.binary_cross_entropy_with_logits(logits, torch.as_tensor(pts["block"]).float())
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    test = block_points(np.random.default_rng(99), 4000, 16, arena)
+    with torch.no_grad():
+        said = block.judge(torch.as_tensor(test["block_pose"]), torch.as_tensor(test["block_xy"])) > 0
+    assert (said.numpy() == test["block"]).mean() > 0.97

@@ -35,7 +35,8 @@ revert-until-stable loop (fit), the reward lattice, the event gate on payouts an
 (``payout="local"`` or ``"judge"``) the shared payout as the sum of what each fired push is worth,
 (``"judge"``) what a push is worth judged from the pusher's new pose and action alone, and
 (``pickup="reach"``, ``push="judge"``) a pickup judged from the agent's new position alone, a
-push from its new pose and action alone. Nothing else
+push from its new pose and action alone, and (``push_agents``) no push that another agent blocks,
+judged from where the others stand in the frame of the pusher's heading quarter. Nothing else
 encodes the arena's rules.
 """
 
@@ -46,8 +47,8 @@ import dataclasses
 import torch
 from torch import nn
 
-from multiworld.models.geometry import fourier, gather_cells, wrap_angle
-from multiworld.models.motion import FitMotion, PositionJudge, heading_action, mlp
+from multiworld.models.geometry import agent_pairs, fourier, gather_cells, wrap_angle
+from multiworld.models.motion import AgentBlock, FitMotion, PositionJudge, heading_action, mlp
 from multiworld.models.quantize import snap
 from multiworld.world.state import NUM_ACTIONS
 
@@ -102,6 +103,7 @@ class StateUpdateConfig:
     # "head": push is a logit of the agent's event heads. "judge": a learned judgement of the new
     # pose (the 5 x 5 cells around it, the heading) and the action alone.
     push: str = "head"
+    push_agents: bool = False  # with "judge": no push where another agent blocks it (motion.AgentBlock)
     # "head": the own payout is a class of the agent's event head. "events": a head that reads which
     # of the agent's events the model fired (push, pickup), the scenario and the agent's features:
     # what the event the model judged is worth, also at a step the teacher's event came a step
@@ -187,6 +189,7 @@ class StateUpdateModel(nn.Module):
             raise ValueError(f"unknown push {cfg.push!r}: use 'head' or 'judge'")
         if cfg.push == "judge":
             self.push_judge = PositionJudge(d, h, window=WINDOW, extra=2 + NUM_ACTIONS)
+            self.push_block = AgentBlock() if cfg.push_agents else None
         self.world_head = mlp(2 * h + d + 8, h // 2, 1 + len(SHARED_VALUES))  # termination, shared payout
         # Which payout classes each scenario's training data pays (read off the data by the
         # trainer, ``multiworld.models.data.data_payouts_seen``): a class a scenario never paid is
@@ -239,15 +242,6 @@ class StateUpdateModel(nn.Module):
         )
         return feats, win.reshape(bsz, n, -1, scene.shape[-1])
 
-    @staticmethod
-    def _pairs(xy: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Relative positions (B, N, N, 3) of agent j seen from agent i (dx, dy, distance), and the j != i mask."""
-        rel = (xy[:, None, :, :] - xy[:, :, None, :]).clamp(-4, 4)
-        dist = rel.norm(dim=-1, keepdim=True)
-        n = xy.shape[1]
-        other = ~torch.eye(n, dtype=torch.bool, device=xy.device)
-        return torch.cat([rel, dist], -1), other[None, :, :, None].float()
-
     # ----- the step -------------------------------------------------------------------------
     def forward(
         self, scene: torch.Tensor, agents: torch.Tensor, actions: torch.Tensor, scenario: torch.Tensor
@@ -264,7 +258,7 @@ class StateUpdateModel(nn.Module):
 
         # 1. move
         sc = torch.stack([heading.sin(), heading.cos()], -1)
-        rel, other = self._pairs(xy)
+        rel, other = agent_pairs(xy)
         pair = torch.cat(
             [
                 rel,
@@ -298,7 +292,7 @@ class StateUpdateModel(nn.Module):
         new_latent = snap(latent + self.latent_head(h1))
 
         # 2. events at the new poses
-        rel2, _ = self._pairs(new_xy)
+        rel2, _ = agent_pairs(new_xy)
         pair2 = torch.cat(
             [
                 rel2,
@@ -320,6 +314,8 @@ class StateUpdateModel(nn.Module):
             ev = torch.cat([ev[..., :1], self.reach(scene, new_xy)[..., None], ev[..., 2:]], -1)
         if cfg.push == "judge":  # the push judged from the new pose and the action
             judged = self.push_judge(scene, new_xy, heading_action(new_heading, actions))
+            if self.push_block is not None:  # a push happens only where no other agent blocks it
+                judged = torch.minimum(judged, -self.push_block(new_xy, new_heading))
             ev = torch.cat([judged[..., None], ev[..., 1:]], -1)
         pooled = torch.cat([h2.mean(1), h2.amax(1), scene.mean((1, 2)), scen_e], -1)
         world = self.world_head(pooled)

@@ -135,3 +135,12 @@ def bilinear_cells(grid: torch.Tensor, xy: torch.Tensor) -> torch.Tensor:
 
 def wrap_angle(a: torch.Tensor) -> torch.Tensor:
     return torch.remainder(a + math.pi, 2 * math.pi) - math.pi
+
+
+def agent_pairs(xy: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Relative positions (B, N, N, 3) of agent j seen from agent i (dx, dy, distance), and the j != i mask."""
+    rel = (xy[:, None, :, :] - xy[:, :, None, :]).clamp(-4, 4)
+    dist = rel.norm(dim=-1, keepdim=True)
+    n = xy.shape[1]
+    other = ~torch.eye(n, dtype=torch.bool, device=xy.device)
+    return torch.cat([rel, dist], -1), other[None, :, :, None].float()

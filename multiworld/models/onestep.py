@@ -32,7 +32,7 @@ from multiworld.models.data import payout_targets, split_payouts
 from multiworld.models.dynamics import OWN_VALUES
 from multiworld.models.geometry import wrap_angle
 from multiworld.models.motion import SKIP, heading_action, motion_loss
-from multiworld.models.staging import poses_facing, stage_boxes
+from multiworld.models.staging import block_points, poses_facing, stage_boxes
 from multiworld.models.transitions import candidate_fits, move_targets, probe_worlds, push_worth, worth_loss
 from multiworld.models.world_model import ARENA_WORLDS, scenario_id
 from multiworld.world.dynamics import (
@@ -249,6 +249,7 @@ class OneStepSampler:
         for pz in (poses, worth_pose):
             pz[..., :2] = np.clip(pz[..., :2], 0.25, size - 0.25)
         out.update(
+            **block_points(self.rng, self.cfg.clash_points, size, arena),
             push_pose=poses.astype(np.float32),
             push_action=act,
             push_ok=push_possible(state, poses, arena) & (act == Action.INTERACT),
@@ -356,6 +357,11 @@ def onestep_loss(model, batch: OneStepBatch) -> tuple[torch.Tensor, dict[str, to
         judged = model.dynamics.push_judge(scene[::k_actions], pose[..., :2], heading_action(pose[..., 2], act))
         losses["events"] = losses["events"] + F.binary_cross_entropy_with_logits(
             judged, torch.as_tensor(o["push_ok"]).float()
+        )
+    if getattr(model.dynamics, "push_block", None) is not None:  # another agent in the box's way
+        blocks = model.dynamics.push_block.judge(torch.as_tensor(o["block_pose"]), torch.as_tensor(o["block_xy"]))
+        losses["events"] = losses["events"] + F.binary_cross_entropy_with_logits(
+            blocks, torch.as_tensor(o["block"]).float()
         )
     if "contrib_logits" in out:
         losses["payout"] = losses["payout"] + worth_loss(out["contrib_logits"], pick_("worth"), push)

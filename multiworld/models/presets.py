@@ -49,6 +49,7 @@ def _model(dim: int, hidden: int, render_hidden: int, motion: str = "fit", **kw)
             pickup="reach",
             own="events",
             push="judge",
+            push_agents=True,
         ),
         renderer=RendererConfig(dim=dim, hidden=render_hidden, floor_hidden=hidden),
         heads=HeadsConfig(dim=dim, hidden=hidden),
@@ -133,7 +134,17 @@ def _dynamics() -> Preset:
 # into the scene or the poses, so training them alone leaves every view and every move unchanged.
 JUDGEMENTS = tuple(
     f"dynamics.{m}."
-    for m in ("event_head", "eventer", "reach", "push_judge", "own_payer", "contrib", "worth_judge", "world_head")
+    for m in (
+        "event_head",
+        "eventer",
+        "reach",
+        "push_judge",
+        "push_block",
+        "own_payer",
+        "contrib",
+        "worth_judge",
+        "world_head",
+    )
 )
 
 

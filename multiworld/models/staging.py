@@ -15,6 +15,7 @@ from __future__ import annotations
 import numpy as np
 
 from multiworld.world.arena import ArenaConfig
+from multiworld.world.dynamics import agent_blocks_push, cells_ahead
 from multiworld.world.state import FLOOR, WorldState
 
 # (row, col) step of each heading quarter: 0 east (+x), 1 south (+y), 2 west, 3 north
@@ -29,6 +30,21 @@ def poses_facing(cells: np.ndarray, side: np.ndarray, back: np.ndarray, rng: np.
     xy = cells - back[..., None] * facing + rng.uniform(0.2, 0.8, cells.shape)
     heading = side * np.pi / 2 + rng.uniform(-1.22, 1.22, side.shape)
     return np.concatenate([xy, np.angle(np.exp(1j * heading))[..., None]], -1)
+
+
+def block_points(rng: np.random.Generator, q: int, size: int, arena: ArenaConfig) -> dict[str, np.ndarray]:
+    """Labelled pairs for the judgement whether another agent blocks a push (``push_agents``):
+    pushers anywhere with any heading, the other agent within a cell and a half of where the box
+    would go (half) or within 4 cells of the pusher; the label is the oracle's push rule."""
+    pusher = np.concatenate([rng.uniform(1, size - 1, (q, 2)), rng.uniform(-np.pi, np.pi, (q, 1))], -1)
+    _, dest = cells_ahead(pusher[:, None])  # (q, 1, 2) (row, col)
+    near = dest[:, 0, ::-1] + 0.5 + rng.uniform(-1.5, 1.5, (q, 2))
+    other = np.where(np.arange(q)[:, None] < q // 2, near, pusher[:, :2] + rng.uniform(-4, 4, (q, 2)))
+    return {
+        "block_pose": pusher.astype(np.float32),
+        "block_xy": other.astype(np.float32),
+        "block": agent_blocks_push(pusher, other, arena),
+    }
 
 
 def _free(state: WorldState, w: int, cell: np.ndarray, radius: float, ignore_box: int) -> bool:

@@ -154,7 +154,7 @@ def _agent_cells(poses: np.ndarray) -> np.ndarray:
     return np.stack([np.floor(poses[..., 1]), np.floor(poses[..., 0])], axis=-1).astype(np.int64)
 
 
-def _ahead(poses: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def cells_ahead(poses: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """For agents at ``poses (B, P, 3)``: the (row, col) cell ahead of each (the push rule's front
     cell, by the heading's quarter) and the cell beyond it, ``(B, P, 2)`` each."""
     direction = _CARDINAL[_heading_quadrant(poses[..., 2])]
@@ -168,7 +168,7 @@ def _push_open(state: WorldState, poses: np.ndarray, cfg: ArenaConfig):
     item, no agent of ``state`` overlapping it): the push rule without the action and without
     two pushers contending."""
     bsz = poses.shape[0]
-    front, dest = _ahead(poses)
+    front, dest = cells_ahead(poses)
     hit = np.all(state.boxes[:, None, :, :] == front[:, :, None, :], axis=-1)  # (B, P, M)
     box = np.argmax(hit, axis=-1)  # (B, P), valid where hit
     s = state.size
@@ -180,17 +180,29 @@ def _push_open(state: WorldState, poses: np.ndarray, cfg: ArenaConfig):
     item_cells = np.where(state.items_alive[..., None], state.items, -1)
     item_there = np.any(np.all(item_cells[:, None, :, :] == dest[:, :, None, :], axis=-1), axis=-1)
     # Any agent's square overlapping the destination cell blocks it.
-    r = cfg.agent_radius
-    lo, hi = state.poses[..., :2] - r, state.poses[..., :2] + r  # (B, N, 2) as (x, y)
-    cell_x, cell_y = dest[..., 1][:, :, None], dest[..., 0][:, :, None]  # (B, P, 1)
-    overlap = (
+    overlap = _overlaps_cell(state.poses[..., :2], dest, cfg.agent_radius)
+    is_open = open_floor & ~box_there & ~item_there & ~overlap.any(axis=-1)
+    return box, hit.any(axis=-1), dest, is_open
+
+
+def _overlaps_cell(xy: np.ndarray, cell: np.ndarray, r: float) -> np.ndarray:
+    """``(B, P, N)``: whether the square of half-side ``r`` of each agent at ``xy (B, N, 2)`` overlaps
+    each (row, col) ``cell (B, P, 2)``."""
+    lo, hi = xy - r, xy + r  # (B, N, 2) as (x, y)
+    cell_x, cell_y = cell[..., 1][:, :, None], cell[..., 0][:, :, None]  # (B, P, 1)
+    return (
         (lo[:, None, :, 0] < cell_x + 1)
         & (hi[:, None, :, 0] > cell_x)
         & (lo[:, None, :, 1] < cell_y + 1)
         & (hi[:, None, :, 1] > cell_y)
     )
-    is_open = open_floor & ~box_there & ~item_there & ~overlap.any(axis=-1)
-    return box, hit.any(axis=-1), dest, is_open
+
+
+def agent_blocks_push(poses: np.ndarray, other_xy: np.ndarray, cfg: ArenaConfig) -> np.ndarray:
+    """``(P,)`` bool: an agent at ``other_xy (P, 2)`` stands in the cell a push from ``poses (P, 3)``
+    would move the box to (the push rule's destination), so that push does not happen."""
+    _, dest = cells_ahead(np.asarray(poses, np.float64)[:, None])  # (P, 1, 2): one pusher per row
+    return _overlaps_cell(np.asarray(other_xy, np.float64)[:, None], dest, cfg.agent_radius)[:, 0, 0]
 
 
 def push_possible(state: WorldState, poses: np.ndarray, cfg: ArenaConfig) -> np.ndarray:
@@ -207,7 +219,7 @@ def push_worth_at(state: WorldState, poses: np.ndarray) -> np.ndarray:
     whether or not a box is ahead (``push_possible`` says that): +1 when the cell ahead is not a
     goal and the cell beyond it is, -1 the other way round (a box pushed off a goal), else 0."""
     poses = np.asarray(poses, np.float64)
-    front, dest = _ahead(poses)
+    front, dest = cells_ahead(poses)
     s = state.size
     bidx = np.arange(poses.shape[0])[:, None]
 
