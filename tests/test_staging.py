@@ -128,3 +128,30 @@ def test_the_agent_block_judgement_learns_the_push_rule():
     with torch.no_grad():
         said = block.judge(torch.as_tensor(test["block_pose"]), torch.as_tensor(test["block_xy"])) > 0
     assert (said.numpy() == test["block"]).mean() > 0.97
+
+
+def test_a_staged_forager_walks_onto_its_item():
+    """``stage_agents`` puts an agent just out of an item's reach, facing it, where the arena lets
+    it stand: walking forward it picks the item up in the oracle within three steps."""
+    from multiworld.models.staging import stage_agents
+    from multiworld.world.dynamics import item_in_reach, solid_cells, square_free
+
+    arena = get_scenario("forage-v0").arena_config(num_agents=3)
+    state = generate(arena, np.arange(800, 840))
+    staged = stage_agents(state, arena, np.random.default_rng(1), share=1.0)
+    moved = np.flatnonzero((staged.poses != state.poses).any(-1).any(-1))
+    assert len(moved) >= 36
+    assert square_free(solid_cells(staged), staged.poses[..., :2], arena.agent_radius).all()
+    picked = 0
+    for w in moved:
+        i = int(np.flatnonzero((staged.poses[w] != state.poses[w]).any(-1))[0])
+        assert not item_in_reach(staged.select([w]), staged.poses[w : w + 1, i : i + 1, :2], arena)[0, 0]
+        s = staged.select([w])
+        for _ in range(3):
+            a = np.full((1, 3), int(Action.NOOP))
+            a[0, i] = Action.FORWARD
+            s, ev = world_step(s, a, arena)
+            if ev.picked[0, i] >= 0:
+                picked += 1
+                break
+    assert picked >= 0.8 * len(moved), (picked, len(moved))

@@ -32,7 +32,7 @@ from multiworld.models.data import payout_targets, split_payouts
 from multiworld.models.dynamics import OWN_VALUES
 from multiworld.models.geometry import wrap_angle
 from multiworld.models.motion import SKIP, heading_action, motion_loss
-from multiworld.models.staging import block_points, poses_facing, stage_boxes
+from multiworld.models.staging import block_points, poses_facing, stage_agents, stage_boxes
 from multiworld.models.transitions import candidate_fits, move_targets, probe_worlds, push_worth, worth_loss
 from multiworld.models.world_model import ARENA_WORLDS, scenario_id
 from multiworld.world.dynamics import (
@@ -75,8 +75,9 @@ class OneStepConfig:
     # rollout has written, not only the encoder's.
     evolve: int = 0
     clash_points: int = 512
-    # Worlds (with boxes and goals) whose state gets a box staged before or on a goal
-    # (:mod:`multiworld.models.staging`): the worth judgement's +1 and -1 with a box really there.
+    # Worlds (with boxes and goals) whose state gets a box staged before or on a goal, and worlds
+    # (with items) whose state gets an agent staged a step from an item, facing it
+    # (:mod:`multiworld.models.staging`): where the worth and the pickup judgements turn.
     stage: float = 0.5
 
 
@@ -137,6 +138,7 @@ class OneStepSampler:
         )
         name = sc.name
         state, staged = stage_boxes(state, arena, self.rng, cfg.stage)
+        state = stage_agents(state, arena, self.rng, cfg.stage)
         first, walk = state, []
         for _ in range(int(self.rng.integers(0, cfg.evolve + 1))):  # the model's own scene, W steps on
             a = policy.act(state)

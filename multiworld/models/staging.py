@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 
 from multiworld.world.arena import ArenaConfig
-from multiworld.world.dynamics import agent_blocks_push, cells_ahead
+from multiworld.world.dynamics import agent_blocks_push, agents_overlap, cells_ahead, solid_cells, square_free
 from multiworld.world.state import FLOOR, WorldState
 
 # (row, col) step of each heading quarter: 0 east (+x), 1 south (+y), 2 west, 3 north
@@ -30,6 +30,32 @@ def poses_facing(cells: np.ndarray, side: np.ndarray, back: np.ndarray, rng: np.
     xy = cells - back[..., None] * facing + rng.uniform(0.2, 0.8, cells.shape)
     heading = side * np.pi / 2 + rng.uniform(-1.22, 1.22, side.shape)
     return np.concatenate([xy, np.angle(np.exp(1j * heading))[..., None]], -1)
+
+
+def stage_agents(state: WorldState, arena: ArenaConfig, rng: np.random.Generator, share: float = 0.5) -> WorldState:
+    """Move one agent in about ``share`` of the worlds with an alive item to just outside its reach,
+    on one of its four sides, facing it within 20 degrees: a step forward picks it up. The pickup
+    judgement missed a third of the oracle's pickups where an agent stood beside the item before
+    stepping onto it (teacher-forced, forage-v0, scripted: 25 of 84, every miss a forward step),
+    an arrangement the random poses around items rarely draw. ``state`` is not changed."""
+    state = state.copy()
+    solid, r = solid_cells(state), arena.agent_radius
+    for w in range(state.num_worlds):
+        alive = np.flatnonzero(state.items_alive[w])
+        if not len(alive) or rng.random() >= share:
+            continue
+        i = int(rng.integers(state.num_agents))
+        others = np.delete(state.poses[w, :, :2], i, 0)
+        for _ in range(16):
+            centre = state.items[w, rng.choice(alive), ::-1] + 0.5  # (x, y)
+            side = int(rng.integers(4))
+            toward = _STEP[side, ::-1].astype(np.float64)  # (x, y) from the agent to the item
+            xy = centre - rng.uniform(arena.pickup_radius, 0.95) * toward + rng.uniform(-0.15, 0.15) * toward[::-1]
+            if square_free(solid[w : w + 1], xy[None, None], r)[0, 0] and not agents_overlap(others - xy, r).any():
+                heading = np.angle(np.exp(1j * (side * np.pi / 2 + rng.uniform(-0.35, 0.35))))
+                state.poses[w, i] = (xy[0], xy[1], heading)
+                break
+    return state
 
 
 def block_points(rng: np.random.Generator, q: int, size: int, arena: ArenaConfig) -> dict[str, np.ndarray]:
