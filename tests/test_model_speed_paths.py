@@ -7,6 +7,8 @@
   shipped checkpoint to float rounding, and a world resumes exactly on the path that wrote it.
 - Resume from stored tokens is exact per precision (fp32 and bf16): same views, poses, rewards and
   events step for step.
+- The compiled state update (``compile_update=True``) keeps the eager update's tokens, events and
+  rewards over an episode, poses to float rounding.
 - What the render skips (pieces the renderer left out, floor pixels nothing shows through) changes
   no pixel: compositing only the kept pieces is the pass over every slot, to the bit.
 

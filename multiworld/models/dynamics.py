@@ -168,8 +168,8 @@ class StateUpdateModel(nn.Module):
             with torch.no_grad():  # an untrained push is worth nothing
                 self.contrib[-1].bias.copy_(torch.tensor(OWN_VALUES).abs().neg() * 4)
         if cfg.payout == "judge":
-            # What a push from a pose would be worth, whether or not a box is there (the push
-            # judgement says that): a box from the cell ahead onto a goal +1, off one -1. Read in
+            # What a push from a pose pays: a box from the cell ahead onto a goal +1, off one -1,
+            # 0 where no push is possible (the push judgement says whether one fires). Read in
             # the frame of the heading's quarter, so "the cell ahead" is one input.
             self.worth_judge = PositionJudge(
                 d, h, window=WINDOW, extra=2 + NUM_ACTIONS, out=len(OWN_VALUES), egocentric=True
