@@ -170,8 +170,8 @@ class AgentBlock(nn.Module):
     box? From where the other agent is, relative to the centre of the pusher's cell and read in the
     frame of the pusher's heading quarter (hand-fixed, as for the egocentric judgements): which
     offsets block is learned. The push judgement reads scene tokens, where no agent is, so without
-    this a push into a cell another agent stands in fired (teacher-forced forage-v0, scripted: 112
-    false pushes of 155, every one of them so)."""
+    this a push into a cell another agent stands in fired (a diagnostic, teacher-forced forage-v0,
+    scripted: 112 false pushes of 155, every one of them so)."""
 
     def __init__(self, hidden: int = 32) -> None:
         super().__init__()

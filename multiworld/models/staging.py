@@ -36,7 +36,7 @@ def stage_agents(state: WorldState, arena: ArenaConfig, rng: np.random.Generator
     """Move one agent in about ``share`` of the worlds with an alive item to just outside its reach,
     on one of its four sides, facing it within 20 degrees: a step forward picks it up. The pickup
     judgement missed a third of the oracle's pickups where an agent stood beside the item before
-    stepping onto it (teacher-forced, forage-v0, scripted: 25 of 84, every miss a forward step),
+    stepping onto it (a diagnostic, teacher-forced forage-v0, scripted: 25 of 84, every miss a forward step),
     an arrangement the random poses around items rarely draw. ``state`` is not changed."""
     state = state.copy()
     solid, r = solid_cells(state), arena.agent_radius
