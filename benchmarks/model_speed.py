@@ -21,7 +21,6 @@ the readout, the events, and the rest of the step (numpy conversion, env bookkee
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import sys
 import time
 
@@ -52,9 +51,7 @@ def measure(checkpoint, agents: int, steps: int, threads: int, compiled: bool = 
     for _ in range(steps):
         a = torch.as_tensor(rng.integers(0, 8, (1, agents)))
         t0 = time.perf_counter()
-        with torch.no_grad():
-            scene, agents_, _ = sim._update(sim.latent.scene, sim.latent.agents, a, sim._scen)
-            sim.latent = dataclasses.replace(sim.latent, scene=scene, agents=agents_)
+        sim._update_latent(a)
         t1 = time.perf_counter()
         with torch.inference_mode(), sim._autocast():
             sim._render()

@@ -201,14 +201,14 @@ def test_an_egocentric_judgement_reads_the_cell_ahead_as_the_same_input():
     """Whichever quarter an agent faces, the input slot of "one cell east" in the judgement's frame
     is the cell ahead of it in the world (the oracle's push rule's front cell)."""
     from multiworld.models.motion import PositionJudge
-    from multiworld.world.dynamics import _CARDINAL
+    from multiworld.world.dynamics import CARDINAL
 
     judge = PositionJudge(4, 8, window=2, egocentric=True)
     slot = [tuple(c) for c in judge.near.tolist()].index((0, 1))
     xy = torch.tensor([[[7.5, 7.5]] * 4])
     heading = torch.tensor([[0.0, np.pi / 2, np.pi, -np.pi / 2 + 0.3]])
     cells = judge.cells(xy, heading)[0, :, slot]  # (4, 2) (row, col)
-    want = torch.tensor([[7, 7]]) + torch.as_tensor(_CARDINAL[[0, 1, 2, 3]]).long()
+    want = torch.tensor([[7, 7]]) + torch.as_tensor(CARDINAL[[0, 1, 2, 3]]).long()
     assert torch.equal(cells, want), cells
     with pytest.raises(ValueError, match="needs the heading"):
         judge.cells(xy)

@@ -9,7 +9,7 @@ from multiworld.models.onestep import OneStepConfig, OneStepSampler
 from multiworld.models.staging import poses_facing, stage_boxes
 from multiworld.models.transitions import push_worth
 from multiworld.world.arena import generate
-from multiworld.world.dynamics import push_possible, push_worth_at
+from multiworld.world.dynamics import cells_ahead, push_possible, push_worth_at
 from multiworld.world.dynamics import step as world_step
 from multiworld.world.scenarios import get_scenario
 from multiworld.world.state import Action
@@ -84,7 +84,7 @@ def test_push_block_labels_are_the_oracles_push_rule():
     pts = block_points(np.random.default_rng(2), 200, base.size, arena)
     checked = {False: 0, True: 0}
     for pose, other, blocks in zip(pts["block_pose"], pts["block_xy"], pts["block"], strict=True):
-        front = np.floor(pose[[1, 0]]).astype(int) + _quarter_step(pose[2])  # (row, col) ahead
+        front = cells_ahead(pose[None, None].astype(np.float64))[0][0, 0]  # (row, col) ahead
         inside = ((other > 0.5) & (other < base.size - 0.5)).all() and ((front >= 1) & (front < base.size - 1)).all()
         apart = np.abs(other - pose[:2]).max() >= 2 * arena.agent_radius
         if not (inside and apart):
@@ -97,11 +97,6 @@ def test_push_block_labels_are_the_oracles_push_rule():
         assert (ev.pushed[0, 0] < 0) == bool(blocks), (pose, other, blocks)
         checked[bool(blocks)] += 1
     assert checked[True] > 10 and checked[False] > 10, checked
-
-
-def _quarter_step(heading: float) -> np.ndarray:
-    q = int(np.mod(np.round(heading / (np.pi / 2)), 4))
-    return np.array([[0, 1], [1, 0], [0, -1], [-1, 0]])[q]
 
 
 def test_the_agent_block_judgement_learns_the_push_rule():

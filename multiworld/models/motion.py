@@ -62,6 +62,11 @@ def heading_action(heading: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
     return torch.cat([heading.sin()[..., None], heading.cos()[..., None], onehot], -1)
 
 
+def heading_quarter(heading: torch.Tensor) -> torch.Tensor:
+    """The quarter 0..3 (east, south, west, north) a heading is nearest to, as a float tensor."""
+    return torch.remainder(torch.round(heading / (torch.pi / 2)), 4)
+
+
 class PositionJudge(nn.Module):
     """A learned yes/no about a position: scene tokens ``(B, S, S, D)`` and positions ``(B, M, 2)``
     -> logits ``(B, M)`` (``(B, M, out)`` for ``out`` classes), from the tokens of the cells within
@@ -94,7 +99,7 @@ class PositionJudge(nn.Module):
             return here + self.near
         if heading is None:
             raise ValueError("an egocentric judgement needs the heading")
-        quarter = torch.remainder(torch.round(heading / (torch.pi / 2)), 4).long()
+        quarter = heading_quarter(heading).long()
         return here + self.turned[quarter]
 
     def forward(
@@ -185,7 +190,7 @@ class AgentBlock(nn.Module):
     @staticmethod
     def turn(rel: torch.Tensor, heading: torch.Tensor) -> torch.Tensor:
         """Offsets ``(..., 2)`` (x, y) turned into the frame where heading's quarter looks along +x."""
-        q = torch.remainder(torch.round(heading / (torch.pi / 2)), 4)
+        q = heading_quarter(heading)
         c, s = torch.cos(q * torch.pi / 2).round(), torch.sin(q * torch.pi / 2).round()
         return torch.stack([rel[..., 0] * c + rel[..., 1] * s, -rel[..., 0] * s + rel[..., 1] * c], -1)
 

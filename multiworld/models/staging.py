@@ -15,11 +15,16 @@ from __future__ import annotations
 import numpy as np
 
 from multiworld.world.arena import ArenaConfig
-from multiworld.world.dynamics import agent_blocks_push, agents_overlap, cells_ahead, solid_cells, square_free
+from multiworld.world.dynamics import (
+    CARDINAL,
+    agent_blocks_push,
+    agents_overlap,
+    cells_ahead,
+    overlaps_cell,
+    solid_cells,
+    square_free,
+)
 from multiworld.world.state import FLOOR, WorldState
-
-# (row, col) step of each heading quarter: 0 east (+x), 1 south (+y), 2 west, 3 north
-_STEP = np.array([[0, 1], [1, 0], [0, -1], [-1, 0]], np.int64)
 
 
 def poses_facing(cells: np.ndarray, side: np.ndarray, back: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -49,7 +54,7 @@ def stage_agents(state: WorldState, arena: ArenaConfig, rng: np.random.Generator
         for _ in range(16):
             centre = state.items[w, rng.choice(alive), ::-1] + 0.5  # (x, y)
             side = int(rng.integers(4))
-            toward = _STEP[side, ::-1].astype(np.float64)  # (x, y) from the agent to the item
+            toward = CARDINAL[side, ::-1].astype(np.float64)  # (x, y) from the agent to the item
             xy = centre - rng.uniform(arena.pickup_radius, 0.95) * toward + rng.uniform(-0.15, 0.15) * toward[::-1]
             if square_free(solid[w : w + 1], xy[None, None], r)[0, 0] and not agents_overlap(others - xy, r).any():
                 heading = np.angle(np.exp(1j * (side * np.pi / 2 + rng.uniform(-0.35, 0.35))))
@@ -76,17 +81,9 @@ def block_points(rng: np.random.Generator, q: int, size: int, arena: ArenaConfig
 def _free(state: WorldState, w: int, cell: np.ndarray, radius: float, ignore_box: int) -> bool:
     """Whether ``cell`` (row, col) of world ``w`` is floor with no other box, no alive item and no
     agent overlapping it."""
-    s = state.size
-    if not ((cell >= 0) & (cell < s)).all() or state.walls[w, cell[0], cell[1]] != FLOOR:
+    if not _floor(state, w, cell, ignore_box) or ((state.items[w] == cell).all(-1) & state.items_alive[w]).any():
         return False
-    others = np.delete(state.boxes[w], ignore_box, 0)
-    if (others == cell).all(-1).any():
-        return False
-    if ((state.items[w] == cell).all(-1) & state.items_alive[w]).any():
-        return False
-    x, y = state.poses[w, :, 0], state.poses[w, :, 1]
-    overlap = (x + radius > cell[1]) & (x - radius < cell[1] + 1) & (y + radius > cell[0]) & (y - radius < cell[0] + 1)
-    return not overlap.any()
+    return not overlaps_cell(state.poses[w : w + 1, :, :2], cell[None, None], radius).any()
 
 
 def stage_boxes(
@@ -107,7 +104,7 @@ def stage_boxes(
         k = int(rng.integers(m))
         for _ in range(16):
             g, side = goals[rng.integers(len(goals))], int(rng.integers(4))
-            step = _STEP[side]
+            step = CARDINAL[side]
             box, pusher, dest = (g - step, g - 2 * step, g) if onto else (g, g - step, g + step)
             if not _inside(box, state.size) or state.goals[w, box[0], box[1]] == onto:
                 continue  # onto: the box not yet on a goal; off: onto a goal...

@@ -256,12 +256,18 @@ class ModelSimulator(InProcessSimulator):
         return {"version": self.version.copy(), "tokens": self.tokens(), "size": self.arena.size}
 
     @torch.no_grad()
+    def _update_latent(self, actions: torch.Tensor) -> dict[str, torch.Tensor]:
+        """One state update of the latent state (eager or compiled) with joint ``actions`` (B, N):
+        the step's outputs (events, rewards, endings); no readout."""
+        scene, agents, out = self._update(self.latent.scene, self.latent.agents, actions, self._scen)
+        self.latent = dataclasses.replace(self.latent, scene=scene, agents=agents)
+        return out
+
+    @torch.no_grad()
     def _advance(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray, list[list[dict]]]:
         if self.latent is None:
             raise RuntimeError("call reset() before step()")
-        act = torch.as_tensor(actions, device=self.device)
-        scene, agents, out = self._update(self.latent.scene, self.latent.agents, act, self._scen)
-        self.latent = dataclasses.replace(self.latent, scene=scene, agents=agents)
+        out = self._update_latent(torch.as_tensor(actions, device=self.device))
         before = self.readout
         self.readout = decode_state(self.model, self.latent, before)
         self.version = self.version + 1

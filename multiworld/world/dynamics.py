@@ -17,7 +17,7 @@ from multiworld.world.arena import ArenaConfig
 from multiworld.world.state import FLOOR, NUM_ACTIONS, Action, WorldState
 
 # Cardinal directions as (d_row, d_col) for heading quadrants 0 (east), 1 (south), 2 (west), 3 (north).
-_CARDINAL = np.array([[0, 1], [1, 0], [0, -1], [-1, 0]], np.int16)
+CARDINAL = np.array([[0, 1], [1, 0], [0, -1], [-1, 0]], np.int16)
 
 
 @dataclasses.dataclass
@@ -157,7 +157,7 @@ def _agent_cells(poses: np.ndarray) -> np.ndarray:
 def cells_ahead(poses: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """For agents at ``poses (B, P, 3)``: the (row, col) cell ahead of each (the push rule's front
     cell, by the heading's quarter) and the cell beyond it, ``(B, P, 2)`` each."""
-    direction = _CARDINAL[_heading_quadrant(poses[..., 2])]
+    direction = CARDINAL[_heading_quadrant(poses[..., 2])]
     front = _agent_cells(poses) + direction
     return front, front + direction
 
@@ -180,14 +180,14 @@ def _push_open(state: WorldState, poses: np.ndarray, cfg: ArenaConfig):
     item_cells = np.where(state.items_alive[..., None], state.items, -1)
     item_there = np.any(np.all(item_cells[:, None, :, :] == dest[:, :, None, :], axis=-1), axis=-1)
     # Any agent's square overlapping the destination cell blocks it.
-    overlap = _overlaps_cell(state.poses[..., :2], dest, cfg.agent_radius)
+    overlap = overlaps_cell(state.poses[..., :2], dest, cfg.agent_radius)
     is_open = open_floor & ~box_there & ~item_there & ~overlap.any(axis=-1)
     return box, hit.any(axis=-1), dest, is_open
 
 
-def _overlaps_cell(xy: np.ndarray, cell: np.ndarray, r: float) -> np.ndarray:
+def overlaps_cell(xy: np.ndarray, cell: np.ndarray, r: float) -> np.ndarray:
     """``(B, P, N)``: whether the square of half-side ``r`` of each agent at ``xy (B, N, 2)`` overlaps
-    each (row, col) ``cell (B, P, 2)``."""
+    each (row, col) ``cell (B, P, 2)`` (the push rule's test of a box's destination)."""
     lo, hi = xy - r, xy + r  # (B, N, 2) as (x, y)
     cell_x, cell_y = cell[..., 1][:, :, None], cell[..., 0][:, :, None]  # (B, P, 1)
     return (
@@ -202,7 +202,7 @@ def agent_blocks_push(poses: np.ndarray, other_xy: np.ndarray, cfg: ArenaConfig)
     """``(P,)`` bool: an agent at ``other_xy (P, 2)`` stands in the cell a push from ``poses (P, 3)``
     would move the box to (the push rule's destination), so that push does not happen."""
     _, dest = cells_ahead(np.asarray(poses, np.float64)[:, None])  # (P, 1, 2): one pusher per row
-    return _overlaps_cell(np.asarray(other_xy, np.float64)[:, None], dest, cfg.agent_radius)[:, 0, 0]
+    return overlaps_cell(np.asarray(other_xy, np.float64)[:, None], dest, cfg.agent_radius)[:, 0, 0]
 
 
 def push_possible(state: WorldState, poses: np.ndarray, cfg: ArenaConfig) -> np.ndarray:
