@@ -47,7 +47,7 @@ import dataclasses
 import torch
 from torch import nn
 
-from multiworld.models.geometry import agent_pairs, fourier, gather_cells, wrap_angle
+from multiworld.models.geometry import agent_pairs, fourier, gather_cells, window_offsets, wrap_angle
 from multiworld.models.motion import AgentBlock, FitMotion, PositionJudge, heading_action, mlp
 from multiworld.models.quantize import snap
 from multiworld.world.state import NUM_ACTIONS
@@ -100,6 +100,9 @@ class StateUpdateConfig:
     # "head": pickup is a logit of the agent's event heads. "reach" (third edition, second phase): a
     # learned judgement of the agent's new position alone (is an item within reach there?).
     pickup: str = "head"
+    # With "reach": the judgement also reads the decoder's item logits on its cells (detached): the
+    # model's own belief where items lie, which holds where the encoded map draws an agent over one.
+    reach_items: bool = False
     # "head": push is a logit of the agent's event heads. "judge": a learned judgement of the new
     # pose (the 5 x 5 cells around it, the heading) and the action alone.
     push: str = "head"
@@ -141,7 +144,7 @@ class StateUpdateModel(nn.Module):
             # The outcome of the move: the agent's reading, the tokens of the 3 x 3 cells around it
             # (every move ends inside them), its place in its cell and the move it asks for.
             self.blocker = mlp(h + NUM_ACTIONS + 9 * d + 4, h, len(MOVE_OUTCOMES))
-            inner = (self.window_offsets().abs() <= 1).all(-1)
+            inner = (window_offsets(WINDOW).abs() <= 1).all(-1)
             self.register_buffer("inner", torch.nonzero(inner).squeeze(-1), persistent=False)
         elif cfg.motion == "fit":  # where the move ends, judged at its candidates (models.motion)
             self.fitter = FitMotion(d, h, self.outcome_masks)
@@ -177,16 +180,18 @@ class StateUpdateModel(nn.Module):
             nn.init.zeros_(self.worth_judge.net[-1].weight)
             with torch.no_grad():  # an untrained push is worth nothing
                 self.worth_judge.net[-1].bias.copy_(torch.tensor(OWN_VALUES).abs().neg() * 4)
-        if cfg.own not in ("head", "events"):
-            raise ValueError(f"unknown own payout {cfg.own!r}: use 'head' or 'events'")
+        for name, value, known in (
+            ("own payout", cfg.own, ("head", "events")),
+            ("pickup", cfg.pickup, ("head", "reach")),
+            ("push", cfg.push, ("head", "judge")),
+        ):
+            if value not in known:
+                raise ValueError(f"unknown {name} {value!r}: use {known[0]!r} or {known[1]!r}")
         if cfg.own == "events":
             self.own_payer = mlp(h + 2 + 8, h // 2, len(OWN_VALUES))
-        if cfg.pickup not in ("head", "reach"):
-            raise ValueError(f"unknown pickup {cfg.pickup!r}: use 'head' or 'reach'")
         if cfg.pickup == "reach":
-            self.reach = PositionJudge(d, h)
-        if cfg.push not in ("head", "judge"):
-            raise ValueError(f"unknown push {cfg.push!r}: use 'head' or 'judge'")
+            self.reach = PositionJudge(d, h, cell_maps=int(cfg.reach_items))
+        self.item_logits = None  # ``reach_items``: the decoder's (B, S, S) item logits, set by the WorldModel
         if cfg.push == "judge":
             self.push_judge = PositionJudge(d, h, window=WINDOW, extra=2 + NUM_ACTIONS)
             self.push_block = AgentBlock() if cfg.push_agents else None
@@ -208,19 +213,13 @@ class StateUpdateModel(nn.Module):
         )
         nn.init.zeros_(self.cell[-1].weight)
         nn.init.zeros_(self.cell[-1].bias)
-        self.register_buffer("window", self.window_offsets(), persistent=False)
+        self.register_buffer("window", window_offsets(WINDOW), persistent=False)
 
     # ----- pieces -----------------------------------------------------------------------------
     def _cells(self, xy: torch.Tensor) -> torch.Tensor:
         """(B, N, 2) positions -> (B, N, 25, 2) (row, col) of the window around each agent's cell."""
         cell = torch.stack([xy[..., 1].floor(), xy[..., 0].floor()], -1).long()
         return cell[..., None, :] + self.window
-
-    @staticmethod
-    def window_offsets() -> torch.Tensor:
-        """(25, 2) (d_row, d_col) of the window's cells, in the order they are read."""
-        r = torch.arange(-WINDOW, WINDOW + 1)
-        return torch.stack(torch.meshgrid(r, r, indexing="ij"), -1).reshape(-1, 2)
 
     def _self_features(self, scene, xy, heading, act_e, scen_e, latent, read) -> tuple[torch.Tensor, torch.Tensor]:
         """The agent's reading (B, N, F) and the window's tokens (B, N, 25, D)."""
@@ -243,6 +242,11 @@ class StateUpdateModel(nn.Module):
         return feats, win.reshape(bsz, n, -1, scene.shape[-1])
 
     # ----- the step -------------------------------------------------------------------------
+    def judge_pickup(self, scene: torch.Tensor, xy: torch.Tensor) -> torch.Tensor:
+        """``pickup="reach"``: logits ``(B, M)`` that an agent at ``xy (B, M, 2)`` picks an item up."""
+        items = self.item_logits(scene).detach()[..., None] if self.cfg.reach_items else None
+        return self.reach(scene, xy, maps=items)
+
     def forward(
         self, scene: torch.Tensor, agents: torch.Tensor, actions: torch.Tensor, scenario: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
@@ -311,7 +315,7 @@ class StateUpdateModel(nn.Module):
             local = torch.cat([h2, onehot, win2.flatten(2), new_xy - new_xy.floor(), hs], -1)
             ev = torch.cat([ev[..., :2] + self.eventer(local), ev[..., 2:]], -1)
         if cfg.pickup == "reach":  # the pickup judged at the new position, over the scene before the step
-            ev = torch.cat([ev[..., :1], self.reach(scene, new_xy)[..., None], ev[..., 2:]], -1)
+            ev = torch.cat([ev[..., :1], self.judge_pickup(scene, new_xy)[..., None], ev[..., 2:]], -1)
         if cfg.push == "judge":  # the push judged from the new pose and the action
             judged = self.push_judge(scene, new_xy, heading_action(new_heading, actions))
             if self.push_block is not None:  # a push happens only where no other agent blocks it

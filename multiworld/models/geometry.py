@@ -114,6 +114,12 @@ def fourier(x: torch.Tensor, bands: int) -> torch.Tensor:
     return torch.cat([torch.stack(sins, -1), torch.stack(coss, -1)], -1).flatten(-2)
 
 
+def window_offsets(radius: int) -> torch.Tensor:
+    """``((2 r + 1)^2, 2)`` (d_row, d_col) of the cells within ``radius`` of a cell, row by row."""
+    r = torch.arange(-radius, radius + 1)
+    return torch.stack(torch.meshgrid(r, r, indexing="ij"), -1).reshape(-1, 2)
+
+
 def gather_cells(grid: torch.Tensor, row: torch.Tensor, col: torch.Tensor) -> torch.Tensor:
     """``grid (B, S, S, C)`` read at integer cells ``row, col (B, ...)`` (clamped) -> ``(B, ..., C)``."""
     bsz, s, _, c = grid.shape

@@ -354,7 +354,7 @@ def onestep_loss(model, batch: OneStepBatch) -> tuple[torch.Tensor, dict[str, to
         + F.cross_entropy(out["shared_logits"], targets["shared_payout"], weight=shared_w),
     }
     if model.cfg.dynamics.pickup == "reach":  # the pickup judgement at labelled positions
-        reach = model.dynamics.reach(scene[::k_actions], torch.as_tensor(o["reach_xy"]))
+        reach = model.dynamics.judge_pickup(scene[::k_actions], torch.as_tensor(o["reach_xy"]))
         reached = torch.as_tensor(o["reach"]).float()
         losses["events"] = losses["events"] + F.binary_cross_entropy_with_logits(reach, reached)
     if model.cfg.dynamics.push == "judge":  # the push judgement at labelled poses and actions
