@@ -18,6 +18,11 @@ returns its final observation (so a truncated episode bootstraps from it), and t
 resets that world instead of stepping it (``infos["reset"]``): that transition's action was
 ignored, so it is masked out of the loss.
 
+``--stage SHARE`` (push-v0, whose goal reward a random policy almost never meets): a curriculum in
+which that share of the training worlds start with a box in the cell before a goal and an agent a
+few cells behind it, facing it (``multiworld.models.staging.stage_pushers``, through the vector
+env's ``start_worlds``); the baselines and the evaluation use the worlds as generated.
+
 The script first measures the random and the scripted policy (``multiworld.agents.policies``) on
 the same settings, then trains for ``--minutes`` of wall-clock time, then evaluates the trained
 policy on held-out world seeds, and writes ``<out>.json`` (config, baselines, the learning curve,
@@ -39,7 +44,9 @@ from torch import nn
 import multiworld
 from multiworld.agents.policies import make_policy
 from multiworld.bench.provenance import stamp
+from multiworld.models.staging import stage_pushers
 from multiworld.seeds import policy_evaluation_seeds
+from multiworld.world.scenarios import get_scenario
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -56,6 +63,13 @@ def parse_args(argv=None) -> argparse.Namespace:
         "--compile-render",
         action="store_true",
         help="--backend model: render with the compiled renderer (a minute or two to compile, then faster)",
+    )
+    p.add_argument(
+        "--stage",
+        type=float,
+        default=0.0,
+        help="a curriculum for scenarios with boxes and goals: this share of the training worlds start with "
+        "a box before a goal and an agent a few cells behind it (never the baselines' or the evaluation's)",
     )
     p.add_argument("--num-envs", type=int, default=16, help="worlds stepped together (E)")
     p.add_argument("--num-agents", type=int, default=4, help="agents per world (N); all share the policy")
@@ -80,14 +94,23 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--threads", type=int, default=1, help="torch threads")
     p.add_argument("--out", default="benchmarks/results/ppo_forage", help="writes <out>.json and <out>.png")
     p.add_argument("--no-plot", action="store_true")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    if not 0 <= args.stage <= 1:
+        p.error(f"--stage {args.stage}: give a share of the training worlds in [0, 1]")
+    if args.stage > 0 and not get_scenario(args.scenario).arena_config().num_goals:
+        p.error(f"--stage: {args.scenario} has no goals to stage a box before; use it with push-v0")
+    return args
 
 
-def make_env(args, num_envs: int, seed: int, backend: str = "oracle"):
-    """The vector env: the oracle (baselines, evaluation), or ``--backend`` for training."""
+def make_env(args, num_envs: int, seed: int, backend: str = "oracle", staged: float = 0.0):
+    """The vector env: the oracle (baselines, evaluation), or ``--backend`` for training; ``staged``:
+    that share of its worlds start staged (``--stage``)."""
     extra = {}
     if backend == "model":
         extra = {"compile_render": args.compile_render} | ({"checkpoint": args.checkpoint} if args.checkpoint else {})
+    if staged > 0:
+        arena = get_scenario(args.scenario).arena_config(num_agents=args.num_agents)
+        extra["start_worlds"] = lambda worlds, rng: stage_pushers(worlds, arena, rng, staged)
     return multiworld.vector_env(
         num_envs=num_envs,
         scenario=args.scenario,
@@ -176,7 +199,7 @@ def main(argv=None) -> dict:
 
     e, n, t_len = args.num_envs, args.num_agents, args.rollout
     b = e * n
-    env = make_env(args, e, args.seed, backend=args.backend)
+    env = make_env(args, e, args.seed, backend=args.backend, staged=args.stage)
     agent = Agent(args.view, env.single_action_space.n)
     optim = torch.optim.Adam(agent.parameters(), lr=args.lr, eps=1e-5)
 

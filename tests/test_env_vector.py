@@ -302,3 +302,32 @@ def test_model_vector_env_autoresets_after_truncation():
     fresh = vec(num_envs=2, scenario="roam-v0", num_agents=2, backend="model", max_cycles=2)
     first, _ = fresh.reset(seed=0, options={"start_state": generate(v.arena, infos["seed"].tolist())})
     np.testing.assert_array_equal(obs, first)
+
+
+def test_start_worlds_rearrange_every_generated_world():
+    """``start_worlds`` rearranges the worlds of seeded resets and of autoresets (with the env's rng);
+    a start state given to ``reset`` is used as it is; a bad function is refused by name."""
+    calls = []
+
+    def no_items(worlds, rng):
+        assert isinstance(rng, np.random.Generator)
+        calls.append(worlds.num_worlds)
+        worlds = worlds.copy()
+        worlds.items_alive[:] = False
+        return worlds
+
+    v = vec(num_envs=3, scenario="forage-v0", max_cycles=2, start_worlds=no_items)
+    v.reset(seed=5)
+    assert calls == [3] and not v.world_state().items_alive.any()
+    plain = generate(v.arena, [5, 6, 7])
+    np.testing.assert_array_equal(v.world_state().walls, plain.walls)
+    v.reset(seed=0, options={"start_state": plain})
+    assert calls == [3] and v.world_state().items_alive.any(), "a given start state is not rearranged"
+    for _ in range(3):  # max_cycles 2: every world ends, then all restart at once
+        v.step(np.zeros((3, 2), np.int64))
+    assert calls == [3, 3] and not v.world_state().items_alive.any()
+    with pytest.raises(TypeError, match="start_worlds must be a function"):
+        vec(start_worlds="stage")
+    v = vec(num_envs=2, start_worlds=lambda worlds, rng: worlds.select([0]))
+    with pytest.raises(ValueError, match="start_worlds must return a WorldState of 2 worlds"):
+        v.reset(seed=0)

@@ -25,3 +25,25 @@ def test_ppo_shared_smoke(tmp_path):
     assert set(saved["baselines"]) == {"random", "scripted"} and set(saved["evaluation"]) == {"sampled", "greedy"}
     assert saved["baselines"]["random"]["episodes"] == 2
     assert out.with_suffix(".png").stat().st_size > 1000
+
+
+def test_ppo_shared_stage_curriculum_and_its_errors(capsys):
+    """``--stage`` stages the training worlds of push-v0 (boxes moved before goals), never the
+    baselines' or the evaluation's env, and refuses a share outside [0, 1] or a scenario without goals."""
+    import pytest
+
+    spec = importlib.util.spec_from_file_location("ppo_shared", EXAMPLE)
+    ppo = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(ppo)
+    for bad, said in ((["--stage", "1.5"], "in [0, 1]"), (["--stage", "0.5", "--scenario", "forage-v0"], "no goals")):
+        with pytest.raises(SystemExit):
+            ppo.parse_args(bad)
+        assert said in capsys.readouterr().err
+    args = ppo.parse_args(["--scenario", "push-v0", "--stage", "1", "--view", "16"])
+    boxes = {}
+    for staged in (0.0, 1.0):
+        env = ppo.make_env(args, 8, 3, staged=staged)
+        env.reset(seed=3)
+        boxes[staged] = env.world_state().boxes
+        env.close()
+    assert (boxes[0.0] != boxes[1.0]).any(-1).any(-1).sum() >= 4, "boxes moved in most staged worlds"

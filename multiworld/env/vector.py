@@ -18,6 +18,10 @@ reward 0, terminations and truncations False, and ``infos["reset"][e]`` True; th
 step normally in the same call. With ``autoreset=False``, stepping after any world ended raises
 RuntimeError: call ``reset()``.
 
+``start_worlds``: a function ``(worlds: WorldState, rng) -> WorldState`` that rearranges every
+world the env generates before it starts (seeded resets and autoresets; not the states given as
+``options["start_state"]``), e.g. a curriculum of staged starts; ``rng`` is the env's.
+
 infos, all fixed-shape arrays: ``pose`` (E, N, 3) float32, ``version`` (E,) state version of each
 world's views, ``episode_step`` (E,) steps since that world's reset, ``seed`` (E,) world seeds,
 ``reset`` (E,) bool, and this step's events as int64 arrays: ``pushed``, ``picked`` (E, N) (0 or
@@ -29,6 +33,7 @@ world's views, ``episode_step`` (E,) steps since that world's reset, ``seed`` (E
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 from typing import ClassVar
 
 import numpy as np
@@ -78,6 +83,7 @@ class MultiWorldVectorEnv:
         fov_degrees: float = 90.0,
         device: str = "cpu",
         info_events: str = "numeric",
+        start_worlds: Callable[[WorldState, np.random.Generator], WorldState] | None = None,
         **options,
     ) -> None:
         self.obs_type = check_obs_type(obs_type)
@@ -88,6 +94,9 @@ class MultiWorldVectorEnv:
         self.num_agents = positive_int("num_agents", num_agents)
         self.max_cycles = positive_int("max_cycles", max_cycles)
         self.autoreset = bool(autoreset)
+        if start_worlds is not None and not callable(start_worlds):
+            raise TypeError(f"start_worlds must be a function (worlds, rng) -> worlds, got {start_worlds!r}")
+        self.start_worlds = start_worlds
         self._pending_seed = None if seed is None else check_seed(seed)
         self.render_config = RenderConfig(height=height, width=width, fov_degrees=fov_degrees)
         self.arena, self.sim = build_simulator(
@@ -133,8 +142,8 @@ class MultiWorldVectorEnv:
         else:
             rng = self._rng
             seeds = draw_seeds(rng, self.num_envs)
-        obs = self.sim.reset(seeds, start=start)
         self._rng = rng
+        obs = self.sim.reset(seeds, start=self._generated(seeds) if start is None else start)
         self._seeds[:] = seeds
         self._cycles[:] = 0
         self._done[:] = False
@@ -151,7 +160,7 @@ class MultiWorldVectorEnv:
         zeros = np.zeros((self.num_envs, self.num_agents), np.float32)
         if done.all():
             seeds = draw_seeds(self._rng, self.num_envs)
-            obs = self.sim.reset(seeds)
+            obs = self.sim.reset(seeds, start=self._generated(seeds))
             self._seeds[:] = seeds
             rewards, terminated = zeros, np.zeros(self.num_envs, bool)
         elif done.any():
@@ -183,7 +192,18 @@ class MultiWorldVectorEnv:
         idx = np.flatnonzero(done)
         seeds = draw_seeds(self._rng, len(idx))
         self._seeds[idx] = seeds
-        return generate(self.arena, seeds)
+        fresh = self._generated(seeds)
+        return generate(self.arena, seeds) if fresh is None else fresh
+
+    def _generated(self, seeds) -> WorldState | None:
+        """The worlds of ``seeds`` rearranged by ``start_worlds`` (None without it: the simulator
+        generates them itself)."""
+        if self.start_worlds is None:
+            return None
+        worlds = self.start_worlds(generate(self.arena, seeds), self._rng)
+        if not isinstance(worlds, WorldState) or worlds.num_worlds != len(seeds):
+            raise ValueError(f"start_worlds must return a WorldState of {len(seeds)} worlds, got {worlds!r}")
+        return worlds
 
     def _observations(self, obs: Observation):
         images = batch_images(obs, self.obs_type, self.max_depth)

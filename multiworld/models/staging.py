@@ -126,3 +126,29 @@ def _floor(state: WorldState, w: int, cell: np.ndarray, ignore_box: int) -> bool
     if not _inside(cell, state.size) or state.walls[w, cell[0], cell[1]] != FLOOR:
         return False
     return not (np.delete(state.boxes[w], ignore_box, 0) == cell).all(-1).any()
+
+
+def stage_pushers(
+    state: WorldState, arena: ArenaConfig, rng: np.random.Generator, share: float = 0.5, back: int = 3
+) -> WorldState:
+    """Starts for a push-v0 curriculum: in about ``share`` of the worlds a box stands in the cell
+    before a goal (:func:`stage_boxes`) and one agent 1 to ``back`` cells behind it, facing it within
+    70 degrees, where the arena lets it stand: a few steps forward and a push pay. The arrangement is
+    one the arena reaches; the rest of each world is as generated. ``state`` is not changed."""
+    state, staged = stage_boxes(state, arena, rng, share, off=0.0)
+    solid, r = solid_cells(state), arena.agent_radius
+    for w in np.flatnonzero(staged[:, 0] >= 0):
+        cell, side = staged[w, :2].astype(np.float64), staged[w, 2]
+        i = int(rng.integers(state.num_agents))
+        others = np.delete(state.poses[w, :, :2], i, 0)
+        for _ in range(16):
+            pose = poses_facing(cell, np.asarray(side), np.asarray(rng.integers(1, back + 1)), rng)
+            if not ((pose[:2] > 1) & (pose[:2] < state.size - 1)).all():  # the border is wall
+                continue
+            if (
+                square_free(solid[w : w + 1], pose[None, None, :2], r)[0, 0]
+                and not agents_overlap(others - pose[:2], r).any()
+            ):
+                state.poses[w, i] = pose
+                break
+    return state
