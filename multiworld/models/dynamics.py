@@ -100,9 +100,6 @@ class StateUpdateConfig:
     # "head": pickup is a logit of the agent's event heads. "reach" (third edition, second phase): a
     # learned judgement of the agent's new position alone (is an item within reach there?).
     pickup: str = "head"
-    # With "reach": the judgement also reads the decoder's item logits on its cells (detached): the
-    # model's own belief where items lie, which holds where the encoded map draws an agent over one.
-    reach_items: bool = False
     # "head": push is a logit of the agent's event heads. "judge": a learned judgement of the new
     # pose (the 5 x 5 cells around it, the heading) and the action alone.
     push: str = "head"
@@ -190,8 +187,7 @@ class StateUpdateModel(nn.Module):
         if cfg.own == "events":
             self.own_payer = mlp(h + 2 + 8, h // 2, len(OWN_VALUES))
         if cfg.pickup == "reach":
-            self.reach = PositionJudge(d, h, cell_maps=int(cfg.reach_items))
-        self.item_logits = None  # ``reach_items``: the decoder's (B, S, S) item logits, set by the WorldModel
+            self.reach = PositionJudge(d, h)
         if cfg.push == "judge":
             self.push_judge = PositionJudge(d, h, window=WINDOW, extra=2 + NUM_ACTIONS)
             self.push_block = AgentBlock() if cfg.push_agents else None
@@ -244,8 +240,7 @@ class StateUpdateModel(nn.Module):
     # ----- the step -------------------------------------------------------------------------
     def judge_pickup(self, scene: torch.Tensor, xy: torch.Tensor) -> torch.Tensor:
         """``pickup="reach"``: logits ``(B, M)`` that an agent at ``xy (B, M, 2)`` picks an item up."""
-        items = self.item_logits(scene).detach()[..., None] if self.cfg.reach_items else None
-        return self.reach(scene, xy, maps=items)
+        return self.reach(scene, xy)
 
     def forward(
         self, scene: torch.Tensor, agents: torch.Tensor, actions: torch.Tensor, scenario: torch.Tensor

@@ -62,10 +62,6 @@ class DecoderHeads(nn.Module):
             "item": o[..., w + f + 2],
         }
 
-    def item_logits(self, scene: torch.Tensor) -> torch.Tensor:
-        """``(B, S, S)`` logits that an alive item lies in each cell."""
-        return self.logits(scene)["item"]
-
     def decode(self, scene: torch.Tensor) -> dict[str, torch.Tensor]:
         """(B, S, S) long maps of every cell class."""
         lg = self.logits(scene)

@@ -74,23 +74,14 @@ class PositionJudge(nn.Module):
     (the push and worth judgements: heading and action), nothing else of the agent that stands there.
 
     ``egocentric``: the window is read in the frame of the heading's quarter (``forward`` then needs
-    ``heading``): the cell ahead is always the same input, whichever way the agent faces.
-    ``cell_maps``: channels of per-cell maps ``(B, S, S, C)`` that ``forward`` also reads on the
-    window (the reach judgement: the decoder's item logits)."""
+    ``heading``): the cell ahead is always the same input, whichever way the agent faces."""
 
     def __init__(
-        self,
-        dim: int,
-        hidden: int,
-        window: int = 1,
-        extra: int = 0,
-        out: int = 1,
-        egocentric: bool = False,
-        cell_maps: int = 0,
+        self, dim: int, hidden: int, window: int = 1, extra: int = 0, out: int = 1, egocentric: bool = False
     ) -> None:
         super().__init__()
         self.egocentric = egocentric
-        self.net = mlp((2 * window + 1) ** 2 * (dim + cell_maps) + 2 + 4 * BANDS + extra, hidden, out)
+        self.net = mlp((2 * window + 1) ** 2 * dim + 2 + 4 * BANDS + extra, hidden, out)
         near = window_offsets(window)  # (K, 2) (row, col)
         self.register_buffer("near", near, False)
         # Quarter q turns the window by q x 90 degrees: (row, col) -> (col, -row) per quarter, which
@@ -111,12 +102,11 @@ class PositionJudge(nn.Module):
         return here + self.turned[quarter]
 
     def forward(
-        self, scene: torch.Tensor, xy: torch.Tensor, extra: torch.Tensor | None = None, heading=None, maps=None
+        self, scene: torch.Tensor, xy: torch.Tensor, extra: torch.Tensor | None = None, heading=None
     ) -> torch.Tensor:
         bsz, m = xy.shape[:2]
         cell = self.cells(xy, heading)
-        grid = scene if maps is None else torch.cat([scene, maps], -1)
-        tokens = gather_cells(grid, cell[..., 0].reshape(bsz, -1), cell[..., 1].reshape(bsz, -1))
+        tokens = gather_cells(scene, cell[..., 0].reshape(bsz, -1), cell[..., 1].reshape(bsz, -1))
         frac = xy - xy.floor()
         feats = [tokens.reshape(bsz, m, -1), frac, fourier(frac, BANDS)] + ([] if extra is None else [extra])
         logits = self.net(torch.cat(feats, -1))

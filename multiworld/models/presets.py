@@ -47,7 +47,6 @@ def _model(dim: int, hidden: int, render_hidden: int, motion: str = "fit", **kw)
             payout_mask=False,
             payout="judge",
             pickup="reach",
-            reach_items=True,
             own="events",
             push="judge",
             push_agents=True,

@@ -163,8 +163,6 @@ class WorldModel(nn.Module):
         self.dynamics = StateUpdateModel(cfg.dynamics)
         self.renderer = RayRenderer(cfg.renderer, cam)
         self.heads = DecoderHeads(cfg.heads)
-        if cfg.dynamics.reach_items:  # the pickup judgement reads the decoder's item map
-            self.dynamics.item_logits = self.heads.item_logits
 
     @property
     def device(self) -> torch.device:
