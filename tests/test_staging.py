@@ -152,28 +152,6 @@ def test_a_staged_forager_walks_onto_its_item():
     assert picked >= 0.8 * len(moved), (picked, len(moved))
 
 
-def test_reach_labels_cover_the_steps_of_a_staged_forager():
-    """The pickup judgement is asked at an agent's next position, over a map that draws the agent
-    over the item it is about to take: a third of its labelled positions lie within a step of an
-    agent, so a staged forager's item is labelled in reach there (and out of reach elsewhere)."""
-    from multiworld.models.staging import stage_agents
-    from multiworld.world.dynamics import item_in_reach
-
-    arena = get_scenario("forage-v0").arena_config(num_agents=3)
-    cfg = OneStepConfig(chunk=40, actions=1, chunks=1, warmup=0, agents=(3,), scenarios=("forage-v0",))
-    sampler = OneStepSampler(cfg, seed=4)
-    state = generate(arena, np.arange(900, 940))
-    staged = stage_agents(state, arena, sampler.rng, share=1.0)
-    out = sampler._reach_points(staged, arena, np.full((40, 3), -1))
-    xy, reach = out["reach_xy"].astype(np.float64), out["reach"]
-    np.testing.assert_array_equal(reach, item_in_reach(staged, xy, arena))
-    near = np.linalg.norm(xy[:, :, None] - staged.poses[:, None, :, :2], axis=-1) < 0.5  # (C, P, N)
-    assert near.any(-1).mean() >= 1 / 3
-    at_staged = (near & (staged.poses != state.poses).any(-1)[:, None, :]).any(-1)  # beside a staged forager
-    assert at_staged.sum() >= 40, "points around the staged foragers"
-    assert reach[at_staged].any() and not reach[at_staged].all(), "both answers beside a staged forager"
-
-
 def test_staged_pushers_make_push_v0_pay_random_actions():
     """``stage_pushers`` (the PPO example's ``--stage`` curriculum): a box before a goal and an agent
     behind it, facing it, where it can stand: random actions get push-v0's goal reward within 20

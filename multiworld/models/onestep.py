@@ -211,19 +211,15 @@ class OneStepSampler:
         }
 
     def _reach_points(self, state, arena, staged: np.ndarray) -> dict[str, np.ndarray]:
-        """Labelled positions ``(C, P, 2)`` for the pickup judgement (a third anywhere, a third near
-        items, alive or taken, a third within a step of an agent: where the judgement is asked, and
-        where the encoded map draws the agent over the item it is about to pick up) and labelled
-        poses ``(C, P, 3)`` with actions for the push judgement."""
+        """Labelled positions ``(C, P, 2)`` for the pickup judgement (half anywhere, half near items,
+        alive or taken) and labelled poses ``(C, P, 3)`` with actions for the push judgement."""
         c, p, size = state.num_worlds, self.cfg.reach_points, state.size
         xy = self.rng.uniform(0.25, size - 0.25, size=(c, p, 2))
-        rows, third = np.arange(c)[:, None], p // 3
         k = state.items.shape[1]
         if k:
-            centres = state.items[rows, self.rng.integers(k, size=(c, third))][..., ::-1] + 0.5
-            xy[:, third : 2 * third] = centres + self.rng.uniform(-0.7, 0.7, size=(c, third, 2))
-        near = state.poses[rows, self.rng.integers(state.num_agents, size=(c, p - 2 * third)), :2]
-        xy[:, 2 * third :] = near + self.rng.uniform(-0.35, 0.35, size=near.shape)
+            who = self.rng.integers(k, size=(c, p // 2))
+            centres = state.items[np.arange(c)[:, None], who][..., ::-1] + 0.5
+            xy[:, p // 2 :] = centres + self.rng.uniform(-0.7, 0.7, size=(c, p // 2, 2))
         out = {"reach_xy": xy.astype(np.float32), "reach": item_in_reach(state, xy, arena)}
         # The push judgement: poses anywhere (a quarter), near boxes with any heading (a quarter),
         # and half where the answer turns: in a cell beside a box, heading within 70 degrees of it
@@ -234,6 +230,7 @@ class OneStepSampler:
         m = state.boxes.shape[1]
         if m:
             q, h = p // 4, p // 2
+            rows = np.arange(c)[:, None]
             centres = state.boxes[rows, self.rng.integers(m, size=(c, h - q))][..., ::-1] + 0.5
             poses[:, q:h, :2] = centres + self.rng.uniform(-1.6, 1.6, centres.shape)
             box = state.boxes[rows, self.rng.integers(m, size=(c, p - h))][..., ::-1]  # (x, y) cells
