@@ -50,6 +50,7 @@ from torch import nn
 from multiworld.models.geometry import agent_pairs, fourier, gather_cells, window_offsets, wrap_angle
 from multiworld.models.motion import AgentBlock, FitMotion, PositionJudge, heading_action, mlp
 from multiworld.models.quantize import snap
+from multiworld.models.scene_write import write_scene
 from multiworld.world.state import NUM_ACTIONS
 
 WINDOW = 2  # cells on each side of an agent's cell that it reads and writes
@@ -104,6 +105,7 @@ class StateUpdateConfig:
     # pose (the 5 x 5 cells around it, the heading) and the action alone.
     push: str = "head"
     push_agents: bool = False  # with "judge": no push where another agent blocks it (motion.AgentBlock)
+    push_message: bool = False  # a fired push also messages the cells around it (models.scene_write)
     # "head": the own payout is a class of the agent's event head. "events": a head that reads which
     # of the agent's events the model fired (push, pickup), the scenario and the agent's features:
     # what the event the model judged is worth, also at a step the teacher's event came a step
@@ -200,6 +202,10 @@ class StateUpdateModel(nn.Module):
         )
         self.offset = nn.Embedding(win, 16)
         self.send = mlp(h + 16 + 4, h // 2, m)
+        self.send_push = mlp(2 + 16 + 4, h // 2, m) if cfg.push_message else None  # models.scene_write
+        if self.send_push is not None:  # zero until trained: the scene update starts as it was
+            nn.init.zeros_(self.send_push[-1].weight)
+            nn.init.zeros_(self.send_push[-1].bias)
         self.cell = nn.Sequential(
             nn.Conv2d(d + m, 2 * d, 3, padding=1),
             nn.GELU(),
@@ -251,7 +257,7 @@ class StateUpdateModel(nn.Module):
         ``shared_logits`` (B, 5) the training losses read."""
         cfg = self.cfg
         gated = cfg.motion != "free"
-        bsz, n = actions.shape
+        n = actions.shape[1]
         xy, heading, latent = agents[..., :2], agents[..., 2], agents[..., 3:]
         act_e, scen_e = self.action(actions), self.scenario(scenario)
 
@@ -345,33 +351,7 @@ class StateUpdateModel(nn.Module):
         done = torch.where(anyone, world[:, 0], torch.full_like(world[:, 0], -1e4))
 
         # 3. scene: messages to the cells around each agent, residual update of those cells only
-        s_ = scene.shape[1]
-        cells = self._cells(new_xy)  # (B, N, 25, 2)
-        inside = ((cells >= 0) & (cells < s_)).all(-1)
-        frac_old = (xy - new_xy.floor()).clamp(-2, 3)
-        frac_new = new_xy - new_xy.floor()
-        win = cells.shape[2]
-        send_in = torch.cat(
-            [
-                h2[:, :, None].expand(-1, -1, win, -1),
-                self.offset.weight[None, None].expand(bsz, n, -1, -1),
-                frac_old[:, :, None].expand(-1, -1, win, -1),
-                frac_new[:, :, None].expand(-1, -1, win, -1),
-            ],
-            -1,
-        )
-        msg = self.send(send_in) * inside[..., None]
-        flat = (cells[..., 0].clamp(0, s_ - 1) * s_ + cells[..., 1].clamp(0, s_ - 1)).reshape(bsz, -1)
-        grid = torch.zeros(bsz, s_ * s_, cfg.message, device=scene.device, dtype=msg.dtype)
-        grid = grid.scatter_add(1, flat[..., None].expand(-1, -1, cfg.message), msg.reshape(bsz, -1, cfg.message))
-        touched = torch.zeros(bsz, s_ * s_, device=scene.device, dtype=scene.dtype)
-        touched = touched.scatter_add(1, flat, inside.reshape(bsz, -1).to(scene.dtype)).clamp(max=1)
-        grid = grid.reshape(bsz, s_, s_, -1)
-        x = torch.cat([scene, grid], -1).permute(0, 3, 1, 2)
-        delta = self.cell(x).permute(0, 2, 3, 1)
-        # Cells no agent is near keep their token exactly; updated cells snap back to the lattice,
-        # so an update smaller than half a lattice step changes nothing.
-        new_scene = torch.where(touched.reshape(bsz, s_, s_, 1) > 0, snap(scene + delta), scene)
+        new_scene = write_scene(self, scene, xy, new_xy, new_heading, h2, ev[..., 0] > 0)
 
         new_agents = torch.cat([new_xy, new_heading[..., None], new_latent], -1)
         out = {

@@ -31,7 +31,9 @@ import torch.nn.functional as F
 from multiworld.models.data import payout_targets, split_payouts
 from multiworld.models.dynamics import OWN_VALUES
 from multiworld.models.geometry import wrap_angle
+from multiworld.models.heads import cell_maps
 from multiworld.models.motion import SKIP, heading_action, motion_loss
+from multiworld.models.scene_write import box_loss
 from multiworld.models.staging import block_points, poses_facing, stage_agents, stage_boxes
 from multiworld.models.transitions import candidate_fits, move_targets, probe_worlds, push_worth, worth_loss
 from multiworld.models.world_model import ARENA_WORLDS, scenario_id
@@ -60,9 +62,7 @@ class OneStepConfig:
     scenarios: tuple[str, ...] = ARENA_WORLDS
     policy_mix: tuple[float, float, float] = (0.35, 0.3, 0.35)  # random, scripted, mostly-forward
     blocked_weight: float = 2.0  # cross-entropy weight of the outcomes other than the whole move
-    # Positive weight of the push and pickup logits: 1 keeps them calibrated (fired when more likely
-    # than not), which precision and recall both need; the pool has plenty of events.
-    event_pos_weight: float = 1.0
+    event_pos_weight: float = 1.0  # of push and pickup: 1 keeps them calibrated (the pool has plenty)
     # ``motion="fit"``: positions per world where the oracle says whether an agent fits (a quarter
     # anywhere on the map, a quarter near its agents, half at cell edges), and agent offsets for
     # the clash judgement.
@@ -144,7 +144,7 @@ class OneStepSampler:
             a = policy.act(state)
             state, _ = world_step(state, a, arena)
             walk.append((torch.as_tensor(a), torch.as_tensor(state.poses)))
-        acts, poses, outcome, free, push, pick, reward, done, fits, worth = ([] for _ in range(10))
+        acts, poses, outcome, free, push, pick, reward, done, fits, worth, boxes = ([] for _ in range(11))
         solid = solid_cells(state)
         for _ in range(cfg.actions):
             a = policy.act(state)
@@ -160,6 +160,7 @@ class OneStepSampler:
             pick.append(ev.picked >= 0)
             reward.append(sc.reward(state, after, ev))
             done.append(sc.terminated(after))
+            boxes.append(cell_maps(after)["box"].numpy().astype(bool))
         out = {
             "actions": np.stack(acts, 1),  # (C, K, N)
             "poses": np.stack(poses, 1),  # (C, K, N, 3)
@@ -171,6 +172,8 @@ class OneStepSampler:
             "done": np.stack(done, 1),
             "fits": np.stack(fits, 1),  # (C, K, N, 3) whether each candidate of the move fits
             "worth": np.stack(worth, 1),  # (C, K, N) what each push is worth (class on OWN_VALUES)
+            "box_before": cell_maps(state)["box"].numpy().astype(bool),  # (C, S, S)
+            "box_after": np.stack(boxes, 1),  # (C, K, S, S) where the boxes are after each action
             **self._fit_points(state, solid, arena.agent_radius),
             **self._reach_points(state, arena, staged),
             "scenario": scenario_id(name),
@@ -330,7 +333,7 @@ def onestep_loss(model, batch: OneStepBatch) -> tuple[torch.Tensor, dict[str, to
     push, pick, reward, done = pick_("push").float(), pick_("pick").float(), pick_("reward"), pick_("done").float()
     scenario = torch.full((actions.shape[0],), o["scenario"], dtype=torch.long)
     scene, agents = model._perturb(scene, agents)
-    _, new_agents, out = model.dynamics(scene, agents, actions, scenario)
+    new_scene, new_agents, out = model.dynamics(scene, agents, actions, scenario)
     dev = new_agents.device
     err_xy = (new_agents[..., :2] - poses[..., :2]).abs()
     err_h = wrap_angle(new_agents[..., 2] - poses[..., 2]).abs()
@@ -375,6 +378,8 @@ def onestep_loss(model, batch: OneStepBatch) -> tuple[torch.Tensor, dict[str, to
         losses["payout"] = losses["payout"] + F.cross_entropy(
             judged.flatten(0, 1), torch.as_tensor(o["worth_at"]).flatten()
         )
+    if cfg.dynamics.push_message:  # a pushed box moves in the scene: the decoder reads it where the oracle has it
+        losses["scene"] = box_loss(model, new_scene, pick_("box_after"), o["box_before"], k_actions)
     scales = model.scales()
     loss = sum(scales[k] * v for k, v in losses.items())
     with torch.no_grad():

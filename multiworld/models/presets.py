@@ -50,6 +50,7 @@ def _model(dim: int, hidden: int, render_hidden: int, motion: str = "fit", **kw)
             own="events",
             push="judge",
             push_agents=True,
+            push_message=True,
         ),
         renderer=RendererConfig(dim=dim, hidden=render_hidden, floor_hidden=hidden),
         heads=HeadsConfig(dim=dim, hidden=hidden),

@@ -335,6 +335,7 @@ class WorldModel(nn.Module):
             "events": cfg.event_weight,
             "payout": cfg.payout_weight,
             "latent": cfg.latent_weight,
+            "scene": cfg.heads_weight,  # one-step batches: where the decoder reads the boxes after a push
         }
 
 

@@ -1,0 +1,60 @@
+"""The state update's third stage: agents write the scene cells around them.
+
+Each agent sends a message to the 5 x 5 cells around its new position (its features, which cell of
+the window, where it was and is inside its cell); the cells that received messages are updated
+residually from their token, their neighbours and the summed messages, and snapped back to the
+lattice; cells no agent is near keep their token exactly.
+
+``push_message`` (third edition): an agent whose push the model judged fired also sends a push
+message (its heading and which cell of the window), zero until trained, so the box the judgement
+pushed can move in the scene: without it the messages came from the agent's features alone, which
+do not carry the push judgement's answer, and a pushed box stayed where it was (an agent could push
+it, and be paid, again and again).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from multiworld.models.quantize import snap
+
+
+def write_scene(dyn, scene, xy, new_xy, new_heading, h2, pushed) -> torch.Tensor:
+    """The next scene ``(B, S, S, D)``: ``dyn`` is the state-update model (its ``send``, ``offset``,
+    ``cell`` and, with ``push_message``, ``send_push``), ``xy``/``new_xy`` ``(B, N, 2)`` the agents'
+    positions before and after the move, ``h2 (B, N, H)`` their features, ``pushed (B, N)`` whether
+    the model's push fired."""
+    bsz, s_ = scene.shape[0], scene.shape[1]
+    cells = dyn._cells(new_xy)  # (B, N, 25, 2)
+    n, win = cells.shape[1], cells.shape[2]
+    inside = ((cells >= 0) & (cells < s_)).all(-1)
+    frac = torch.cat([(xy - new_xy.floor()).clamp(-2, 3), new_xy - new_xy.floor()], -1)
+    where = torch.cat(
+        [dyn.offset.weight[None, None].expand(bsz, n, -1, -1), frac[:, :, None].expand(-1, -1, win, -1)], -1
+    )
+    msg = dyn.send(torch.cat([h2[:, :, None].expand(-1, -1, win, -1), where], -1))
+    if dyn.send_push is not None:
+        heading = torch.stack([new_heading.sin(), new_heading.cos()], -1)[:, :, None].expand(-1, -1, win, -1)
+        msg = msg + dyn.send_push(torch.cat([heading, where], -1)) * pushed.to(msg.dtype)[..., None, None]
+    msg = msg * inside[..., None]
+    m = msg.shape[-1]
+    flat = (cells[..., 0].clamp(0, s_ - 1) * s_ + cells[..., 1].clamp(0, s_ - 1)).reshape(bsz, -1)
+    grid = torch.zeros(bsz, s_ * s_, m, device=scene.device, dtype=msg.dtype)
+    grid = grid.scatter_add(1, flat[..., None].expand(-1, -1, m), msg.reshape(bsz, -1, m))
+    touched = torch.zeros(bsz, s_ * s_, device=scene.device, dtype=scene.dtype)
+    touched = touched.scatter_add(1, flat, inside.reshape(bsz, -1).to(scene.dtype)).clamp(max=1)
+    x = torch.cat([scene, grid.reshape(bsz, s_, s_, -1)], -1).permute(0, 3, 1, 2)
+    delta = dyn.cell(x).permute(0, 2, 3, 1)
+    # Updated cells snap back to the lattice, so an update smaller than half a lattice step changes nothing.
+    return torch.where(touched.reshape(bsz, s_, s_, 1) > 0, snap(scene + delta), scene)
+
+
+def box_loss(model, new_scene, after, before, k_actions: int, moved_weight: float = 50.0) -> torch.Tensor:
+    """Cross-entropy of the (frozen) decoder's box map of the updated scene against where the
+    oracle's boxes are after the step; the cells a box left or entered weigh ``moved_weight``."""
+    after = after.float()
+    moved = after != torch.as_tensor(before).repeat_interleave(k_actions, 0).float()
+    w = 1.0 + moved_weight * moved.float()
+    bce = F.binary_cross_entropy_with_logits(model.heads.logits(new_scene)["box"], after, reduction="none")
+    return (bce * w).sum() / w.sum()
