@@ -248,9 +248,9 @@ def test_the_push_message_starts_as_the_scene_update_was_and_learns_from_the_box
     h2 = torch.randn(b, n, cfg.dynamics.hidden)
     xy, pushed = agents[..., :2], torch.ones(b, n, dtype=torch.bool)
     new = write_scene(fresh.dynamics, scene, xy, xy, agents[..., 2], h2, pushed)
-    after = torch.zeros(b, s, s, dtype=torch.bool)
-    after[:, 3, 3] = True
-    box_loss(fresh, new, after, np.zeros((b, s, s), bool), 1).backward()
+    boxes = np.zeros((b, 2, s, s), bool)  # before the step, after it: a box appeared at (3, 3)
+    boxes[:, 1, 3, 3] = True
+    box_loss(fresh, new, boxes).backward()
     assert fresh.dynamics.send_push[-1].weight.grad.abs().sum() > 0
 
 

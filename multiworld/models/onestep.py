@@ -34,7 +34,7 @@ from multiworld.models.geometry import wrap_angle
 from multiworld.models.heads import cell_maps
 from multiworld.models.motion import SKIP, heading_action, motion_loss
 from multiworld.models.scene_write import box_loss
-from multiworld.models.staging import block_points, poses_facing, stage_agents, stage_boxes
+from multiworld.models.staging import block_points, place_pushers, poses_facing, stage_agents, stage_boxes
 from multiworld.models.transitions import candidate_fits, move_targets, probe_worlds, push_worth, worth_loss
 from multiworld.models.world_model import ARENA_WORLDS, scenario_id
 from multiworld.world.dynamics import (
@@ -79,6 +79,7 @@ class OneStepConfig:
     # (with items) whose state gets an agent staged a step from an item, facing it
     # (:mod:`multiworld.models.staging`): where the worth and the pickup judgements turn.
     stage: float = 0.5
+    stage_pushers: bool = False  # and an agent behind each staged box (staging.place_pushers)
 
 
 class _Chunk:
@@ -138,6 +139,7 @@ class OneStepSampler:
         )
         name = sc.name
         state, staged = stage_boxes(state, arena, self.rng, cfg.stage)
+        state = place_pushers(state, staged, arena, self.rng) if cfg.stage_pushers else state
         state = stage_agents(state, arena, self.rng, cfg.stage)
         first, walk = state, []
         for _ in range(int(self.rng.integers(0, cfg.evolve + 1))):  # the model's own scene, W steps on
@@ -172,8 +174,7 @@ class OneStepSampler:
             "done": np.stack(done, 1),
             "fits": np.stack(fits, 1),  # (C, K, N, 3) whether each candidate of the move fits
             "worth": np.stack(worth, 1),  # (C, K, N) what each push is worth (class on OWN_VALUES)
-            "box_before": cell_maps(state)["box"].numpy().astype(bool),  # (C, S, S)
-            "box_after": np.stack(boxes, 1),  # (C, K, S, S) where the boxes are after each action
+            "boxes": np.stack([cell_maps(state)["box"].numpy().astype(bool), *boxes], 1),  # (C, 1 + K, S, S)
             **self._fit_points(state, solid, arena.agent_radius),
             **self._reach_points(state, arena, staged),
             "scenario": scenario_id(name),
@@ -321,8 +322,7 @@ def _own_payout_loss(out, own: torch.Tensor, events: torch.Tensor, weight: torch
 
 
 def onestep_loss(model, batch: OneStepBatch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """One state update from every encoded state with its chosen action; losses share the world
-    model's ``scales()`` (``motion``, ``pose``, ``events``, ``payout``)."""
+    """One state update from every encoded state with its chosen action; losses: the model's ``scales()``."""
     cfg = model.cfg
     scene, agents = batch.chunk.encoded(model)
     o = batch.chunk.out
@@ -379,7 +379,7 @@ def onestep_loss(model, batch: OneStepBatch) -> tuple[torch.Tensor, dict[str, to
             judged.flatten(0, 1), torch.as_tensor(o["worth_at"]).flatten()
         )
     if cfg.dynamics.push_message:  # a pushed box moves in the scene: the decoder reads it where the oracle has it
-        losses["scene"] = box_loss(model, new_scene, pick_("box_after"), o["box_before"], k_actions)
+        losses["scene"] = box_loss(model, new_scene, o["boxes"])
     scales = model.scales()
     loss = sum(scales[k] * v for k, v in losses.items())
     with torch.no_grad():

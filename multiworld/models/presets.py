@@ -157,6 +157,7 @@ def _judgements() -> Preset:
     base.train.lr = 1e-3
     base.train.minutes = 15.0
     base.trains = JUDGEMENTS
+    base.onestep.stage_pushers = True  # pushes for the push message to write (staging.place_pushers)
     return base
 
 

@@ -50,11 +50,13 @@ def write_scene(dyn, scene, xy, new_xy, new_heading, h2, pushed) -> torch.Tensor
     return torch.where(touched.reshape(bsz, s_, s_, 1) > 0, snap(scene + delta), scene)
 
 
-def box_loss(model, new_scene, after, before, k_actions: int, moved_weight: float = 50.0) -> torch.Tensor:
-    """Cross-entropy of the (frozen) decoder's box map of the updated scene against where the
-    oracle's boxes are after the step; the cells a box left or entered weigh ``moved_weight``."""
-    after = after.float()
-    moved = after != torch.as_tensor(before).repeat_interleave(k_actions, 0).float()
+def box_loss(model, new_scene: torch.Tensor, boxes, moved_weight: float = 10.0) -> torch.Tensor:
+    """Cross-entropy of the (frozen) decoder's box map of the updated scenes ``(C * K, S, S, D)``
+    against where the oracle's boxes are after each step: ``boxes (C, 1 + K, S, S)`` bool, before
+    the step then after each of the K actions. The cells a box left or entered weigh ``moved_weight``."""
+    boxes = torch.as_tensor(boxes, device=new_scene.device).float()
+    after = boxes[:, 1:].flatten(0, 1)
+    moved = after != boxes[:, :1].expand_as(boxes[:, 1:]).flatten(0, 1)
     w = 1.0 + moved_weight * moved.float()
     bce = F.binary_cross_entropy_with_logits(model.heads.logits(new_scene)["box"], after, reduction="none")
     return (bce * w).sum() / w.sum()

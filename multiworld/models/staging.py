@@ -136,6 +136,15 @@ def stage_pushers(
     70 degrees, where the arena lets it stand: a few steps forward and a push pay. The arrangement is
     one the arena reaches; the rest of each world is as generated. ``state`` is not changed."""
     state, staged = stage_boxes(state, arena, rng, share, off=0.0)
+    return place_pushers(state, staged, arena, rng, back)
+
+
+def place_pushers(
+    state: WorldState, staged: np.ndarray, arena: ArenaConfig, rng: np.random.Generator, back: int = 3
+) -> WorldState:
+    """One agent of every world with a staged box (``staged`` as :func:`stage_boxes` returns it) put
+    1 to ``back`` cells behind the box, facing it, where it can stand; ``state`` is changed in place
+    and returned."""
     solid, r = solid_cells(state), arena.agent_radius
     for w in np.flatnonzero(staged[:, 0] >= 0):
         cell, side = staged[w, :2].astype(np.float64), staged[w, 2]
