@@ -233,10 +233,10 @@ def test_the_push_message_starts_as_the_scene_update_was_and_learns_from_the_box
     assert tiny_model.cfg.dynamics.push_message
     cfg = dataclasses.replace(tiny_model.cfg, dynamics=dataclasses.replace(tiny_model.cfg.dynamics, push_message=False))
     without = WorldModel(cfg)
-    without.load_state_dict({k: v for k, v in tiny_model.state_dict().items() if "send_push" not in k})
+    without.load_state_dict({k: v for k, v in tiny_model.state_dict().items() if "_push." not in k})
     fresh = WorldModel(tiny_model.cfg)  # the push message as a new one starts: zero
     missing = fresh.load_state_dict(without.state_dict(), strict=False).missing_keys
-    assert missing and all("send_push" in k for k in missing)
+    assert missing and all("_push." in k for k in missing)
     torch.manual_seed(3)
     b, n, s, d = 2, 3, 8, cfg.dynamics.dim
     scene, agents = snap(torch.randn(b, s, s, d)), snap(torch.randn(b, n, d))
@@ -252,6 +252,7 @@ def test_the_push_message_starts_as_the_scene_update_was_and_learns_from_the_box
     boxes[:, 1, 3, 3] = True
     box_loss(fresh, new, boxes).backward()
     assert fresh.dynamics.send_push[-1].weight.grad.abs().sum() > 0
+    assert fresh.dynamics.write_push[-1].weight.grad.abs().sum() > 0
 
 
 # ----- rewards and endings --------------------------------------------------------------------

@@ -202,10 +202,12 @@ class StateUpdateModel(nn.Module):
         )
         self.offset = nn.Embedding(win, 16)
         self.send = mlp(h + 16 + 4, h // 2, m)
-        self.send_push = mlp(2 + 16 + 4, h // 2, m) if cfg.push_message else None  # models.scene_write
-        if self.send_push is not None:  # zero until trained: the scene update starts as it was
-            nn.init.zeros_(self.send_push[-1].weight)
-            nn.init.zeros_(self.send_push[-1].bias)
+        # models.scene_write: a fired push's message and its direct write of the window's tokens
+        self.send_push = mlp(2 + 16 + 4, h // 2, m) if cfg.push_message else None
+        self.write_push = mlp(d + 2 + 16 + 4, h // 2, d) if cfg.push_message else None
+        for net in (self.send_push, self.write_push) if cfg.push_message else ():
+            nn.init.zeros_(net[-1].weight)  # zero until trained: the scene update starts as it was
+            nn.init.zeros_(net[-1].bias)
         self.cell = nn.Sequential(
             nn.Conv2d(d + m, 2 * d, 3, padding=1),
             nn.GELU(),

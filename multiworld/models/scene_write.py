@@ -6,10 +6,12 @@ residually from their token, their neighbours and the summed messages, and snapp
 lattice; cells no agent is near keep their token exactly.
 
 ``push_message`` (third edition): an agent whose push the model judged fired also sends a push
-message (its heading and which cell of the window), zero until trained, so the box the judgement
-pushed can move in the scene: without it the messages came from the agent's features alone, which
-do not carry the push judgement's answer, and a pushed box stayed where it was (an agent could push
-it, and be paid, again and again).
+message (its heading and which cell of the window), and writes each cell of its window directly: a
+token change read from the cell's token, the heading and the cell's place (a box token ahead turns
+to floor, the floor beyond to box). Both are zero until trained, so the box the judgement pushed can
+move in the scene: without them the messages came from the agent's features alone, which do not
+carry the push judgement's answer, and a pushed box stayed where it was (an agent could push it,
+and be paid, again and again).
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from multiworld.models.quantize import snap
 
 def write_scene(dyn, scene, xy, new_xy, new_heading, h2, pushed) -> torch.Tensor:
     """The next scene ``(B, S, S, D)``: ``dyn`` is the state-update model (its ``send``, ``offset``,
-    ``cell`` and, with ``push_message``, ``send_push``), ``xy``/``new_xy`` ``(B, N, 2)`` the agents'
+    ``cell`` and, with ``push_message``, ``send_push`` and ``write_push``), ``xy``/``new_xy`` ``(B, N, 2)`` the agents'
     positions before and after the move, ``h2 (B, N, H)`` their features, ``pushed (B, N)`` whether
     the model's push fired."""
     bsz, s_ = scene.shape[0], scene.shape[1]
@@ -34,12 +36,19 @@ def write_scene(dyn, scene, xy, new_xy, new_heading, h2, pushed) -> torch.Tensor
         [dyn.offset.weight[None, None].expand(bsz, n, -1, -1), frac[:, :, None].expand(-1, -1, win, -1)], -1
     )
     msg = dyn.send(torch.cat([h2[:, :, None].expand(-1, -1, win, -1), where], -1))
+    heading = None
     if dyn.send_push is not None:
         heading = torch.stack([new_heading.sin(), new_heading.cos()], -1)[:, :, None].expand(-1, -1, win, -1)
         msg = msg + dyn.send_push(torch.cat([heading, where], -1)) * pushed.to(msg.dtype)[..., None, None]
     msg = msg * inside[..., None]
-    m = msg.shape[-1]
     flat = (cells[..., 0].clamp(0, s_ - 1) * s_ + cells[..., 1].clamp(0, s_ - 1)).reshape(bsz, -1)
+    write = torch.zeros_like(scene).reshape(bsz, s_ * s_, -1)
+    if dyn.write_push is not None:
+        tokens = scene.reshape(bsz, s_ * s_, -1).gather(1, flat[..., None].expand(-1, -1, scene.shape[-1]))
+        inp = torch.cat([tokens.reshape(bsz, n, win, -1), heading, where], -1)
+        change = dyn.write_push(inp) * (pushed.to(msg.dtype)[..., None, None] * inside[..., None])
+        write = write.scatter_add(1, flat[..., None].expand(-1, -1, scene.shape[-1]), change.reshape(bsz, n * win, -1))
+    m = msg.shape[-1]
     grid = torch.zeros(bsz, s_ * s_, m, device=scene.device, dtype=msg.dtype)
     grid = grid.scatter_add(1, flat[..., None].expand(-1, -1, m), msg.reshape(bsz, -1, m))
     touched = torch.zeros(bsz, s_ * s_, device=scene.device, dtype=scene.dtype)
@@ -47,7 +56,7 @@ def write_scene(dyn, scene, xy, new_xy, new_heading, h2, pushed) -> torch.Tensor
     x = torch.cat([scene, grid.reshape(bsz, s_, s_, -1)], -1).permute(0, 3, 1, 2)
     delta = dyn.cell(x).permute(0, 2, 3, 1)
     # Updated cells snap back to the lattice, so an update smaller than half a lattice step changes nothing.
-    return torch.where(touched.reshape(bsz, s_, s_, 1) > 0, snap(scene + delta), scene)
+    return torch.where(touched.reshape(bsz, s_, s_, 1) > 0, snap(scene + delta + write.reshape(scene.shape)), scene)
 
 
 def box_loss(model, new_scene: torch.Tensor, boxes, moved_weight: float = 10.0) -> torch.Tensor:
