@@ -26,7 +26,8 @@ outputs and one set of weights serves any number of agents. Three stages:
 3. scene: each agent sends a message to the 25 cells around it; cells that received messages
    are updated residually from their token, their neighbours and the messages (boxes move,
    items vanish, agents' marks move) and snapped back to the lattice; cells no agent is near
-   stay exactly as they are.
+   stay exactly as they are (``models.scene_write``; with ``push_message`` an agent whose push
+   fired also messages and writes its window, so the pushed box moves).
 
 Hand-fixed structure (named in the README and model card): the 5 x 5 window an agent reads and
 writes, the rotation of the displacement by the heading, the four move outcomes and the blocker's
@@ -36,7 +37,8 @@ revert-until-stable loop (fit), the reward lattice, the event gate on payouts an
 (``"judge"``) what a push is worth judged from the pusher's new pose and action alone, and
 (``pickup="reach"``, ``push="judge"``) a pickup judged from the agent's new position alone, a
 push from its new pose and action alone, and (``push_agents``) no push that another agent blocks,
-judged from where the others stand in the frame of the pusher's heading quarter. Nothing else
+judged from where the others stand in the frame of the pusher's heading quarter, and
+(``push_message``) the scene written apart where the model's own push fired. Nothing else
 encodes the arena's rules.
 """
 
@@ -105,7 +107,7 @@ class StateUpdateConfig:
     # pose (the 5 x 5 cells around it, the heading) and the action alone.
     push: str = "head"
     push_agents: bool = False  # with "judge": no push where another agent blocks it (motion.AgentBlock)
-    push_message: bool = False  # a fired push also messages the cells around it (models.scene_write)
+    push_message: bool = False  # a fired push also messages and writes the cells around it (models.scene_write)
     # "head": the own payout is a class of the agent's event head. "events": a head that reads which
     # of the agent's events the model fired (push, pickup), the scenario and the agent's features:
     # what the event the model judged is worth, also at a step the teacher's event came a step
