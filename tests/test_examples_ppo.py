@@ -28,8 +28,9 @@ def test_ppo_shared_smoke(tmp_path):
 
 
 def test_ppo_shared_stage_curriculum_and_its_errors(capsys):
-    """``--stage`` stages the training worlds of push-v0 (boxes moved before goals), never the
-    baselines' or the evaluation's env, and refuses a share outside [0, 1] or a scenario without goals."""
+    """``--stage`` stages the worlds of the env it is given to (push-v0: boxes moved before goals;
+    ``main`` gives it to the training env alone), and refuses a share outside [0, 1] or a scenario
+    without goals."""
     import pytest
 
     spec = importlib.util.spec_from_file_location("ppo_shared", EXAMPLE)
