@@ -42,12 +42,14 @@ def write_scene(dyn, scene, xy, new_xy, new_heading, h2, pushed) -> torch.Tensor
         msg = msg + dyn.send_push(torch.cat([heading, where], -1)) * pushed.to(msg.dtype)[..., None, None]
     msg = msg * inside[..., None]
     flat = (cells[..., 0].clamp(0, s_ - 1) * s_ + cells[..., 1].clamp(0, s_ - 1)).reshape(bsz, -1)
-    write = torch.zeros_like(scene).reshape(bsz, s_ * s_, -1)
+    d = scene.shape[-1]
     if dyn.write_push is not None:
-        tokens = scene.reshape(bsz, s_ * s_, -1).gather(1, flat[..., None].expand(-1, -1, scene.shape[-1]))
-        inp = torch.cat([tokens.reshape(bsz, n, win, -1), heading, where], -1)
+        tokens = scene.reshape(bsz, s_ * s_, d).gather(1, flat[..., None].expand(-1, -1, d))
+        inp = torch.cat([tokens.reshape(bsz, n, win, d), heading, where], -1)
         change = dyn.write_push(inp) * (pushed.to(msg.dtype)[..., None, None] * inside[..., None])
-        write = write.scatter_add(1, flat[..., None].expand(-1, -1, scene.shape[-1]), change.reshape(bsz, n * win, -1))
+        write = torch.zeros(bsz, s_ * s_, d, device=scene.device, dtype=change.dtype)
+        write = write.scatter_add(1, flat[..., None].expand(-1, -1, d), change.reshape(bsz, n * win, d))
+        write = write.reshape(scene.shape).to(scene.dtype)
     m = msg.shape[-1]
     grid = torch.zeros(bsz, s_ * s_, m, device=scene.device, dtype=msg.dtype)
     grid = grid.scatter_add(1, flat[..., None].expand(-1, -1, m), msg.reshape(bsz, -1, m))
@@ -56,7 +58,8 @@ def write_scene(dyn, scene, xy, new_xy, new_heading, h2, pushed) -> torch.Tensor
     x = torch.cat([scene, grid.reshape(bsz, s_, s_, -1)], -1).permute(0, 3, 1, 2)
     delta = dyn.cell(x).permute(0, 2, 3, 1)
     # Updated cells snap back to the lattice, so an update smaller than half a lattice step changes nothing.
-    return torch.where(touched.reshape(bsz, s_, s_, 1) > 0, snap(scene + delta + write.reshape(scene.shape)), scene)
+    new = scene + delta if dyn.write_push is None else scene + delta + write
+    return torch.where(touched.reshape(bsz, s_, s_, 1) > 0, snap(new), scene)
 
 
 def box_loss(model, new_scene: torch.Tensor, boxes, moved_weight: float = 10.0) -> torch.Tensor:
