@@ -19,6 +19,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from multiworld.models.geometry import gather_cells
 from multiworld.models.quantize import snap
 
 
@@ -44,7 +45,7 @@ def write_scene(dyn, scene, xy, new_xy, new_heading, h2, pushed) -> torch.Tensor
     flat = (cells[..., 0].clamp(0, s_ - 1) * s_ + cells[..., 1].clamp(0, s_ - 1)).reshape(bsz, -1)
     d = scene.shape[-1]
     if dyn.write_push is not None:
-        tokens = scene.reshape(bsz, s_ * s_, d).gather(1, flat[..., None].expand(-1, -1, d))
+        tokens = gather_cells(scene, cells[..., 0].reshape(bsz, -1), cells[..., 1].reshape(bsz, -1))
         inp = torch.cat([tokens.reshape(bsz, n, win, d), heading, where], -1)
         change = dyn.write_push(inp) * (pushed.to(msg.dtype)[..., None, None] * inside[..., None])
         write = torch.zeros(bsz, s_ * s_, d, device=scene.device, dtype=change.dtype)
