@@ -194,12 +194,6 @@ def test_push_pays_in_the_model_under_the_scripted_policy(shipped):
     assert paid > 0, paid
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the shipped model's scene update does not move a pushed box (its messages did not carry "
-    "the push judgement's answer): an agent behind a box before a goal is paid at every INTERACT; "
-    "push_message is the fix, not yet in a shipped checkpoint",
-)
 def test_a_box_pushed_onto_a_goal_pays_once(shipped):
     """An agent staged behind a box before a goal INTERACTs four times: the first push moves the box
     onto the goal and pays; the box is then a cell further on, so the oracle pays nothing more, and
