@@ -174,12 +174,6 @@ def test_no_agent_leaves_the_map(shipped, seed, forward):
         assert (xy >= 0).all() and (xy < 16).all(), xy
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known miss of the third edition (model card): free-running, the model's agents drift from "
-    "the boxes the scripted policy pushes, and in these 4 worlds no box reaches a goal in the model (one "
-    "step from the oracle's state it pays 40 of the oracle's 48 in 8 worlds)",
-)
 def test_push_pays_in_the_model_under_the_scripted_policy(shipped):
     """push-v0 pays its goal reward inside the learned world when scripted agents push boxes onto
     goals (the second edition never paid there)."""
