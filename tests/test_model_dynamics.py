@@ -174,12 +174,6 @@ def test_no_agent_leaves_the_map(shipped, seed, forward):
         assert (xy >= 0).all() and (xy < 16).all(), xy
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known miss of the third edition (model card): free-running, the model's agents drift from "
-    "the boxes the scripted policy pushes, and in these 4 worlds no box reaches a goal in the model (one "
-    "step from the oracle's state it pays 40 of the oracle's 48 in 8 worlds)",
-)
 def test_push_pays_in_the_model_under_the_scripted_policy(shipped):
     """push-v0 pays its goal reward inside the learned world when scripted agents push boxes onto
     goals (the second edition never paid there)."""
@@ -194,12 +188,6 @@ def test_push_pays_in_the_model_under_the_scripted_policy(shipped):
     assert paid > 0, paid
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the shipped model's scene update does not move a pushed box (its messages did not carry "
-    "the push judgement's answer): an agent behind a box before a goal is paid at every INTERACT; "
-    "push_message is the fix, not yet in a shipped checkpoint",
-)
 def test_a_box_pushed_onto_a_goal_pays_once(shipped):
     """An agent staged behind a box before a goal INTERACTs four times: the first push moves the box
     onto the goal and pays; the box is then a cell further on, so the oracle pays nothing more, and
@@ -222,12 +210,12 @@ def test_a_box_pushed_onto_a_goal_pays_once(shipped):
     assert sum(paid[1:]) == 0, f"paid again after the box moved: {paid}"
 
 
-def test_the_push_message_starts_as_the_scene_update_was_and_learns_from_the_box_map(tiny_model):
+def test_the_push_message_starts_as_the_scene_update_was_and_learns_from_the_cell_maps(tiny_model):
     """``push_message``: zero until trained, so a model with it updates the scene exactly as one
-    without it; the one-step box loss reaches its weights when a push fires."""
+    without it; the one-step cell loss reaches its weights when a push fires."""
     import dataclasses
 
-    from multiworld.models.scene_write import box_loss, write_scene
+    from multiworld.models.scene_write import cell_loss, write_scene
     from multiworld.models.world_model import WorldModel
 
     assert tiny_model.cfg.dynamics.push_message
@@ -248,9 +236,9 @@ def test_the_push_message_starts_as_the_scene_update_was_and_learns_from_the_box
     h2 = torch.randn(b, n, cfg.dynamics.hidden)
     xy, pushed = agents[..., :2], torch.ones(b, n, dtype=torch.bool)
     new = write_scene(fresh.dynamics, scene, xy, xy, agents[..., 2], h2, pushed)
-    boxes = np.zeros((b, 2, s, s), bool)  # before the step, after it: a box appeared at (3, 3)
-    boxes[:, 1, 3, 3] = True
-    box_loss(fresh, new, boxes).backward()
+    cells = np.zeros((b, 2, 5, s, s), np.uint8)  # CELL_KEYS maps before the step, after it
+    cells[:, 1, 3, 3, 3] = 1  # a box appeared at (3, 3)
+    cell_loss(fresh, new, cells).backward()
     assert fresh.dynamics.send_push[-1].weight.grad.abs().sum() > 0
     assert fresh.dynamics.write_push[-1].weight.grad.abs().sum() > 0
 

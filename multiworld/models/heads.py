@@ -37,6 +37,12 @@ def cell_maps(state: WorldState, device: str | torch.device = "cpu") -> dict[str
     return {k: torch.as_tensor(np.asarray(v, np.int64), device=device) for k, v in maps.items()}
 
 
+def cell_stack(state: WorldState) -> np.ndarray:
+    """``(B, 5, S, S)`` uint8: the ``CELL_KEYS`` maps of :func:`cell_maps` stacked."""
+    maps = cell_maps(state)
+    return np.stack([maps[k].numpy() for k in CELL_KEYS], 1).astype(np.uint8)
+
+
 @dataclasses.dataclass
 class HeadsConfig:
     dim: int = 32

@@ -31,9 +31,9 @@ import torch.nn.functional as F
 from multiworld.models.data import payout_targets, split_payouts
 from multiworld.models.dynamics import OWN_VALUES
 from multiworld.models.geometry import wrap_angle
-from multiworld.models.heads import cell_maps
+from multiworld.models.heads import cell_stack
 from multiworld.models.motion import SKIP, heading_action, motion_loss
-from multiworld.models.scene_write import box_loss
+from multiworld.models.scene_write import cell_loss
 from multiworld.models.staging import block_points, place_pushers, poses_facing, stage_agents, stage_boxes
 from multiworld.models.transitions import candidate_fits, move_targets, probe_worlds, push_worth, worth_loss
 from multiworld.models.world_model import ARENA_WORLDS, scenario_id
@@ -146,7 +146,7 @@ class OneStepSampler:
             a = policy.act(state)
             state, _ = world_step(state, a, arena)
             walk.append((torch.as_tensor(a), torch.as_tensor(state.poses)))
-        acts, poses, outcome, free, push, pick, reward, done, fits, worth, boxes = ([] for _ in range(11))
+        acts, poses, outcome, free, push, pick, reward, done, fits, worth, cells = ([] for _ in range(11))
         solid = solid_cells(state)
         for _ in range(cfg.actions):
             a = policy.act(state)
@@ -162,7 +162,7 @@ class OneStepSampler:
             pick.append(ev.picked >= 0)
             reward.append(sc.reward(state, after, ev))
             done.append(sc.terminated(after))
-            boxes.append(cell_maps(after)["box"].numpy().astype(bool))
+            cells.append(cell_stack(after))
         out = {
             "actions": np.stack(acts, 1),  # (C, K, N)
             "poses": np.stack(poses, 1),  # (C, K, N, 3)
@@ -174,7 +174,7 @@ class OneStepSampler:
             "done": np.stack(done, 1),
             "fits": np.stack(fits, 1),  # (C, K, N, 3) whether each candidate of the move fits
             "worth": np.stack(worth, 1),  # (C, K, N) what each push is worth (class on OWN_VALUES)
-            "boxes": np.stack([cell_maps(state)["box"].numpy().astype(bool), *boxes], 1),  # (C, 1 + K, S, S)
+            "cells": np.stack([cell_stack(state), *cells], 1),  # (C, 1 + K, 5, S, S) heads.CELL_KEYS maps
             **self._fit_points(state, solid, arena.agent_radius),
             **self._reach_points(state, arena, staged),
             "scenario": scenario_id(name),
@@ -379,7 +379,7 @@ def onestep_loss(model, batch: OneStepBatch) -> tuple[torch.Tensor, dict[str, to
             judged.flatten(0, 1), torch.as_tensor(o["worth_at"]).flatten()
         )
     if cfg.dynamics.push_message:  # a pushed box moves in the scene: the decoder reads it where the oracle has it
-        losses["scene"] = box_loss(model, new_scene, o["boxes"])
+        losses["scene"] = cell_loss(model, new_scene, o["cells"])
     scales = model.scales()
     loss = sum(scales[k] * v for k, v in losses.items())
     with torch.no_grad():

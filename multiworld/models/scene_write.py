@@ -63,13 +63,20 @@ def write_scene(dyn, scene, xy, new_xy, new_heading, h2, pushed) -> torch.Tensor
     return torch.where(touched.reshape(bsz, s_, s_, 1) > 0, snap(new), scene)
 
 
-def box_loss(model, new_scene: torch.Tensor, boxes, moved_weight: float = 10.0) -> torch.Tensor:
-    """Cross-entropy of the (frozen) decoder's box map of the updated scenes ``(C * K, S, S, D)``
-    against where the oracle's boxes are after each step: ``boxes (C, 1 + K, S, S)`` bool, before
-    the step then after each of the K actions. The cells a box left or entered weigh ``moved_weight``."""
-    boxes = torch.as_tensor(boxes, device=new_scene.device).float()
-    after = boxes[:, 1:].flatten(0, 1)
-    moved = after != boxes[:, :1].expand_as(boxes[:, 1:]).flatten(0, 1)
+def cell_loss(model, new_scene: torch.Tensor, cells, moved_weight: float = 10.0) -> torch.Tensor:
+    """The (frozen) decoder heads' loss of the updated scenes ``(C * K, S, S, D)`` against the
+    oracle's cells after each step: ``cells (C, 1 + K, 5, S, S)`` the ``heads.CELL_KEYS`` maps
+    (wall, floor, goal, box, item), before the step then after each of the K actions. Every class
+    counts, so a write that moves a box must leave the walls, floors and items it passes as they
+    are; the cells a box left or entered weigh ``moved_weight``."""
+    cells = torch.as_tensor(cells, device=new_scene.device).long()
+    after = cells[:, 1:].flatten(0, 1)  # (C * K, 5, S, S)
+    wall, floor, goal, box, item = after.unbind(1)
+    moved = box != cells[:, :1, 3].expand_as(cells[:, 1:, 3]).flatten(0, 1)
     w = 1.0 + moved_weight * moved.float()
-    bce = F.binary_cross_entropy_with_logits(model.heads.logits(new_scene)["box"], after, reduction="none")
-    return (bce * w).sum() / w.sum()
+    lg = model.heads.logits(new_scene)
+    per_cell = F.cross_entropy(lg["wall"].permute(0, 3, 1, 2), wall, reduction="none")
+    per_cell = per_cell + F.cross_entropy(lg["floor"].permute(0, 3, 1, 2), floor, reduction="none")
+    for key, target in (("goal", goal), ("box", box), ("item", item)):
+        per_cell = per_cell + 2 * F.binary_cross_entropy_with_logits(lg[key], target.float(), reduction="none")
+    return (per_cell * w).sum() / w.sum()
