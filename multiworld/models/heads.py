@@ -73,12 +73,19 @@ class DecoderHeads(nn.Module):
         lg = self.logits(scene)
         return {k: (v.argmax(-1) if v.dim() == scene.dim() else (v > 0).long()) for k, v in lg.items()}
 
+    @staticmethod
+    def cell_losses(lg: dict[str, torch.Tensor], maps: dict) -> torch.Tensor:
+        """``(B, S, S)``: each cell's loss over every class (wall and floor cross-entropy, goal, box
+        and item binary cross-entropy weighing 2) of logits ``lg`` against the ``CELL_KEYS`` maps."""
+        loss = F.cross_entropy(lg["wall"].movedim(-1, 1), maps["wall"], reduction="none")
+        loss = loss + F.cross_entropy(lg["floor"].movedim(-1, 1), maps["floor"], reduction="none")
+        for k in ("goal", "box", "item"):
+            loss = loss + 2 * F.binary_cross_entropy_with_logits(lg[k], maps[k].float(), reduction="none")
+        return loss
+
     def loss(self, scene: torch.Tensor, agents: torch.Tensor, maps: dict, colors: torch.Tensor):
         lg = self.logits(scene)
-        loss = F.cross_entropy(lg["wall"].flatten(0, -2), maps["wall"].flatten())
-        loss = loss + F.cross_entropy(lg["floor"].flatten(0, -2), maps["floor"].flatten())
-        for k in ("goal", "box", "item"):
-            loss = loss + 2 * F.binary_cross_entropy_with_logits(lg[k], maps[k].float())
+        loss = self.cell_losses(lg, maps).mean()
         col = self.colour(agents[..., 3:])
         loss = loss + 0.5 * F.cross_entropy(col.flatten(0, -2), colors.flatten())
         with torch.no_grad():

@@ -17,9 +17,9 @@ and be paid, again and again).
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 
 from multiworld.models.geometry import gather_cells
+from multiworld.models.heads import CELL_KEYS
 from multiworld.models.quantize import snap
 
 
@@ -70,13 +70,9 @@ def cell_loss(model, new_scene: torch.Tensor, cells, moved_weight: float = 10.0)
     counts, so a write that moves a box must leave the walls, floors and items it passes as they
     are; the cells a box left or entered weigh ``moved_weight``."""
     cells = torch.as_tensor(cells, device=new_scene.device).long()
-    after = cells[:, 1:].flatten(0, 1)  # (C * K, 5, S, S)
-    wall, floor, goal, box, item = after.unbind(1)
-    moved = box != cells[:, :1, 3].expand_as(cells[:, 1:, 3]).flatten(0, 1)
+    before, after = cells[:, :1].expand_as(cells[:, 1:]).flatten(0, 1), cells[:, 1:].flatten(0, 1)
+    maps = dict(zip(CELL_KEYS, after.unbind(1)))  # (C * K, S, S) each
+    moved = maps["box"] != before[:, CELL_KEYS.index("box")]
     w = 1.0 + moved_weight * moved.float()
-    lg = model.heads.logits(new_scene)
-    per_cell = F.cross_entropy(lg["wall"].permute(0, 3, 1, 2), wall, reduction="none")
-    per_cell = per_cell + F.cross_entropy(lg["floor"].permute(0, 3, 1, 2), floor, reduction="none")
-    for key, target in (("goal", goal), ("box", box), ("item", item)):
-        per_cell = per_cell + 2 * F.binary_cross_entropy_with_logits(lg[key], target.float(), reduction="none")
+    per_cell = model.heads.cell_losses(model.heads.logits(new_scene), maps)
     return (per_cell * w).sum() / w.sum()
