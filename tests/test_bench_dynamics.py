@@ -35,8 +35,15 @@ def test_the_oracle_against_itself_scores_exactly_right(tmp_path):
     assert res["free_forward"]["blocked_ok"] == 1.0  # the forward walkers did hit things
     for key, p in (res["payouts"] | {f"teacher {k}": v for k, v in res["payouts_teacher"].items()}).items():
         assert p["model_total"] == p["oracle_total"], (key, p)
+    staged = res["pushes"]["staged/push-v0"]  # the staged pusher: paid once, the box on its goal
+    assert staged["worlds"] > 0 and staged["pushes_oracle"] == staged["worlds"], staged
+    assert staged["paid_model"] == staged["paid_oracle"] > 0 and staged["boxes_as_oracle"] == staged["worlds"]
+    for scenario in dynamics.BOXED:  # every push the oracle makes, its own rule makes
+        free = res["pushes"][f"free/{scenario}"]
+        assert free["possible"] == free["box_ahead"] == free["interact"] == free["fired"], free
     written = json.loads((tmp_path / "dynamics.json").read_text())
     assert "provenance" in written and (tmp_path / "dynamics.md").exists()
+    assert "Staged pushers" in (tmp_path / "dynamics.md").read_text()
 
 
 def test_a_tiny_run_of_the_shipped_model_writes_every_figure(tmp_path):
@@ -49,6 +56,8 @@ def test_a_tiny_run_of_the_shipped_model_writes_every_figure(tmp_path):
             for key in ("outside", "in_solid", "displacement_ok"):
                 assert 0.0 <= m[key] <= 1.0 and len(m[f"{key}_ci"]) == 2, (mode, policy, key)
     assert set(res["payouts"]) == set(res["payouts_teacher"]) == {"push-v0/scripted", "push-v0/random"}
+    assert set(res["pushes"]) == {"staged/push-v0", *(f"free/{s}" for s in dynamics.BOXED)}
+    assert res["pushes"]["staged/push-v0"]["worlds"] == 1
 
 
 def test_move_targets_name_the_outcome_of_every_move():
