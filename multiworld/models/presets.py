@@ -161,6 +161,16 @@ def _judgements() -> Preset:
     return base
 
 
+def _judgements_long() -> Preset:
+    """``judgements`` on scenes the model's own updates carried up to 240 steps on (poses
+    teacher-forced, pushes written as they fire): a free-running episode's drifted tokens, where
+    the push judgement fired on open floor after the 24 steps ``judgements`` evolves."""
+    base = _judgements()
+    base.onestep.evolve = 240
+    base.onestep.refresh = 12  # a chunk costs up to 240 state updates: fewer, longer-lived chunks
+    return base
+
+
 def _tiny_dynamics() -> Preset:
     base = _tiny()
     base.transitions = TransitionConfig(every=0)
@@ -180,6 +190,7 @@ PRESETS = {
     "default": _default,
     "dynamics": _dynamics,
     "judgements": _judgements,
+    "judgements-long": _judgements_long,
     "tiny-dynamics": _tiny_dynamics,
     "tiny-judgements": _tiny_judgements,
 }
