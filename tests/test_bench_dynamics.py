@@ -38,12 +38,29 @@ def test_the_oracle_against_itself_scores_exactly_right(tmp_path):
     staged = res["pushes"]["staged/push-v0"]  # the staged pusher: paid once, the box on its goal
     assert staged["worlds"] > 0 and staged["pushes_oracle"] == staged["worlds"], staged
     assert staged["paid_model"] == staged["paid_oracle"] > 0 and staged["boxes_as_oracle"] == staged["worlds"]
-    for scenario in dynamics.BOXED:  # every push the oracle makes, its own rule makes
-        free = res["pushes"][f"free/{scenario}"]
-        assert free["possible"] == free["box_ahead"] == free["interact"] == free["fired"], free
+    for scenario in dynamics.BOXED:  # every push the oracle makes its own rule makes, and the reverse
+        for policy in ("random", "scripted"):
+            free = res["pushes"][f"free/{policy}/{scenario}"]
+            assert free["possible"] == free["box_ahead"] == free["interact"] == free["fired"], free
+            assert free["rule_pushes"] == free["fired"] == free["oracle_pushes"], free
     written = json.loads((tmp_path / "dynamics.json").read_text())
     assert "provenance" in written and (tmp_path / "dynamics.md").exists()
     assert "Staged pushers" in (tmp_path / "dynamics.md").read_text()
+
+
+@pytest.mark.parametrize("scenario", dynamics.BOXED)
+def test_every_push_of_the_oracle_is_one_its_own_rule_makes_and_the_reverse(scenario):
+    """Free-running pushes judged by the oracle's step on the backend's own world: for the oracle
+    itself every fired push is one the rule makes and every push the rule makes is fired."""
+    from multiworld.bench import pushes
+    from multiworld.seeds import probe_seeds
+
+    seeds = tuple(probe_seeds("dynamics", 4, dynamics.PUSH_SEED_OFFSET))
+    task = pushes.PushTask(SimSpec(backend="oracle"), "free", scenario, "scripted", 3, seeds, 60)
+    got = {k: sum(v) for k, v in pushes.run_push_task(task).items() if isinstance(v, list)}
+    assert got["fired"] > 0, got  # scripted agents do push boxes in 60 steps
+    assert got["possible"] == got["box_ahead"] == got["interact"] == got["fired"], got
+    assert got["rule_pushes"] == got["fired"] == got["oracle_pushes"], got
 
 
 def test_a_tiny_run_of_the_shipped_model_writes_every_figure(tmp_path):
@@ -56,7 +73,8 @@ def test_a_tiny_run_of_the_shipped_model_writes_every_figure(tmp_path):
             for key in ("outside", "in_solid", "displacement_ok"):
                 assert 0.0 <= m[key] <= 1.0 and len(m[f"{key}_ci"]) == 2, (mode, policy, key)
     assert set(res["payouts"]) == set(res["payouts_teacher"]) == {"push-v0/scripted", "push-v0/random"}
-    assert set(res["pushes"]) == {"staged/push-v0", *(f"free/{s}" for s in dynamics.BOXED)}
+    free = {f"free/{p}/{s}" for s in dynamics.BOXED for p in ("random", "scripted")}
+    assert set(res["pushes"]) == {"staged/push-v0", *free}
     assert res["pushes"]["staged/push-v0"]["worlds"] == 1
 
 

@@ -153,11 +153,12 @@ def run_dynamics_task(task: DynamicsTask) -> dict:
 
 
 def push_tasks(st: Settings, z: Sizes) -> list[pushes.PushTask]:
-    """Staged pushers in push-v0, and free-running random actions in the scenarios with boxes
-    (worlds of their own: the seeds after the dynamics tasks')."""
-    staged = pushes.PushTask(st.spec, "staged", "push-v0", z.agents, _seeds(z, 0), pushes.STAGED_REPEATS)
-    free = [pushes.PushTask(st.spec, "free", s, z.agents, _seeds(z, 1 + i), z.steps) for i, s in enumerate(BOXED)]
-    return [staged, *free]
+    """Staged pushers in push-v0, and free-running random and scripted actions in the scenarios with
+    boxes (worlds of their own: the seeds after the dynamics tasks')."""
+    out = [pushes.PushTask(st.spec, "staged", "push-v0", "staged", z.agents, _seeds(z, 0), pushes.STAGED_REPEATS)]
+    for i, (scenario, policy) in enumerate((s, p) for s in BOXED for p in ("random", "scripted")):
+        out.append(pushes.PushTask(st.spec, "free", scenario, policy, z.agents, _seeds(z, 1 + i), z.steps))
+    return out
 
 
 def _seeds(z: Sizes, block: int) -> tuple[int, ...]:
@@ -167,18 +168,20 @@ def _seeds(z: Sizes, block: int) -> tuple[int, ...]:
 def _push_tables(p: dict) -> str:
     staged, free = [], []
     for key, v in p.items():
-        kind, scenario = key.split("/")
-        row = {"scenario": scenario, **{n: x for n, x in v.items() if not n.endswith("_ci")}}
-        if "rule_share" in row:
-            row["rule_share"] = report.with_ci(v["rule_share"], v["rule_share_ci"])
+        kind, *rest = key.split("/")
+        row = {"policy": rest[0], "scenario": rest[1]} if kind == "free" else {"scenario": rest[0]}
+        row |= {n: x for n, x in v.items() if not n.endswith("_ci")}
+        for name in ("rule_share", "rule_recall"):
+            if name in row:
+                row[name] = report.with_ci(v[name], v[f"{name}_ci"])
         (staged if kind == "staged" else free).append(row)
     return (
         f"Staged pushers: the agent right behind a box before a goal INTERACTs {pushes.STAGED_REPEATS} times "
         "(worlds: where one was staged; boxes_as_oracle: worlds whose decoded boxes end where the oracle's are)\n\n"
         + report.markdown_table(staged)
-        + "\n\nPushes the model fired free-running under random actions, judged on its own decoded world before "
-        "the step (possible: a box ahead with room beyond, on INTERACT; rule_share: possible / fired)\n\n"
-        + report.markdown_table(free)
+        + "\n\nPushes free-running, judged on the model's own decoded world before the step (possible: fired "
+        "where the oracle's step from that world pushes; rule_pushes: every push the rule makes there, fired or "
+        "not; rule_share: possible / fired; rule_recall: possible / rule_pushes)\n\n" + report.markdown_table(free)
     )
 
 

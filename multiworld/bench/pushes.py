@@ -2,14 +2,16 @@
 
 - **Staged pushers** (push-v0): in every world one box is moved to the cell before a goal and one
   agent stands right behind it, facing it (:mod:`multiworld.models.staging`); that agent INTERACTs
-  ``repeats`` times while the others wait. The oracle pays the first push only (then the box sits
+  ``STAGED_REPEATS`` times while the others wait. The oracle pays the first push only (then the box sits
   on the goal and the cell beyond is not free); a model whose push does not move the box in its
   scene pays at every INTERACT. Counts: payouts and pushes of both, and the worlds whose decoded
   boxes end in the cells where the oracle's are.
-- **Pushes fired free-running** (random actions): every push the model fires, judged by the
-  oracle's push rule on the model's own decoded world before the step: was its action INTERACT,
-  was a box ahead, and would the rule push it (a box ahead with room beyond). A push the rule
-  would not make is a false push; each one also writes its window of the scene (the push write).
+- **Pushes free-running** (random and scripted actions): every push the model fires, judged by
+  the oracle's push rule on the model's own decoded world before the step: was its action
+  INTERACT, was a box ahead, and would the oracle's step from that world with the same joint
+  action push it (a box ahead with room beyond, nobody contending or in its way). A push the
+  rule would not make is a false push; each one also writes its window of the scene (the push
+  write). And every push the rule makes on that world, fired or not: the pushes the model missed.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ class PushTask:
     spec: SimSpec
     kind: str  # "staged" or "free"
     scenario: str
+    policy: str  # the free-running agents' policy ("random" or "scripted"); staged: "staged"
     num_agents: int
     seeds: tuple[int, ...]
     steps: int
@@ -47,7 +50,7 @@ def run_push_task(task: PushTask) -> dict:
     oracle, model = simulators(task.spec, task.scenario, task.num_agents, len(task.seeds))
     try:
         run = _staged if task.kind == "staged" else _free
-        return {"kind": task.kind, "scenario": task.scenario, **run(task, oracle, model)}
+        return {"kind": task.kind, "scenario": task.scenario, "policy": task.policy, **run(task, oracle, model)}
     finally:
         oracle.close()
         model.close()
@@ -99,7 +102,8 @@ def _staged(task: PushTask, oracle, model) -> dict:
 
 def _free(task: PushTask, oracle, model) -> dict:
     from multiworld.agents.policies import make_policy
-    from multiworld.world.dynamics import cells_ahead, push_possible
+    from multiworld.world.dynamics import cells_ahead
+    from multiworld.world.dynamics import step as world_step
     from multiworld.world.scenarios import get_scenario
 
     seeds, b = list(task.seeds), len(task.seeds)
@@ -107,14 +111,16 @@ def _free(task: PushTask, oracle, model) -> dict:
     oracle.reset_state(seeds)
     model.reset_state(seeds)
     names = list(model.agent_names)
-    actor = make_policy("random", seed=int(seeds[0]))
-    c = {k: np.zeros(b) for k in ("fired", "interact", "box_ahead", "possible", "oracle_pushes")}
+    actor = make_policy(task.policy, seed=int(seeds[0]))
+    c = {k: np.zeros(b) for k in ("fired", "interact", "box_ahead", "possible", "rule_pushes", "oracle_pushes")}
     for _ in range(task.steps):
         actions = actor.act(oracle.world_state())
         seen = _seen(model).copy()  # the model's own world before the step
         front, _ = cells_ahead(seen.poses)
         ahead = (seen.boxes[:, None, :, :] == front[:, :, None, :]).all(-1).any(-1)  # (B, N)
-        possible = push_possible(seen, seen.poses, arena) & (actions == int(Action.INTERACT))
+        _, rule = world_step(seen, actions, arena)  # the oracle's step on the model's world
+        possible = rule.pushed >= 0  # (B, N)
+        c["rule_pushes"] += possible.sum(1)
         _, _, m_events = model.advance(actions)
         _, _, o_events = oracle.advance(actions)
         for w in range(b):
@@ -131,16 +137,17 @@ def _free(task: PushTask, oracle, model) -> dict:
 
 
 def summarize(raw: list[dict]) -> dict:
-    """Totals per scenario for each kind, with the share of fired pushes the rule would make."""
+    """Totals per task (``staged/push-v0``, ``free/POLICY/SCENARIO``); free-running, the share of
+    fired pushes the rule makes (``rule_share``) and of the rule's pushes fired (``rule_recall``)."""
     out: dict = {}
     for r in raw:
-        key = f"{r['kind']}/{r['scenario']}"
+        key = "staged/push-v0" if r["kind"] == "staged" else f"free/{r['policy']}/{r['scenario']}"
         out[key] = {k: int(np.sum(v)) for k, v in r.items() if isinstance(v, list)}
         if r["kind"] == "free":
-            fired, possible = np.asarray(r["fired"], float), np.asarray(r["possible"], float)
-            if fired.sum():
-                out[key]["rule_share"] = round(float(possible.sum() / fired.sum()), 4)
-                out[key]["rule_share_ci"] = stats.interval(
-                    stats.ratio_of_sums(possible, fired), stats.resamples(len(fired))
-                )
+            possible = np.asarray(r["possible"], float)
+            for name, den in (("rule_share", "fired"), ("rule_recall", "rule_pushes")):
+                d = np.asarray(r[den], float)
+                if d.sum():
+                    out[key][name] = round(float(possible.sum() / d.sum()), 4)
+                    out[key][f"{name}_ci"] = stats.interval(stats.ratio_of_sums(possible, d), stats.resamples(len(d)))
     return out
