@@ -11,7 +11,8 @@
   INTERACT, was a box ahead, and would the oracle's step from that world with the same joint
   action push it (a box ahead with room beyond, nobody contending or in its way). A push the
   rule would not make is a false push; each one also writes its window of the scene (the push
-  write). And every push the rule makes on that world, fired or not: the pushes the model missed.
+  write). And every push the rule makes on that world, fired or not: the pushes the model missed;
+  what the model paid, and what it paid at steps whose fired pushes were all false.
 """
 
 from __future__ import annotations
@@ -112,7 +113,8 @@ def _free(task: PushTask, oracle, model) -> dict:
     model.reset_state(seeds)
     names = list(model.agent_names)
     actor = make_policy(task.policy, seed=int(seeds[0]))
-    c = {k: np.zeros(b) for k in ("fired", "interact", "box_ahead", "possible", "rule_pushes", "oracle_pushes")}
+    keys = ("fired", "interact", "box_ahead", "possible", "rule_pushes", "oracle_pushes", "paid", "paid_false")
+    c = {k: np.zeros(b) for k in keys}
     for _ in range(task.steps):
         actions = actor.act(oracle.world_state())
         seen = _seen(model).copy()  # the model's own world before the step
@@ -121,17 +123,19 @@ def _free(task: PushTask, oracle, model) -> dict:
         _, rule = world_step(seen, actions, arena)  # the oracle's step on the model's world
         possible = rule.pushed >= 0  # (B, N)
         c["rule_pushes"] += possible.sum(1)
-        _, _, m_events = model.advance(actions)
+        m_rewards, _, m_events = model.advance(actions)
         _, _, o_events = oracle.advance(actions)
         for w in range(b):
-            for e in m_events[w]:
-                if e["type"] != "push":
-                    continue
-                i = names.index(e["agent"])
+            pushers = [names.index(e["agent"]) for e in m_events[w] if e["type"] == "push"]
+            for i in pushers:
                 c["fired"][w] += 1
                 c["interact"][w] += actions[w, i] == int(Action.INTERACT)
                 c["box_ahead"][w] += ahead[w, i]
                 c["possible"][w] += possible[w, i]
+            paid = float(np.sum(m_rewards[w]))
+            c["paid"][w] += paid
+            if pushers and not possible[w, pushers].any():  # what a step of false pushes only paid
+                c["paid_false"][w] += paid
             c["oracle_pushes"][w] += sum(e["type"] == "push" for e in o_events[w])
     return {k: v.tolist() for k, v in c.items()}
 
