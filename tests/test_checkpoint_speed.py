@@ -4,37 +4,20 @@ out of git history."""
 
 from __future__ import annotations
 
-import importlib.util
-import pathlib
-import sys
-
 import pytest
 
+from tests.helpers.scripts import capture_results, load_script
+
 pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py
-SCRIPT = pathlib.Path(__file__).resolve().parents[1] / "benchmarks" / "checkpoint_speed.py"
 
 
 @pytest.fixture(scope="module")
 def script():
-    sys.path.insert(0, str(SCRIPT.parent))
-    try:
-        spec = importlib.util.spec_from_file_location("checkpoint_speed", SCRIPT)
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        yield module
-    finally:
-        sys.path.remove(str(SCRIPT.parent))
+    return load_script("checkpoint_speed")
 
 
 def test_a_run_against_the_default_of_git_history_writes_paired_rounds(script, monkeypatch):
-    written = {}
-    monkeypatch.setattr(
-        script,
-        "write_results",
-        lambda name, payload, table, checkpoints: (
-            written.update(name=name, payload=payload, table=table, checkpoints=checkpoints) or pathlib.Path(name)
-        ),
-    )
+    written = capture_results(script, monkeypatch)
     assert script.main(["--against", "git:HEAD", "--rounds", "2", "--steps", "1"]) == 0
     payload = written["payload"]
     assert payload["against"] == "git:HEAD" and written["name"] == "checkpoint_speed"

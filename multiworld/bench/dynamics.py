@@ -181,8 +181,9 @@ def _push_tables(p: dict) -> str:
         + report.markdown_table(staged)
         + "\n\nPushes free-running, judged on the model's own decoded world before the step (possible: fired "
         "where the oracle's step from that world pushes; rule_pushes: every push the rule makes there, fired or "
-        "not; rule_share: possible / fired; rule_recall: possible / rule_pushes; paid: what the model paid, "
-        "paid_false: at steps whose fired pushes the rule makes none of)\n\n" + report.markdown_table(free)
+        "not; rule_share: possible / fired; rule_recall: possible / rule_pushes; paid / oracle_paid: what the "
+        "model and the oracle paid; paid_false: at steps whose fired pushes the rule makes none of)\n\n"
+        + report.markdown_table(free)
     )
 
 

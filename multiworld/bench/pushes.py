@@ -12,7 +12,8 @@
   action push it (a box ahead with room beyond, nobody contending or in its way). A push the
   rule would not make is a false push; each one also writes its window of the scene (the push
   write). And every push the rule makes on that world, fired or not: the pushes the model missed;
-  what the model paid, and what it paid at steps whose fired pushes were all false.
+  what the model paid (and the oracle, in its own world), and what the model paid at steps whose
+  fired pushes were all false.
 """
 
 from __future__ import annotations
@@ -113,7 +114,17 @@ def _free(task: PushTask, oracle, model) -> dict:
     model.reset_state(seeds)
     names = list(model.agent_names)
     actor = make_policy(task.policy, seed=int(seeds[0]))
-    keys = ("fired", "interact", "box_ahead", "possible", "rule_pushes", "oracle_pushes", "paid", "paid_false")
+    keys = (
+        "fired",
+        "interact",
+        "box_ahead",
+        "possible",
+        "rule_pushes",
+        "oracle_pushes",
+        "paid",
+        "paid_false",
+        "oracle_paid",
+    )
     c = {k: np.zeros(b) for k in keys}
     for _ in range(task.steps):
         actions = actor.act(oracle.world_state())
@@ -124,7 +135,8 @@ def _free(task: PushTask, oracle, model) -> dict:
         possible = rule.pushed >= 0  # (B, N)
         c["rule_pushes"] += possible.sum(1)
         m_rewards, _, m_events = model.advance(actions)
-        _, _, o_events = oracle.advance(actions)
+        o_rewards, _, o_events = oracle.advance(actions)
+        c["oracle_paid"] += np.asarray(o_rewards).sum(1)
         for w in range(b):
             pushers = [names.index(e["agent"]) for e in m_events[w] if e["type"] == "push"]
             for i in pushers:
