@@ -51,6 +51,12 @@ JOBS = [
     Job("autoreset", [PY, "benchmarks/autoreset.py"], ("autoreset.json",), 1),
     Job("model_speed", [PY, "benchmarks/model_speed.py"], ("model_speed.json",), 1),
     Job("vector_speed", [PY, "benchmarks/vector_speed.py"], ("vector_speed.json",), 4),
+    Job(
+        "checkpoint_speed",
+        [PY, "benchmarks/checkpoint_speed.py", "--against", "git:19fd5ae", "--compiled"],
+        ("checkpoint_speed.json",),
+        3,
+    ),
     Job("model_crash", [PY, "benchmarks/model_crash.py"], ("model_crash.json",), 6),
     Job("viewer", [PY, "benchmarks/viewer_bench.py"], ("viewer.json",), 3),
     Job("ray", [PY, "benchmarks/ray_bench.py"], ("ray.json",), 2),
