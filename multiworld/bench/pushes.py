@@ -1,7 +1,8 @@
 """Pushes in the learned world, judged by the oracle's push rule (a section of ``bench dynamics``).
 
 - **Staged pushers** (push-v0): in every world one box is moved to the cell before a goal and one
-  agent stands right behind it, facing it (:mod:`multiworld.models.staging`); that agent INTERACTs
+  agent stands right behind it, heading within 70 degrees of it (:mod:`multiworld.models.staging`;
+  the push rule's front cell turns at 45, so some of them push nothing); that agent INTERACTs
   ``STAGED_REPEATS`` times while the others wait. The oracle pays the first push only (then the box sits
   on the goal and the cell beyond is not free); a model whose push does not move the box in its
   scene pays at every INTERACT. Counts: payouts and pushes of both, and the worlds whose decoded
