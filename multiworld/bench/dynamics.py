@@ -27,6 +27,7 @@ import pathlib
 import numpy as np
 
 from multiworld.bench import pushes, report, stats
+from multiworld.bench.rollout import paired_simulators
 from multiworld.bench.runner import Runner, Settings
 from multiworld.bench.state_accuracy import symbolic_accuracy
 from multiworld.bench.variants import SimSpec
@@ -67,19 +68,6 @@ class DynamicsTask:
         check_held_out(self.seeds)
 
 
-def simulators(spec: SimSpec, scenario: str, n: int, b: int):
-    """The oracle and the shared variant's simulator of ``b`` worlds of ``n`` agents."""
-    from multiworld.runtime.factory import make_simulator
-
-    oracle = make_simulator("oracle", scenario=scenario, num_agents=n, num_worlds=b)
-    weights = spec.weights("shared")
-    kwargs = {"device": spec.device, **({"checkpoint": weights} if weights is not None else {})}
-    if spec.backend == "model":  # physics needs the walls no agent has seen yet: the map at reset
-        kwargs["init"] = "map"
-    model = make_simulator(spec.backend, scenario=scenario, num_agents=n, num_worlds=b, **kwargs)
-    return oracle, model
-
-
 def _advance(sim, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray, list[list[dict]]]:
     """One step without rendering any view: the poses (B, N, 3), rewards and events."""
     rewards, _, events = sim.advance(actions)
@@ -96,7 +84,7 @@ def run_dynamics_task(task: DynamicsTask) -> dict:
     """Per-world sums of every count the summary needs (lists over worlds, JSON-ready)."""
     from multiworld.agents.policies import make_policy
 
-    oracle, model = simulators(task.spec, task.scenario, task.num_agents, len(task.seeds))
+    oracle, model = paired_simulators(task.spec, task.scenario, task.num_agents, len(task.seeds))
     b, n = len(task.seeds), task.num_agents
     zeros = lambda: np.zeros(b)  # noqa: E731
     c = {k: zeros() for k in ("agent_steps", "outside", "solid", "ok", "blocked", "blocked_ok")}

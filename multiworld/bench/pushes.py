@@ -24,6 +24,7 @@ import dataclasses
 import numpy as np
 
 from multiworld.bench import stats
+from multiworld.bench.rollout import paired_simulators
 from multiworld.bench.variants import SimSpec
 from multiworld.seeds import check_held_out
 from multiworld.world.state import Action
@@ -48,9 +49,7 @@ class PushTask:
 
 
 def run_push_task(task: PushTask) -> dict:
-    from multiworld.bench.dynamics import simulators
-
-    oracle, model = simulators(task.spec, task.scenario, task.num_agents, len(task.seeds))
+    oracle, model = paired_simulators(task.spec, task.scenario, task.num_agents, len(task.seeds))
     try:
         run = _staged if task.kind == "staged" else _free
         return {"kind": task.kind, "scenario": task.scenario, "policy": task.policy, **run(task, oracle, model)}

@@ -44,3 +44,17 @@ def lockstep(
     finally:
         for s in (oracle, *sims.values()):
             s.close()
+
+
+def paired_simulators(spec: SimSpec, scenario: str, n: int, b: int):
+    """The oracle and the shared variant's simulator of ``b`` worlds of ``n`` agents (``bench dynamics``:
+    the model resets from the map, since its physics needs walls no agent has seen yet)."""
+    from multiworld.runtime.factory import make_simulator
+
+    oracle = make_simulator("oracle", scenario=scenario, num_agents=n, num_worlds=b)
+    weights = spec.weights("shared")
+    kwargs = {"device": spec.device, **({"checkpoint": weights} if weights is not None else {})}
+    if spec.backend == "model":  # physics needs the walls no agent has seen yet: the map at reset
+        kwargs["init"] = "map"
+    model = make_simulator(spec.backend, scenario=scenario, num_agents=n, num_worlds=b, **kwargs)
+    return oracle, model
