@@ -19,11 +19,10 @@ import pathlib
 import subprocess
 import sys
 import tempfile
-import time
 
 import numpy as np
 import torch
-from common import markdown_table, write_results
+from common import markdown_table, timed_update_and_render, write_results
 from tqdm import tqdm
 
 from multiworld.bench import stats
@@ -60,15 +59,9 @@ def _round(sim: ModelSimulator, steps: int, rng: np.random.Generator) -> dict[st
     """Per-step median ms of each part over ``steps`` steps."""
     times: dict[str, list[float]] = {k: [] for k in PARTS}
     for _ in range(steps):
-        a = torch.as_tensor(rng.integers(0, 8, (1, 4)))
-        t0 = time.perf_counter()
-        sim._update_latent(a)
-        t1 = time.perf_counter()
-        with torch.inference_mode(), sim._autocast():
-            sim._render()
-        t2 = time.perf_counter()
-        times["state_update"].append(t1 - t0)
-        times["render"].append(t2 - t1)
+        update, render = timed_update_and_render(sim, torch.as_tensor(rng.integers(0, 8, (1, 4))))
+        times["state_update"].append(update)
+        times["render"].append(render)
     return {k: 1000 * float(np.median(v)) for k, v in times.items()}
 
 

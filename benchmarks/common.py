@@ -6,6 +6,7 @@ import datetime
 import functools
 import json
 import pathlib
+import time
 
 from multiworld.bench.provenance import commit, machine, stamp
 from multiworld.bench.report import markdown_table as _markdown_table
@@ -30,3 +31,16 @@ def write_results(name: str, payload: dict, table: str, checkpoints: dict | None
 
 
 markdown_table = functools.partial(_markdown_table, cell=str)  # the scripts round their numbers themselves
+
+
+def timed_update_and_render(sim, actions) -> tuple[float, float]:
+    """One state update and one render of all views of a model simulator (eager or compiled, at its
+    precision, under inference mode as the simulator renders): seconds of each."""
+    import torch
+
+    t0 = time.perf_counter()
+    sim._update_latent(actions)
+    t1 = time.perf_counter()
+    with torch.inference_mode(), sim._autocast():
+        sim._render()
+    return t1 - t0, time.perf_counter() - t1

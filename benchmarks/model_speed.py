@@ -26,7 +26,7 @@ import time
 
 import numpy as np
 import torch
-from common import markdown_table, write_results
+from common import markdown_table, timed_update_and_render, write_results
 from tqdm import tqdm
 
 from multiworld.seeds import model_evaluation_seeds
@@ -49,16 +49,10 @@ def measure(checkpoint, agents: int, steps: int, threads: int, compiled: bool = 
     t_update = t_render = t_decode = 0.0
     ref = sim.readout
     for _ in range(steps):
-        a = torch.as_tensor(rng.integers(0, 8, (1, agents)))
-        t0 = time.perf_counter()
-        sim._update_latent(a)
-        t1 = time.perf_counter()
-        with torch.inference_mode(), sim._autocast():
-            sim._render()
+        update, render = timed_update_and_render(sim, torch.as_tensor(rng.integers(0, 8, (1, agents))))
         t2 = time.perf_counter()
         ref = decode_state(model, sim.latent, ref)
-        t3 = time.perf_counter()
-        t_update, t_render, t_decode = t_update + t1 - t0, t_render + t2 - t1, t_decode + t3 - t2
+        t_update, t_render, t_decode = t_update + update, t_render + render, t_decode + time.perf_counter() - t2
     sim.reset([2_000_001])
     t0 = time.perf_counter()
     for _ in range(steps):
