@@ -6,6 +6,7 @@ at every step each simulator's views and decoded state can be compared with the 
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Iterable
 
 from multiworld.bench.variants import SimSpec
@@ -46,15 +47,9 @@ def lockstep(
             s.close()
 
 
-def paired_simulators(spec: SimSpec, scenario: str, n: int, b: int):
-    """The oracle and the shared variant's simulator of ``b`` worlds of ``n`` agents (``bench dynamics``:
-    the model resets from the map, since its physics needs walls no agent has seen yet)."""
-    from multiworld.runtime.factory import make_simulator
-
-    oracle = make_simulator("oracle", scenario=scenario, num_agents=n, num_worlds=b)
-    weights = spec.weights("shared")
-    kwargs = {"device": spec.device, **({"checkpoint": weights} if weights is not None else {})}
-    if spec.backend == "model":  # physics needs the walls no agent has seen yet: the map at reset
-        kwargs["init"] = "map"
-    model = make_simulator(spec.backend, scenario=scenario, num_agents=n, num_worlds=b, **kwargs)
-    return oracle, model
+def paired_simulators(spec: SimSpec, scenario: str, n: int, b: int) -> tuple[Simulator, Simulator]:
+    """The oracle and the shared variant's simulator of ``b`` worlds of ``n`` agents in ``scenario``
+    (``bench dynamics``: the model resets from the map, since its physics needs the walls no agent
+    has seen yet)."""
+    spec = dataclasses.replace(spec, scenario=scenario, init="map")
+    return spec.build("oracle", n, b), spec.backend_simulator(n, b, spec.weights("shared"))
