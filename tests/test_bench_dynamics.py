@@ -46,6 +46,9 @@ def test_the_oracle_against_itself_scores_exactly_right(tmp_path):
     written = json.loads((tmp_path / "dynamics.json").read_text())
     assert "provenance" in written and (tmp_path / "dynamics.md").exists()
     assert "Staged pushers" in (tmp_path / "dynamics.md").read_text()
+    for scenario, closed in res["closed_loop"].items():  # closed-loop: the same run on both sides
+        assert closed["paid"] == closed["oracle_paid"] and closed["missed_items"] == 0, (scenario, closed)
+    assert set(res["closed_loop"]) == set(dynamics.BOXED) and "closed-loop" in (tmp_path / "dynamics.md").read_text()
 
 
 @pytest.mark.parametrize("scenario", dynamics.BOXED)
@@ -77,6 +80,8 @@ def test_a_tiny_run_of_the_shipped_model_writes_every_figure(tmp_path):
     free = {f"free/{p}/{s}" for s in dynamics.BOXED for p in ("random", "scripted")}
     assert set(res["pushes"]) == {"staged/push-v0", *free}
     assert res["pushes"]["staged/push-v0"]["worlds"] == 1
+    closed = res["closed_loop"]["push-v0"]  # the closed-loop payouts: the scenarios of the run that pay
+    assert set(res["closed_loop"]) == {"push-v0"} and len(closed["paid_difference_ci"]) == 2, closed
 
 
 def test_move_targets_name_the_outcome_of_every_move():
@@ -99,3 +104,51 @@ def test_move_targets_name_the_outcome_of_every_move():
         after, _ = world_step(state, action, arena)
         _, outcome = move_targets(state.poses, after.poses, action, arena)
         assert int(outcome[0, 0]) == expected, (pose, outcome)
+
+
+def _closed_loop_task(scenario: str, steps: int):
+    from multiworld.bench import closed_loop
+    from multiworld.seeds import probe_seeds
+
+    seeds = tuple(probe_seeds("dynamics", 3, dynamics.CLOSED_SEED_OFFSET))
+    return closed_loop.ClosedLoopTask(SimSpec(backend="oracle"), scenario, 3, seeds, steps)
+
+
+@pytest.mark.parametrize("scenario", dynamics.BOXED)
+def test_closed_loop_payouts_of_the_oracle_against_itself_agree_exactly(scenario):
+    """Each simulator's scripted policy reads its own world: with the oracle on both sides the two
+    runs are the same run, so everything is paid alike and the rule on its own world misses nothing."""
+    from multiworld.bench import closed_loop
+
+    raw = closed_loop.run_closed_loop_task(_closed_loop_task(scenario, 150))
+    s = closed_loop.summarize([raw])[scenario]
+    assert raw["paid"] == raw["oracle_paid"] and s["paid"] > 0, s  # scripted agents earn in 150 steps
+    assert s["missed_items"] == 0 and s["model_items"] == s["rule_items"], s
+    assert s["possible"] == s["fired"] == s["rule_pushes"], s
+    if scenario == "forage-v0":
+        assert s["rule_items"] > 0, s
+    else:
+        assert s["fired"] > 0, s
+    assert s["ratio"] == 1.0 and s["paid_difference_ci"] == [0.0, 0.0], s
+
+
+def test_closed_loop_payouts_catch_a_world_that_never_picks_up():
+    """A backend whose items are never picked up (the rule's pickups on its own world all missed):
+    the section counts every item the rule picks there as missed, and the payout falls short."""
+    from multiworld.bench import closed_loop
+    from multiworld.sim.oracle import OracleSimulator
+
+    class NoPickups(OracleSimulator):
+        def _advance(self, actions):
+            alive = self.state.items_alive.copy()
+            rewards, terminated, events = super()._advance(actions)
+            self.state.items_alive[:] = alive
+            return np.zeros_like(rewards), terminated, [[e for e in ev if e["type"] != "pickup"] for ev in events]
+
+    task = _closed_loop_task("forage-v0", 80)
+    scenario = get_scenario("forage-v0")
+    oracle, broken = (cls(scenario, 3, len(task.seeds)) for cls in (OracleSimulator, NoPickups))
+    s = closed_loop.summarize([closed_loop.run_pair(task, oracle, broken)])["forage-v0"]
+    assert s["rule_items"] > 0 and s["missed_items"] == s["rule_items"] and s["missed_share"] == 1.0, s
+    assert s["model_items"] == 0 and s["paid"] == 0 < s["oracle_paid"], s
+    assert s["paid_difference_ci"][1] < 0, s

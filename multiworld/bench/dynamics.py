@@ -15,6 +15,9 @@ from the same held-out worlds (4 agents, ``init="map"``):
   against the oracle's, and the correlation of per-agent returns.
 - **Pushes** judged by the oracle's push rule (:mod:`multiworld.bench.pushes`): staged pushers
   that INTERACT again and again, and every push the model fires free-running, on its own world.
+- **Payouts closed-loop** (:mod:`multiworld.bench.closed_loop`): the scripted policy reading each
+  simulator's own world, as a team trained inside the model meets it; pickups and pushes the
+  oracle's rule makes on the model's world that the model did not.
 
 Headline intervals: 95% bootstrap over probe worlds. Writes ``dynamics.json`` / ``dynamics.md``.
 """
@@ -26,7 +29,7 @@ import pathlib
 
 import numpy as np
 
-from multiworld.bench import pushes, report, stats
+from multiworld.bench import closed_loop, pushes, report, stats
 from multiworld.bench.rollout import paired_simulators
 from multiworld.bench.runner import Runner, Settings
 from multiworld.bench.state_accuracy import symbolic_accuracy
@@ -39,6 +42,7 @@ TOLERANCE = 0.05  # cells: a displacement this close to the oracle's is right
 CELL_STEPS = (10, 100, 200)
 BOXED = ("forage-v0", "push-v0")  # the scenarios with boxes, where pushes are judged
 PUSH_SEED_OFFSET = 100_000  # the push tasks' worlds, after the dynamics tasks'
+CLOSED_SEED_OFFSET = 200_000  # the closed-loop payouts' worlds, after the push tasks'
 
 
 @dataclasses.dataclass(frozen=True)
@@ -149,8 +153,17 @@ def push_tasks(st: Settings, z: Sizes) -> list[pushes.PushTask]:
     return out
 
 
-def _seeds(z: Sizes, block: int) -> tuple[int, ...]:
-    return tuple(probe_seeds("dynamics", z.worlds, PUSH_SEED_OFFSET + block * z.worlds))
+def _seeds(z: Sizes, block: int, offset: int = PUSH_SEED_OFFSET) -> tuple[int, ...]:
+    return tuple(probe_seeds("dynamics", z.worlds, offset + block * z.worlds))
+
+
+def closed_loop_tasks(st: Settings, z: Sizes) -> list[closed_loop.ClosedLoopTask]:
+    """The scripted policy reading each simulator's own world, in the scenarios that pay."""
+    return [
+        closed_loop.ClosedLoopTask(st.spec, scenario, z.agents, _seeds(z, i, CLOSED_SEED_OFFSET), z.steps)
+        for i, scenario in enumerate(closed_loop.SCENARIOS)
+        if scenario in z.scenarios
+    ]
 
 
 def _push_tables(p: dict) -> str:
@@ -264,11 +277,13 @@ def run(st: Settings, z: Sizes, runner: Runner, out: pathlib.Path) -> dict:
     s = summarize(raw)
     push_raw = runner.map(pushes.run_push_task, push_tasks(st, z), desc="pushes")
     s["pushes"] = pushes.summarize(push_raw)
+    closed_raw = runner.map(closed_loop.run_closed_loop_task, closed_loop_tasks(st, z), desc="closed-loop")
+    s["closed_loop"] = closed_loop.summarize(closed_raw)
     vs = st.variants
     results = {v: {} for v in vs}
     results["shared"] = s
     results["oracle"] = {"outside": 0.0, "in_solid": 0.0, "displacement_ok": 1.0, "event_precision": 1.0}
-    results["details"] = {"tasks": raw, "push_tasks": push_raw}
+    results["details"] = {"tasks": raw, "push_tasks": push_raw, "closed_loop_tasks": closed_raw}
     config = {**st.config(), **dataclasses.asdict(z), "policies": list(POLICIES), "tolerance": TOLERANCE}
     report.write_json(out, "dynamics", results, config)
     keys = ("outside", "in_solid", "displacement_ok", "blocked_ok", "event_precision", "event_recall")
@@ -290,6 +305,10 @@ def run(st: Settings, z: Sizes, runner: Runner, out: pathlib.Path) -> dict:
             ("Payouts, free-running", report.markdown_table(pay)),
             ("Payouts, teacher-forced (each step from the oracle's state)", report.markdown_table(pay_teacher)),
             ("Pushes judged by the oracle's push rule (multiworld.bench.pushes)", _push_tables(s["pushes"])),
+            (
+                closed_loop.TITLE,
+                closed_loop.LEGEND + "\n\n" + report.markdown_table(closed_loop.table_rows(s["closed_loop"])),
+            ),
         ],
         config,
     )

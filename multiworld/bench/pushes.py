@@ -58,7 +58,7 @@ def run_push_task(task: PushTask) -> dict:
         model.close()
 
 
-def _seen(sim):
+def seen_state(sim):
     """The world as the simulator under test sees it: the model's decoded cells (the oracle's own)."""
     return sim.decoded_state() if hasattr(sim, "decoded_state") else sim.world_state()
 
@@ -93,7 +93,7 @@ def _staged(task: PushTask, oracle, model) -> dict:
             rewards, _, events = sim.advance(actions)
             paid[name] += np.asarray(rewards).sum(1)
             pushes[name] += [sum(e["type"] == "push" for e in evs) for evs in events]
-    same_boxes = [m == o for m, o in zip(_box_cells(_seen(model)), _box_cells(oracle.world_state()), strict=True)]
+    same_boxes = [m == o for m, o in zip(_box_cells(seen_state(model)), _box_cells(oracle.world_state()), strict=True)]
     return {
         "worlds": used.astype(int).tolist(),
         **{f"paid_{k}": (v * used).tolist() for k, v in paid.items()},
@@ -128,7 +128,7 @@ def _free(task: PushTask, oracle, model) -> dict:
     c = {k: np.zeros(b) for k in keys}
     for _ in range(task.steps):
         actions = actor.act(oracle.world_state())
-        seen = _seen(model).copy()  # the model's own world before the step
+        seen = seen_state(model).copy()  # the model's own world before the step
         front, _ = cells_ahead(seen.poses)
         ahead = (seen.boxes[:, None, :, :] == front[:, :, None, :]).all(-1).any(-1)  # (B, N)
         _, rule = world_step(seen, actions, arena)  # the oracle's step on the model's world

@@ -1,0 +1,142 @@
+"""Payouts closed-loop, the way a learner meets the model (a section of ``bench dynamics``).
+
+The payouts table feeds the model the oracle's actions (the scripted policy reads the oracle's
+state), so an agent of the model a cell off the oracle's loses the payout it would have earned on
+its own world. A team trained inside the model meets it closed-loop: its policy reads the model's
+world (the env's ``state()``) and the model pays for what was done there. Here the oracle and the
+model each run the scripted policy (same seed) on their own world from the same held-out worlds:
+their totals and the paired per-world difference. And every step of the model is judged by the
+oracle's rule on the model's own decoded world before the step:
+
+- **items**: the items the rule picks up on that world at some step, and those of them the model
+  never picks up (a pickup missed where the agent stands on the item the model's world still shows;
+  its policy then waits there);
+- **pushes**: every push the rule makes there (``rule_pushes``), the model's (``fired``) and those
+  fired where the rule pushes too (``possible``), as in :mod:`multiworld.bench.pushes`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+from multiworld.bench import stats
+from multiworld.bench.pushes import seen_state
+from multiworld.bench.rollout import paired_simulators
+from multiworld.bench.variants import SimSpec
+from multiworld.seeds import check_held_out
+
+SCENARIOS = ("forage-v0", "push-v0")  # the scenarios that pay
+KEYS = ("paid", "oracle_paid", "rule_items", "model_items", "missed_items", "rule_pushes", "fired", "possible")
+
+
+@dataclasses.dataclass(frozen=True)
+class ClosedLoopTask:
+    spec: SimSpec
+    scenario: str
+    num_agents: int
+    seeds: tuple[int, ...]
+    steps: int
+
+    def __post_init__(self) -> None:
+        check_held_out(self.seeds)
+
+
+def run_closed_loop_task(task: ClosedLoopTask) -> dict:
+    oracle, model = paired_simulators(task.spec, task.scenario, task.num_agents, len(task.seeds))
+    try:
+        return run_pair(task, oracle, model)
+    finally:
+        oracle.close()
+        model.close()
+
+
+def run_pair(task: ClosedLoopTask, oracle, model) -> dict:
+    """Per-world counts of ``task`` with these two simulators (``model``: the one under test)."""
+    from multiworld.agents.policies import make_policy
+    from multiworld.world.dynamics import step as world_step
+    from multiworld.world.scenarios import get_scenario
+
+    seeds, b = list(task.seeds), len(task.seeds)
+    arena = get_scenario(task.scenario).arena_config(num_agents=task.num_agents)
+    c = {k: np.zeros(b) for k in KEYS}
+    returns = {"model": np.zeros((b, task.num_agents)), "oracle": np.zeros((b, task.num_agents))}
+    rule_items: list[set[int]] = [set() for _ in range(b)]
+    model_items: list[set[int]] = [set() for _ in range(b)]
+    oracle.reset_state(seeds)
+    model.reset_state(seeds)
+    names = list(model.agent_names)
+    actors = {"oracle": make_policy("scripted", seed=seeds[0]), "model": make_policy("scripted", seed=seeds[0])}
+    for _ in range(task.steps):
+        o_rewards, _, _ = oracle.advance(actors["oracle"].act(oracle.world_state()))
+        returns["oracle"] += o_rewards
+        actions = actors["model"].act(model.world_state())
+        _, rule = world_step(seen_state(model), actions, arena)  # the oracle's step on the model's world
+        m_rewards, _, m_events = model.advance(actions)
+        returns["model"] += m_rewards
+        c["rule_pushes"] += (rule.pushed >= 0).sum(1)
+        for w, i in zip(*np.nonzero(rule.picked >= 0), strict=True):
+            rule_items[w].add(int(rule.picked[w, i]))
+        for w in range(b):
+            for e in m_events[w]:
+                if e["type"] == "pickup":
+                    model_items[w].add(int(e["item"]))
+                elif e["type"] == "push":
+                    c["fired"][w] += 1
+                    c["possible"][w] += rule.pushed[w, names.index(e["agent"])] >= 0
+    c["paid"], c["oracle_paid"] = returns["model"].sum(1), returns["oracle"].sum(1)
+    c["rule_items"] = np.array([len(s) for s in rule_items], float)
+    c["model_items"] = np.array([len(s) for s in model_items], float)
+    c["missed_items"] = np.array([len(r - m) for r, m in zip(rule_items, model_items, strict=True)], float)
+    return {"scenario": task.scenario, **{k: v.tolist() for k, v in c.items()}}
+
+
+def summarize(raw: list[dict]) -> dict:
+    """Per scenario: totals, ``ratio`` (model / oracle paid) with the paired per-world difference
+    (model - oracle) and its interval, the share of the rule's items the model missed, and the
+    push shares as in :func:`multiworld.bench.pushes.summarize`."""
+    out = {}
+    for r in raw:
+        paid, oracle = np.asarray(r["paid"], float), np.asarray(r["oracle_paid"], float)
+        idx = stats.resamples(len(paid))
+        s: dict = {k: int(np.sum(r[k])) for k in KEYS}
+        s["ratio"] = round(float(paid.sum() / oracle.sum()), 4) if oracle.sum() else None
+        diff = paid - oracle
+        s["paid_difference_per_world"] = round(float(diff.mean()), 4)
+        s["paid_difference_ci"] = stats.interval(lambda i, d=diff: float(d[i].mean()), idx)
+        for name, num, den in (
+            ("missed_share", "missed_items", "rule_items"),
+            ("rule_share", "possible", "fired"),
+            ("rule_recall", "possible", "rule_pushes"),
+        ):
+            n, d = np.asarray(r[num], float), np.asarray(r[den], float)
+            s[name] = round(float(n.sum() / d.sum()), 4) if d.sum() else None
+        out[r["scenario"]] = s
+    return out
+
+
+def table_rows(summary: dict) -> list[dict]:
+    rows = []
+    for scenario, s in summary.items():
+        lo, hi = s["paid_difference_ci"]
+        rows.append(
+            {
+                "scenario": scenario,
+                "paid": s["paid"],
+                "oracle_paid": s["oracle_paid"],
+                "ratio": s["ratio"],
+                "difference per world": f"{s['paid_difference_per_world']} [{lo}, {hi}]",
+                **{k: s[k] for k in ("rule_items", "missed_items", "missed_share", "fired", "possible", "rule_pushes")},
+            }
+        )
+    return rows
+
+
+TITLE = "Payouts closed-loop: each simulator's scripted policy reads its own world (multiworld.bench.closed_loop)"
+LEGEND = (
+    "paid / oracle_paid: the model's total when the policy reads the model's world, the oracle's when it reads "
+    "the oracle's; difference per world: model - oracle [95% paired bootstrap over worlds]. Judged on the model's "
+    "own decoded world before each step: rule_items, the items the oracle's rule picks up there at some step; "
+    "missed_items, those the model never picks up; fired / possible / rule_pushes as in the pushes section."
+)
