@@ -50,6 +50,7 @@ import torch
 from torch import nn
 
 from multiworld.models.geometry import agent_pairs, fourier, gather_cells, window_offsets, wrap_angle
+from multiworld.models.heads import CELL_CHANNELS
 from multiworld.models.motion import AgentBlock, FitMotion, PositionJudge, heading_action, mlp
 from multiworld.models.quantize import snap
 from multiworld.models.scene_write import write_scene
@@ -113,6 +114,10 @@ class StateUpdateConfig:
     # what the event the model judged is worth, also at a step the teacher's event came a step
     # earlier or later.
     own: str = "head"
+    # What the judgements (reach, push, worth) read around a pose: "tokens", or "cells", the decoder's
+    # cell classes of them (probabilities, no gradient into the decoder): they answer for the world
+    # the readout shows also where a free-running episode has drifted the tokens.
+    judges: str = "tokens"
 
 
 class StateUpdateModel(nn.Module):
@@ -171,12 +176,17 @@ class StateUpdateModel(nn.Module):
             nn.init.zeros_(self.contrib[-1].weight)
             with torch.no_grad():  # an untrained push is worth nothing
                 self.contrib[-1].bias.copy_(torch.tensor(OWN_VALUES).abs().neg() * 4)
+        if cfg.judges not in ("tokens", "cells"):
+            raise ValueError(f"unknown judges {cfg.judges!r}: use 'tokens' or 'cells'")
+        jd = d if cfg.judges == "tokens" else CELL_CHANNELS  # what a judgement reads per cell
+        # "cells": the decoder's reading, set by the world model that owns both (not a submodule)
+        self.cell_reader = None
         if cfg.payout == "judge":
             # What a push from a pose pays: a box from the cell ahead onto a goal +1, off one -1,
             # 0 where no push is possible (the push judgement says whether one fires). Read in
             # the frame of the heading's quarter, so "the cell ahead" is one input.
             self.worth_judge = PositionJudge(
-                d, h, window=WINDOW, extra=2 + NUM_ACTIONS, out=len(OWN_VALUES), egocentric=True
+                jd, h, window=WINDOW, extra=2 + NUM_ACTIONS, out=len(OWN_VALUES), egocentric=True
             )
             nn.init.zeros_(self.worth_judge.net[-1].weight)
             with torch.no_grad():  # an untrained push is worth nothing
@@ -191,9 +201,9 @@ class StateUpdateModel(nn.Module):
         if cfg.own == "events":
             self.own_payer = mlp(h + 2 + 8, h // 2, len(OWN_VALUES))
         if cfg.pickup == "reach":
-            self.reach = PositionJudge(d, h)
+            self.reach = PositionJudge(jd, h)
         if cfg.push == "judge":
-            self.push_judge = PositionJudge(d, h, window=WINDOW, extra=2 + NUM_ACTIONS)
+            self.push_judge = PositionJudge(jd, h, window=WINDOW, extra=2 + NUM_ACTIONS)
             self.push_block = AgentBlock() if cfg.push_agents else None
         self.world_head = mlp(2 * h + d + 8, h // 2, 1 + len(SHARED_VALUES))  # termination, shared payout
         # Which payout classes each scenario's training data pays (read off the data by the
@@ -248,9 +258,18 @@ class StateUpdateModel(nn.Module):
         return feats, win.reshape(bsz, n, -1, scene.shape[-1])
 
     # ----- the step -------------------------------------------------------------------------
-    def judge_pickup(self, scene: torch.Tensor, xy: torch.Tensor) -> torch.Tensor:
-        """``pickup="reach"``: logits ``(B, M)`` that an agent at ``xy (B, M, 2)`` picks an item up."""
-        return self.reach(scene, xy)
+    def judge_scene(self, scene: torch.Tensor) -> torch.Tensor:
+        """What the position judgements read of ``scene (B, S, S, D)`` (``judges``)."""
+        if self.cfg.judges == "tokens":
+            return scene
+        if self.cell_reader is None:
+            raise RuntimeError("judges='cells' reads the decoder's cell classes: build the world model, not this alone")
+        return self.cell_reader(scene).detach()
+
+    def judge(self, name: str, scene: torch.Tensor, xy: torch.Tensor, *args, **kw) -> torch.Tensor:
+        """Judgement ``name`` ("reach", "push_judge", "worth_judge") at positions ``xy (B, M, 2)`` of
+        ``scene (B, S, S, D)``, reading what ``judges`` says (the training losses' entry point)."""
+        return getattr(self, name)(self.judge_scene(scene), xy, *args, **kw)
 
     def forward(
         self, scene: torch.Tensor, agents: torch.Tensor, actions: torch.Tensor, scenario: torch.Tensor
@@ -319,10 +338,11 @@ class StateUpdateModel(nn.Module):
             hs = torch.stack([new_heading.sin(), new_heading.cos()], -1)
             local = torch.cat([h2, onehot, win2.flatten(2), new_xy - new_xy.floor(), hs], -1)
             ev = torch.cat([ev[..., :2] + self.eventer(local), ev[..., 2:]], -1)
+        judged_scene = self.judge_scene(scene)  # what the judgements read, once for all of them
         if cfg.pickup == "reach":  # the pickup judged at the new position, over the scene before the step
-            ev = torch.cat([ev[..., :1], self.judge_pickup(scene, new_xy)[..., None], ev[..., 2:]], -1)
+            ev = torch.cat([ev[..., :1], self.reach(judged_scene, new_xy)[..., None], ev[..., 2:]], -1)
         if cfg.push == "judge":  # the push judged from the new pose and the action
-            judged = self.push_judge(scene, new_xy, heading_action(new_heading, actions))
+            judged = self.push_judge(judged_scene, new_xy, heading_action(new_heading, actions))
             if self.push_block is not None:  # a push happens only where no other agent blocks it
                 judged = torch.minimum(judged, -self.push_block(new_xy, new_heading))
             ev = torch.cat([judged[..., None], ev[..., 1:]], -1)
@@ -346,7 +366,7 @@ class StateUpdateModel(nn.Module):
         if cfg.payout != "pooled":  # what each fired push is worth, summed (the reward lattice's range)
             if cfg.payout == "judge":
                 ha = heading_action(new_heading, actions)
-                contrib_logits = self.worth_judge(scene, new_xy, ha, heading=new_heading)
+                contrib_logits = self.worth_judge(judged_scene, new_xy, ha, heading=new_heading)
             else:
                 contrib_logits = self.contrib(torch.cat([local, scen_e[:, None].expand(-1, n, -1)], -1))
             worth = ev.new_tensor(OWN_VALUES)[contrib_logits.argmax(-1)] * (ev[..., 0] > 0)

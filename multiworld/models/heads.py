@@ -20,6 +20,7 @@ from torch import nn
 from multiworld.world.state import MAX_AGENTS, NUM_FLOOR_PATTERNS, NUM_WALL_MATERIALS, WorldState
 
 NUM_WALL_CLASSES = NUM_WALL_MATERIALS + 1
+CELL_CHANNELS = NUM_WALL_CLASSES + 3  # DecoderHeads.cell_probs: wall classes, goal, box, item
 CELL_KEYS = ("wall", "floor", "goal", "box", "item")
 
 
@@ -67,6 +68,13 @@ class DecoderHeads(nn.Module):
             "box": o[..., w + f + 1],
             "item": o[..., w + f + 2],
         }
+
+    def cell_probs(self, scene: torch.Tensor) -> torch.Tensor:
+        """``(B, S, S, CELL_CHANNELS)``: each cell's wall-class probabilities, then those of goal,
+        box and item (what the judgements read with ``judges="cells"``; floor patterns left out)."""
+        lg = self.logits(scene)
+        binary = torch.stack([lg["goal"], lg["box"], lg["item"]], -1).sigmoid()
+        return torch.cat([lg["wall"].softmax(-1), binary], -1)
 
     def decode(self, scene: torch.Tensor) -> dict[str, torch.Tensor]:
         """(B, S, S) long maps of every cell class."""

@@ -70,9 +70,8 @@ class OneStepConfig:
     reach_points: int = 96  # positions per world for the reach and the push judgements
     # A judged fit where the oracle says no puts an agent into a wall: those count this much more.
     fit_negative_weight: float = 2.0
-    # Steps (drawn from [0, evolve]) the model's own state update carries an encoded state before
-    # its transitions (poses teacher-forced): the judgements then read the tokens a free-running
-    # rollout has written, not only the encoder's.
+    # Steps (drawn from [0, evolve]) the model's own state update carries an encoded state before its
+    # transitions (poses teacher-forced): the judgements read tokens a free-running rollout wrote.
     evolve: int = 0
     clash_points: int = 512
     # Worlds (with boxes and goals) whose state gets a box staged before or on a goal, and worlds
@@ -354,12 +353,13 @@ def onestep_loss(model, batch: OneStepBatch) -> tuple[torch.Tensor, dict[str, to
         + F.cross_entropy(out["shared_logits"], targets["shared_payout"], weight=shared_w),
     }
     if model.cfg.dynamics.pickup == "reach":  # the pickup judgement at labelled positions
-        reach = model.dynamics.judge_pickup(scene[::k_actions], torch.as_tensor(o["reach_xy"]))
+        reach = model.dynamics.judge("reach", scene[::k_actions], torch.as_tensor(o["reach_xy"]))
         reached = torch.as_tensor(o["reach"]).float()
         losses["events"] = losses["events"] + F.binary_cross_entropy_with_logits(reach, reached)
     if model.cfg.dynamics.push == "judge":  # the push judgement at labelled poses and actions
         pose, act = torch.as_tensor(o["push_pose"]), torch.as_tensor(o["push_action"])
-        judged = model.dynamics.push_judge(scene[::k_actions], pose[..., :2], heading_action(pose[..., 2], act))
+        ha = heading_action(pose[..., 2], act)
+        judged = model.dynamics.judge("push_judge", scene[::k_actions], pose[..., :2], ha)
         losses["events"] = losses["events"] + F.binary_cross_entropy_with_logits(
             judged, torch.as_tensor(o["push_ok"]).float()
         )
@@ -374,7 +374,7 @@ def onestep_loss(model, batch: OneStepBatch) -> tuple[torch.Tensor, dict[str, to
         pose = torch.as_tensor(o["worth_pose"])
         interact = torch.full(pose.shape[:2], int(Action.INTERACT))
         ha = heading_action(pose[..., 2], interact)
-        judged = model.dynamics.worth_judge(scene[::k_actions], pose[..., :2], ha, heading=pose[..., 2])
+        judged = model.dynamics.judge("worth_judge", scene[::k_actions], pose[..., :2], ha, heading=pose[..., 2])
         losses["payout"] = losses["payout"] + F.cross_entropy(
             judged.flatten(0, 1), torch.as_tensor(o["worth_at"]).flatten()
         )

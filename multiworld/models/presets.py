@@ -171,6 +171,16 @@ def _judgements_long() -> Preset:
     return base
 
 
+def _judgements_cells() -> Preset:
+    """``judgements`` with the position judgements (reach, push, worth) reading the decoder's cell
+    classes instead of the tokens (``judges="cells"``; their first layers start fresh): in
+    free-running episodes the token-reading push judgement refused pushes a fresh encoding of the
+    model's own decoded world makes (``bench dynamics``' closed-loop payouts)."""
+    base = _judgements()
+    base.model = dataclasses.replace(base.model, dynamics=dataclasses.replace(base.model.dynamics, judges="cells"))
+    return base
+
+
 def _tiny_dynamics() -> Preset:
     base = _tiny()
     base.transitions = TransitionConfig(every=0)
@@ -191,6 +201,7 @@ PRESETS = {
     "dynamics": _dynamics,
     "judgements": _judgements,
     "judgements-long": _judgements_long,
+    "judgements-cells": _judgements_cells,
     "tiny-dynamics": _tiny_dynamics,
     "tiny-judgements": _tiny_judgements,
 }
