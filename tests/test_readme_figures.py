@@ -111,6 +111,15 @@ FIGURES = [
         ],
         "4 players, frame_skip 1, 64x64: {0[0]:,} agent-frames/s, {0[1]:.2f}x the raw lockstep game",
     ),
+    *(
+        (
+            "| payouts closed-loop, each scripted policy",
+            "dynamics/dynamics.json",
+            lambda d, k=k: "{paid} / {oracle_paid}".format(**d["shared"]["closed_loop"][k]),
+            "{}",
+        )
+        for k in ("forage-v0", "push-v0")
+    ),
 ]
 # The load each quoted speed was measured under, as the README gives it: (anchor, file).
 LOADS = [
