@@ -348,40 +348,41 @@ def test_latent_state_round_trip_keeps_the_lattice(tiny_model):
 
 
 def test_judgements_that_read_cells_read_the_decoders_classes_and_leave_it_untouched(tiny_model, tmp_path):
-    """``judges="cells"``: the reach, push and worth judgements read the decoder heads' cell-class
-    probabilities of the scene (so they answer for the world the readout shows); their losses reach
-    the judgements and never the decoder; the choice survives a checkpoint round trip; a state
-    update built without its world model says what it is missing; an unknown value is refused."""
+    """``cell_judges``: the named judgements read the decoder heads' cell-class probabilities of the
+    scene (so they answer for the world the readout shows), the others the tokens; their losses
+    reach the judgements and never the decoder; the choice survives a checkpoint round trip; a
+    state update built without its world model says what it is missing; unknown names are refused."""
     import dataclasses
 
     from multiworld.models.checkpoint import load_checkpoint, save_checkpoint
-    from multiworld.models.dynamics import StateUpdateModel
+    from multiworld.models.dynamics import StateUpdateConfig, StateUpdateModel
     from multiworld.models.heads import CELL_CHANNELS
     from multiworld.models.motion import heading_action
     from multiworld.models.world_model import WorldModel
 
-    dyn = dataclasses.replace(tiny_model.cfg.dynamics, judges="cells")
+    dyn = dataclasses.replace(tiny_model.cfg.dynamics, cell_judges=("push_judge",))
     model = WorldModel(dataclasses.replace(tiny_model.cfg, dynamics=dyn))
     torch.manual_seed(4)
     b, s, d = 2, 8, dyn.dim
     scene = snap(torch.randn(b, s, s, d))
     probs = model.heads.cell_probs(scene)
     assert probs.shape == (b, s, s, CELL_CHANNELS) and torch.all((probs >= 0) & (probs <= 1))
-    torch.testing.assert_close(model.dynamics.judge_scene(scene), probs.detach())
+    torch.testing.assert_close(model.dynamics.cell_classes(scene), probs.detach())
     xy = torch.rand(b, 3, 2) * 4 + 2
     ha = heading_action(torch.zeros(b, 3), torch.full((b, 3), int(Action.INTERACT)))
     got = model.dynamics.judge("push_judge", scene, xy, ha)
     torch.testing.assert_close(got, model.dynamics.push_judge(probs, xy, ha))
-    (got.sum() + model.dynamics.judge("reach", scene, xy).sum()).backward()
+    reach = model.dynamics.judge("reach", scene, xy)  # not named: it reads the tokens
+    torch.testing.assert_close(reach, model.dynamics.reach(scene, xy))
+    (got.sum() + reach.sum()).backward()
     assert model.dynamics.push_judge.net[0].weight.grad.abs().sum() > 0
-    assert model.dynamics.reach.net[0].weight.grad.abs().sum() > 0
     assert all(p.grad is None for p in model.heads.parameters())  # the decoder is only read
     save_checkpoint(model, tmp_path / "ck")
     loaded = load_checkpoint(tmp_path / "ck")
-    assert loaded.cfg.dynamics.judges == "cells" and loaded.dynamics.cell_reader is not None
+    assert loaded.cfg.dynamics.cell_judges == ("push_judge",) and loaded.dynamics.cell_reader is not None
     with torch.no_grad():
-        torch.testing.assert_close(loaded.dynamics.judge("reach", scene, xy), model.dynamics.judge("reach", scene, xy))
+        torch.testing.assert_close(loaded.dynamics.judge("push_judge", scene, xy, ha), got.detach())
     with pytest.raises(RuntimeError, match="build the world model"):
-        StateUpdateModel(dyn).judge_scene(scene)
-    with pytest.raises(ValueError, match="unknown judges"):
-        StateUpdateModel(dataclasses.replace(dyn, judges="pixels"))
+        StateUpdateModel(dyn).cell_classes(scene)
+    with pytest.raises(ValueError, match="unknown cell_judges"):
+        StateUpdateConfig(cell_judges=("pixels",))

@@ -17,12 +17,11 @@ outputs and one set of weights serves any number of agents. Three stages:
    agents a learned clash judgement finds overlapping go back (``models.motion``). What blocks a
    move is learned.
 2. events: at the new poses, the same kind of reading (gated: plus the window's tokens read
-   directly) gives push and pickup logits, the agent's
-   own payout and (pooled over agents) the payout shared by every agent and the termination
-   logit. Payouts are classes over the scenario's reward values; the step's reward is the
-   value of the chosen class, paid only on a step where the model's own events fire (an
-   agent's own payout when its push or pickup fires, the shared payout when any does), and
-   an ending likewise only comes with an event: nothing happens, nothing is paid.
+   directly) gives push and pickup logits, the agent's own payout and (pooled over agents) the
+   payout shared by every agent and the termination logit. Payouts are classes over the
+   scenario's reward values; the step's reward is the value of the chosen class, paid only on a
+   step where the model's own events fire (an agent's own payout when its push or pickup fires,
+   the shared payout when any does), and an ending likewise only comes with an event.
 3. scene: each agent sends a message to the 25 cells around it; cells that received messages
    are updated residually from their token, their neighbours and the messages (boxes move,
    items vanish, agents' marks move) and snapped back to the lattice; cells no agent is near
@@ -32,14 +31,14 @@ outputs and one set of weights serves any number of agents. Three stages:
 Hand-fixed structure (named in the README and model card): the 5 x 5 window an agent reads and
 writes, the rotation of the displacement by the heading, the four move outcomes and the blocker's
 3 x 3 cells (gated), or the candidates, their order, the fit judgement's 3 x 3 cells and the
-revert-until-stable loop (fit), the reward lattice, the event gate on payouts and endings, and
-(``payout="local"`` or ``"judge"``) the shared payout as the sum of what each fired push is worth,
-(``"judge"``) what a push is worth judged from the pusher's new pose and action alone, and
-(``pickup="reach"``, ``push="judge"``) a pickup judged from the agent's new position alone, a
-push from its new pose and action alone, and (``push_agents``) no push that another agent blocks,
-judged from where the others stand in the frame of the pusher's heading quarter, and
-(``push_message``) the scene written apart where the model's own push fired. Nothing else
-encodes the arena's rules.
+revert-until-stable loop (fit), the reward lattice, the event gate on payouts and endings,
+(``payout="local"``/``"judge"``) the shared payout as the sum of what each fired push is worth,
+(``"judge"``) a push's worth judged from the pusher's new pose and action alone, (``pickup="reach"``,
+``push="judge"``) a pickup judged from the new position alone, a push from the new pose and action
+alone, (``push_agents``) no push another agent blocks, judged from where the others stand in the
+frame of the pusher's heading quarter, (``push_message``) the scene written apart where the
+model's own push fired, and (``cell_judges``) judgements reading the decoder's cell classes
+instead of the tokens. Nothing else encodes the arena's rules.
 """
 
 from __future__ import annotations
@@ -77,6 +76,9 @@ def payout_class(value: torch.Tensor, values: tuple[float, ...]) -> torch.Tensor
     return (v - values[0]).long()
 
 
+CELL_JUDGES = ("reach", "push_judge", "worth_judge")  # the judgements that can read cell classes
+
+
 @dataclasses.dataclass
 class StateUpdateConfig:
     dim: int = 32
@@ -109,15 +111,17 @@ class StateUpdateConfig:
     push: str = "head"
     push_agents: bool = False  # with "judge": no push where another agent blocks it (motion.AgentBlock)
     push_message: bool = False  # a fired push also messages and writes the cells around it (models.scene_write)
-    # "head": the own payout is a class of the agent's event head. "events": a head that reads which
-    # of the agent's events the model fired (push, pickup), the scenario and the agent's features:
-    # what the event the model judged is worth, also at a step the teacher's event came a step
-    # earlier or later.
+    # "head": the own payout is a class of the agent's event head. "events": a head reading which of the
+    # agent's events fired, the scenario and its features (also when the teacher's came a step off).
     own: str = "head"
-    # What the judgements (reach, push, worth) read around a pose: "tokens", or "cells", the decoder's
-    # cell classes of them (probabilities, no gradient into the decoder): they answer for the world
-    # the readout shows also where a free-running episode has drifted the tokens.
-    judges: str = "tokens"
+    # Judgements (of CELL_JUDGES) reading the decoder's cell classes, not the tokens (no gradient into the
+    # decoder): they answer for the world the readout shows also where an episode drifted the tokens.
+    cell_judges: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        self.cell_judges = tuple(self.cell_judges)  # a list when read from config.json
+        if not set(self.cell_judges) <= set(CELL_JUDGES):
+            raise ValueError(f"unknown cell_judges {self.cell_judges}: use some of {CELL_JUDGES}")
 
 
 class StateUpdateModel(nn.Module):
@@ -176,17 +180,13 @@ class StateUpdateModel(nn.Module):
             nn.init.zeros_(self.contrib[-1].weight)
             with torch.no_grad():  # an untrained push is worth nothing
                 self.contrib[-1].bias.copy_(torch.tensor(OWN_VALUES).abs().neg() * 4)
-        if cfg.judges not in ("tokens", "cells"):
-            raise ValueError(f"unknown judges {cfg.judges!r}: use 'tokens' or 'cells'")
-        jd = d if cfg.judges == "tokens" else CELL_CHANNELS  # what a judgement reads per cell
-        # "cells": the decoder's reading, set by the world model that owns both (not a submodule)
-        self.cell_reader = None
+        jd = {k: CELL_CHANNELS if k in cfg.cell_judges else d for k in CELL_JUDGES}  # what each reads per cell
+        self.cell_reader = None  # cell_judges: the decoder's reading, set by the world model (not a submodule)
         if cfg.payout == "judge":
-            # What a push from a pose pays: a box from the cell ahead onto a goal +1, off one -1,
-            # 0 where no push is possible (the push judgement says whether one fires). Read in
-            # the frame of the heading's quarter, so "the cell ahead" is one input.
+            # What a push from a pose pays: a box from the cell ahead onto a goal +1, off one -1, 0 where no
+            # push is possible. Read in the frame of the heading's quarter: "the cell ahead" is one input.
             self.worth_judge = PositionJudge(
-                jd, h, window=WINDOW, extra=2 + NUM_ACTIONS, out=len(OWN_VALUES), egocentric=True
+                jd["worth_judge"], h, window=WINDOW, extra=2 + NUM_ACTIONS, out=len(OWN_VALUES), egocentric=True
             )
             nn.init.zeros_(self.worth_judge.net[-1].weight)
             with torch.no_grad():  # an untrained push is worth nothing
@@ -201,9 +201,9 @@ class StateUpdateModel(nn.Module):
         if cfg.own == "events":
             self.own_payer = mlp(h + 2 + 8, h // 2, len(OWN_VALUES))
         if cfg.pickup == "reach":
-            self.reach = PositionJudge(jd, h)
+            self.reach = PositionJudge(jd["reach"], h)
         if cfg.push == "judge":
-            self.push_judge = PositionJudge(jd, h, window=WINDOW, extra=2 + NUM_ACTIONS)
+            self.push_judge = PositionJudge(jd["push_judge"], h, window=WINDOW, extra=2 + NUM_ACTIONS)
             self.push_block = AgentBlock() if cfg.push_agents else None
         self.world_head = mlp(2 * h + d + 8, h // 2, 1 + len(SHARED_VALUES))  # termination, shared payout
         # Which payout classes each scenario's training data pays (read off the data by the
@@ -258,18 +258,20 @@ class StateUpdateModel(nn.Module):
         return feats, win.reshape(bsz, n, -1, scene.shape[-1])
 
     # ----- the step -------------------------------------------------------------------------
-    def judge_scene(self, scene: torch.Tensor) -> torch.Tensor:
-        """What the position judgements read of ``scene (B, S, S, D)`` (``judges``)."""
-        if self.cfg.judges == "tokens":
-            return scene
+    def cell_classes(self, scene: torch.Tensor) -> torch.Tensor | None:
+        """The decoder's cell classes of ``scene (B, S, S, D)`` if any judgement reads them."""
+        if not self.cfg.cell_judges:
+            return None
         if self.cell_reader is None:
-            raise RuntimeError("judges='cells' reads the decoder's cell classes: build the world model, not this alone")
+            raise RuntimeError("cell_judges read the decoder's cell classes: build the world model, not this alone")
         return self.cell_reader(scene).detach()
 
-    def judge(self, name: str, scene: torch.Tensor, xy: torch.Tensor, *args, **kw) -> torch.Tensor:
-        """Judgement ``name`` ("reach", "push_judge", "worth_judge") at positions ``xy (B, M, 2)`` of
-        ``scene (B, S, S, D)``, reading what ``judges`` says (the training losses' entry point)."""
-        return getattr(self, name)(self.judge_scene(scene), xy, *args, **kw)
+    def judge(self, name: str, scene: torch.Tensor, xy: torch.Tensor, *args, cells=None, **kw) -> torch.Tensor:
+        """Judgement ``name`` (of CELL_JUDGES) at positions ``xy (B, M, 2)`` of ``scene (B, S, S, D)``,
+        reading the tokens or their cell classes (``cells``, computed here if not given)."""
+        if name in self.cfg.cell_judges:
+            scene = self.cell_classes(scene) if cells is None else cells
+        return getattr(self, name)(scene, xy, *args, **kw)
 
     def forward(
         self, scene: torch.Tensor, agents: torch.Tensor, actions: torch.Tensor, scenario: torch.Tensor
@@ -338,11 +340,11 @@ class StateUpdateModel(nn.Module):
             hs = torch.stack([new_heading.sin(), new_heading.cos()], -1)
             local = torch.cat([h2, onehot, win2.flatten(2), new_xy - new_xy.floor(), hs], -1)
             ev = torch.cat([ev[..., :2] + self.eventer(local), ev[..., 2:]], -1)
-        judged_scene = self.judge_scene(scene)  # what the judgements read, once for all of them
+        cells = self.cell_classes(scene)  # once for every judgement that reads them
         if cfg.pickup == "reach":  # the pickup judged at the new position, over the scene before the step
-            ev = torch.cat([ev[..., :1], self.reach(judged_scene, new_xy)[..., None], ev[..., 2:]], -1)
+            ev = torch.cat([ev[..., :1], self.judge("reach", scene, new_xy, cells=cells)[..., None], ev[..., 2:]], -1)
         if cfg.push == "judge":  # the push judged from the new pose and the action
-            judged = self.push_judge(judged_scene, new_xy, heading_action(new_heading, actions))
+            judged = self.judge("push_judge", scene, new_xy, heading_action(new_heading, actions), cells=cells)
             if self.push_block is not None:  # a push happens only where no other agent blocks it
                 judged = torch.minimum(judged, -self.push_block(new_xy, new_heading))
             ev = torch.cat([judged[..., None], ev[..., 1:]], -1)
@@ -366,7 +368,7 @@ class StateUpdateModel(nn.Module):
         if cfg.payout != "pooled":  # what each fired push is worth, summed (the reward lattice's range)
             if cfg.payout == "judge":
                 ha = heading_action(new_heading, actions)
-                contrib_logits = self.worth_judge(judged_scene, new_xy, ha, heading=new_heading)
+                contrib_logits = self.judge("worth_judge", scene, new_xy, ha, heading=new_heading, cells=cells)
             else:
                 contrib_logits = self.contrib(torch.cat([local, scen_e[:, None].expand(-1, n, -1)], -1))
             worth = ev.new_tensor(OWN_VALUES)[contrib_logits.argmax(-1)] * (ev[..., 0] > 0)

@@ -71,7 +71,7 @@ class DecoderHeads(nn.Module):
 
     def cell_probs(self, scene: torch.Tensor) -> torch.Tensor:
         """``(B, S, S, CELL_CHANNELS)``: each cell's wall-class probabilities, then those of goal,
-        box and item (what the judgements read with ``judges="cells"``; floor patterns left out)."""
+        box and item (what the judgements of ``cell_judges`` read; floor patterns left out)."""
         lg = self.logits(scene)
         binary = torch.stack([lg["goal"], lg["box"], lg["item"]], -1).sigmoid()
         return torch.cat([lg["wall"].softmax(-1), binary], -1)

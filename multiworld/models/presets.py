@@ -171,13 +171,13 @@ def _judgements_long() -> Preset:
     return base
 
 
-def _judgements_cells() -> Preset:
-    """``judgements`` with the position judgements (reach, push, worth) reading the decoder's cell
-    classes instead of the tokens (``judges="cells"``; their first layers start fresh): in
-    free-running episodes the token-reading push judgement refused pushes a fresh encoding of the
-    model's own decoded world makes (``bench dynamics``' closed-loop payouts)."""
+def _judgements_cells(judges: tuple[str, ...]) -> Preset:
+    """``judgements`` with the position judgements ``judges`` reading the decoder's cell classes
+    instead of the tokens (``cell_judges``; their first layers start fresh): in free-running
+    episodes the token-reading push judgement refused pushes a fresh encoding of the model's own
+    decoded world makes (``bench dynamics``' closed-loop payouts)."""
     base = _judgements()
-    base.model = dataclasses.replace(base.model, dynamics=dataclasses.replace(base.model.dynamics, judges="cells"))
+    base.model = dataclasses.replace(base.model, dynamics=dataclasses.replace(base.model.dynamics, cell_judges=judges))
     return base
 
 
@@ -201,7 +201,10 @@ PRESETS = {
     "dynamics": _dynamics,
     "judgements": _judgements,
     "judgements-long": _judgements_long,
-    "judgements-cells": _judgements_cells,
+    "judgements-cells": lambda: _judgements_cells(("reach", "push_judge", "worth_judge")),
+    # The pickup judgement on cell classes paid twice (an item's cell decodes as an item a step
+    # after its pickup): reach keeps reading the tokens.
+    "judgements-push-cells": lambda: _judgements_cells(("push_judge", "worth_judge")),
     "tiny-dynamics": _tiny_dynamics,
     "tiny-judgements": _tiny_judgements,
 }

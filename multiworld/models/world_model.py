@@ -163,7 +163,7 @@ class WorldModel(nn.Module):
         self.dynamics = StateUpdateModel(cfg.dynamics)
         self.renderer = RayRenderer(cfg.renderer, cam)
         self.heads = DecoderHeads(cfg.heads)
-        if cfg.dynamics.judges == "cells":  # the judgements read the decoder's cell classes
+        if cfg.dynamics.cell_judges:  # judgements that read the decoder's cell classes
             self.dynamics.cell_reader = self.heads.cell_probs
 
     @property
