@@ -123,7 +123,7 @@ def test_closed_loop_payouts_of_the_oracle_against_itself_agree_exactly(scenario
     raw = closed_loop.run_closed_loop_task(_closed_loop_task(scenario, 150))
     s = closed_loop.summarize([raw])[scenario]
     assert raw["paid"] == raw["oracle_paid"] and s["paid"] > 0, s  # scripted agents earn in 150 steps
-    assert s["missed_items"] == 0 and s["model_items"] == s["rule_items"], s
+    assert s["missed_items"] == s["repeat_pickups"] == 0 and s["model_items"] == s["rule_items"], s
     assert s["possible"] == s["fired"] == s["rule_pushes"], s
     if scenario == "forage-v0":
         assert s["rule_items"] > 0, s
@@ -132,9 +132,10 @@ def test_closed_loop_payouts_of_the_oracle_against_itself_agree_exactly(scenario
     assert s["ratio"] == 1.0 and s["paid_difference_ci"] == [0.0, 0.0], s
 
 
-def test_closed_loop_payouts_catch_a_world_that_never_picks_up():
-    """A backend whose items are never picked up (the rule's pickups on its own world all missed):
-    the section counts every item the rule picks there as missed, and the payout falls short."""
+def test_closed_loop_payouts_catch_a_world_that_never_picks_up_or_picks_up_twice():
+    """A backend whose items are never picked up (the rule's pickups on its own world all missed),
+    and one that picks every item up again at the next step and pays again: the section counts
+    every missed item and every repeat, and the payouts fall short or overshoot."""
     from multiworld.bench import closed_loop
     from multiworld.sim.oracle import OracleSimulator
 
@@ -145,10 +146,24 @@ def test_closed_loop_payouts_catch_a_world_that_never_picks_up():
             self.state.items_alive[:] = alive
             return np.zeros_like(rewards), terminated, [[e for e in ev if e["type"] != "pickup"] for ev in events]
 
+    class Twice(OracleSimulator):
+        def _advance(self, actions):
+            rewards, terminated, events = super()._advance(actions)
+            fresh = [[e for e in ev if e["type"] == "pickup"] for ev in events]
+            for w, again in enumerate(getattr(self, "last", [])):  # last step's pickups, once more
+                for e in again:
+                    events[w].append(e)
+                    rewards[w, self.agent_names.index(e["agent"])] += 1
+            self.last = fresh
+            return rewards, terminated, events
+
     task = _closed_loop_task("forage-v0", 80)
     scenario = get_scenario("forage-v0")
-    oracle, broken = (cls(scenario, 3, len(task.seeds)) for cls in (OracleSimulator, NoPickups))
+    oracle, broken, twice = (cls(scenario, 3, len(task.seeds)) for cls in (OracleSimulator, NoPickups, Twice))
     s = closed_loop.summarize([closed_loop.run_pair(task, oracle, broken)])["forage-v0"]
     assert s["rule_items"] > 0 and s["missed_items"] == s["rule_items"] and s["missed_share"] == 1.0, s
     assert s["model_items"] == 0 and s["paid"] == 0 < s["oracle_paid"], s
     assert s["paid_difference_ci"][1] < 0, s
+    s = closed_loop.summarize([closed_loop.run_pair(task, oracle, twice)])["forage-v0"]
+    assert s["missed_items"] == 0 and s["repeat_pickups"] == s["model_items"] > 0, s
+    assert s["paid"] == s["oracle_paid"] + s["repeat_pickups"], s

@@ -8,9 +8,10 @@ model each run the scripted policy (same seed) on their own world from the same 
 their totals and the paired per-world difference. And every step of the model is judged by the
 oracle's rule on the model's own decoded world before the step:
 
-- **items**: the items the rule picks up on that world at some step, and those of them the model
+- **items**: the items the rule picks up on that world at some step, those of them the model
   never picks up (a pickup missed where the agent stands on the item the model's world still shows;
-  its policy then waits there);
+  its policy then waits there), and the model's pickups of an item it had already picked up (each
+  one paid again: what a learner exploits);
 - **pushes**: every push the rule makes there (``rule_pushes``), the model's (``fired``) and those
   fired where the rule pushes too (``possible``), as in :mod:`multiworld.bench.pushes`.
 """
@@ -28,7 +29,17 @@ from multiworld.bench.variants import SimSpec
 from multiworld.seeds import check_held_out
 
 SCENARIOS = ("forage-v0", "push-v0")  # the scenarios that pay
-KEYS = ("paid", "oracle_paid", "rule_items", "model_items", "missed_items", "rule_pushes", "fired", "possible")
+KEYS = (
+    "paid",
+    "oracle_paid",
+    "rule_items",
+    "model_items",
+    "missed_items",
+    "repeat_pickups",
+    "rule_pushes",
+    "fired",
+    "possible",
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -61,7 +72,6 @@ def run_pair(task: ClosedLoopTask, oracle, model) -> dict:
     seeds, b = list(task.seeds), len(task.seeds)
     arena = get_scenario(task.scenario).arena_config(num_agents=task.num_agents)
     c = {k: np.zeros(b) for k in KEYS}
-    returns = {"model": np.zeros((b, task.num_agents)), "oracle": np.zeros((b, task.num_agents))}
     rule_items: list[set[int]] = [set() for _ in range(b)]
     model_items: list[set[int]] = [set() for _ in range(b)]
     oracle.reset_state(seeds)
@@ -70,22 +80,22 @@ def run_pair(task: ClosedLoopTask, oracle, model) -> dict:
     actors = {"oracle": make_policy("scripted", seed=seeds[0]), "model": make_policy("scripted", seed=seeds[0])}
     for _ in range(task.steps):
         o_rewards, _, _ = oracle.advance(actors["oracle"].act(oracle.world_state()))
-        returns["oracle"] += o_rewards
+        c["oracle_paid"] += np.sum(o_rewards, 1)
         actions = actors["model"].act(model.world_state())
         _, rule = world_step(seen_state(model), actions, arena)  # the oracle's step on the model's world
         m_rewards, _, m_events = model.advance(actions)
-        returns["model"] += m_rewards
+        c["paid"] += np.sum(m_rewards, 1)
         c["rule_pushes"] += (rule.pushed >= 0).sum(1)
         for w, i in zip(*np.nonzero(rule.picked >= 0), strict=True):
             rule_items[w].add(int(rule.picked[w, i]))
         for w in range(b):
             for e in m_events[w]:
                 if e["type"] == "pickup":
+                    c["repeat_pickups"][w] += int(e["item"]) in model_items[w]
                     model_items[w].add(int(e["item"]))
                 elif e["type"] == "push":
                     c["fired"][w] += 1
                     c["possible"][w] += rule.pushed[w, names.index(e["agent"])] >= 0
-    c["paid"], c["oracle_paid"] = returns["model"].sum(1), returns["oracle"].sum(1)
     c["rule_items"] = np.array([len(s) for s in rule_items], float)
     c["model_items"] = np.array([len(s) for s in model_items], float)
     c["missed_items"] = np.array([len(r - m) for r, m in zip(rule_items, model_items, strict=True)], float)
@@ -127,7 +137,18 @@ def table_rows(summary: dict) -> list[dict]:
                 "oracle_paid": s["oracle_paid"],
                 "ratio": s["ratio"],
                 "difference per world": f"{s['paid_difference_per_world']} [{lo}, {hi}]",
-                **{k: s[k] for k in ("rule_items", "missed_items", "missed_share", "fired", "possible", "rule_pushes")},
+                **{
+                    k: s[k]
+                    for k in (
+                        "rule_items",
+                        "missed_items",
+                        "missed_share",
+                        "repeat_pickups",
+                        "fired",
+                        "possible",
+                        "rule_pushes",
+                    )
+                },
             }
         )
     return rows
@@ -138,5 +159,6 @@ LEGEND = (
     "paid / oracle_paid: the model's total when the policy reads the model's world, the oracle's when it reads "
     "the oracle's; difference per world: model - oracle [95% paired bootstrap over worlds]. Judged on the model's "
     "own decoded world before each step: rule_items, the items the oracle's rule picks up there at some step; "
-    "missed_items, those the model never picks up; fired / possible / rule_pushes as in the pushes section."
+    "missed_items, those the model never picks up; repeat_pickups, the model's pickups of an item it had "
+    "already picked up; fired / possible / rule_pushes as in the pushes section."
 )
