@@ -174,8 +174,8 @@ def _judgements_long() -> Preset:
 def _judgements_cells(judges: tuple[str, ...]) -> Preset:
     """``judgements`` with the position judgements ``judges`` reading the decoder's cell classes
     instead of the tokens (``cell_judges``; their first layers start fresh): in free-running
-    episodes the token-reading push judgement refused pushes a fresh encoding of the model's own
-    decoded world makes (``bench dynamics``' closed-loop payouts)."""
+    episodes the token-reading push judgement refused pushes where the model's own cells read a
+    box ahead with room beyond (``bench dynamics``' closed-loop payouts)."""
     base = _judgements()
     base.model = dataclasses.replace(base.model, dynamics=dataclasses.replace(base.model.dynamics, cell_judges=judges))
     return base
