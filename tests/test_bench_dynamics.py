@@ -82,6 +82,7 @@ def test_a_tiny_run_of_the_shipped_model_writes_every_figure(tmp_path):
     assert res["pushes"]["staged/push-v0"]["worlds"] == 1
     closed = res["closed_loop"]["push-v0"]  # the closed-loop payouts: the scenarios of the run that pay
     assert set(res["closed_loop"]) == {"push-v0"} and len(closed["paid_difference_ci"]) == 2, closed
+    assert 0 <= closed["ghost_refusals"] <= closed["rule_pushes"] - closed["possible"], closed
 
 
 def test_move_targets_name_the_outcome_of_every_move():
@@ -125,6 +126,7 @@ def test_closed_loop_payouts_of_the_oracle_against_itself_agree_exactly(scenario
     assert raw["paid"] == raw["oracle_paid"] and s["paid"] > 0, s  # scripted agents earn in 150 steps
     assert s["missed_items"] == s["repeat_pickups"] == 0 and s["model_items"] == s["rule_items"], s
     assert s["possible"] == s["fired"] == s["rule_pushes"], s
+    assert s["ghost_refusals"] == s["ghost_boxes"] == 0, s
     if scenario == "forage-v0":
         assert s["rule_items"] > 0, s
     else:
@@ -167,3 +169,27 @@ def test_closed_loop_payouts_catch_a_world_that_never_picks_up_or_picks_up_twice
     s = closed_loop.summarize([closed_loop.run_pair(task, oracle, twice)])["forage-v0"]
     assert s["missed_items"] == 0 and s["repeat_pickups"] == s["model_items"] > 0, s
     assert s["paid"] == s["oracle_paid"] + s["repeat_pickups"], s
+
+
+def test_closed_loop_payouts_count_the_pushes_refused_at_a_ghost_box():
+    """A backend that never pushes and whose readout calls every box a ghost: every push the rule
+    makes on its world is refused at a ghost, and every box counts as a ghost at every step."""
+    from multiworld.bench import closed_loop
+    from multiworld.sim.oracle import OracleSimulator
+
+    class Ghosts(OracleSimulator):
+        def ghost_boxes(self):
+            return np.ones(self.state.boxes.shape[:2], bool)
+
+        def _advance(self, actions):
+            boxes = self.state.boxes.copy()
+            rewards, terminated, events = super()._advance(actions)
+            self.state.boxes[:] = boxes
+            return np.zeros_like(rewards), terminated, [[e for e in ev if e["type"] != "push"] for ev in events]
+
+    task = _closed_loop_task("push-v0", 80)
+    scenario = get_scenario("push-v0")
+    oracle, ghosts = OracleSimulator(scenario, 3, len(task.seeds)), Ghosts(scenario, 3, len(task.seeds))
+    s = closed_loop.summarize([closed_loop.run_pair(task, oracle, ghosts)])["push-v0"]
+    assert s["fired"] == 0 and s["rule_pushes"] > 0 and s["ghost_refusals"] == s["rule_pushes"], s
+    assert s["ghost_boxes"] == task.steps * len(task.seeds) * oracle.world_state().boxes.shape[1], s

@@ -210,21 +210,25 @@ def test_a_box_pushed_onto_a_goal_pays_once(shipped):
     assert sum(paid[1:]) == 0, f"paid again after the box moved: {paid}"
 
 
-def test_the_push_message_starts_as_the_scene_update_was_and_learns_from_the_cell_maps(tiny_model):
-    """``push_message``: zero until trained, so a model with it updates the scene exactly as one
-    without it; the one-step cell loss reaches its weights when a push fires."""
+def test_the_push_and_pickup_writes_start_as_the_scene_update_was_and_learn_from_the_cell_maps(tiny_model):
+    """``push_message`` and ``pick_write``: zero until trained, so a model with them updates the
+    scene exactly as one without them; the one-step cell loss reaches a write's weights only when
+    its event fires."""
     import dataclasses
 
     from multiworld.models.scene_write import cell_loss, write_scene
     from multiworld.models.world_model import WorldModel
 
-    assert tiny_model.cfg.dynamics.push_message
-    cfg = dataclasses.replace(tiny_model.cfg, dynamics=dataclasses.replace(tiny_model.cfg.dynamics, push_message=False))
+    assert tiny_model.cfg.dynamics.push_message and tiny_model.cfg.dynamics.pick_write
+    written = ("_push.", "write_pick.")
+    plain = dataclasses.replace(tiny_model.cfg.dynamics, push_message=False, pick_write=False)
+    cfg = dataclasses.replace(tiny_model.cfg, dynamics=plain)
     without = WorldModel(cfg)
-    without.load_state_dict({k: v for k, v in tiny_model.state_dict().items() if "_push." not in k})
-    fresh = WorldModel(tiny_model.cfg)  # the push message as a new one starts: zero
+    without.load_state_dict({k: v for k, v in tiny_model.state_dict().items() if not any(w in k for w in written)})
+    fresh = WorldModel(tiny_model.cfg)  # the writes as new ones start: zero
     missing = fresh.load_state_dict(without.state_dict(), strict=False).missing_keys
-    assert missing and all("_push." in k for k in missing)
+    assert missing and all(any(w in k for w in written) for k in missing)
+    assert any("write_pick." in k for k in missing)
     torch.manual_seed(3)
     b, n, s, d = 2, 3, 8, cfg.dynamics.dim
     scene, agents = snap(torch.randn(b, s, s, d)), snap(torch.randn(b, n, d))
@@ -234,13 +238,17 @@ def test_the_push_message_starts_as_the_scene_update_was_and_learns_from_the_cel
         one, other = (m.dynamics(scene, agents, actions, scenario)[0] for m in (fresh, without))
     torch.testing.assert_close(one, other, rtol=0, atol=0)
     h2 = torch.randn(b, n, cfg.dynamics.hidden)
-    xy, pushed = agents[..., :2], torch.ones(b, n, dtype=torch.bool)
-    new = write_scene(fresh.dynamics, scene, xy, xy, agents[..., 2], h2, pushed)
+    xy, fired, not_fired = agents[..., :2], torch.ones(b, n, dtype=torch.bool), torch.zeros(b, n, dtype=torch.bool)
     cells = np.zeros((b, 2, 5, s, s), np.uint8)  # CELL_KEYS maps before the step, after it
     cells[:, 1, 3, 3, 3] = 1  # a box appeared at (3, 3)
-    cell_loss(fresh, new, cells).backward()
-    assert fresh.dynamics.send_push[-1].weight.grad.abs().sum() > 0
-    assert fresh.dynamics.write_push[-1].weight.grad.abs().sum() > 0
+    cells[:, 0, 4, 4, 4] = 1  # an item at (4, 4) was taken
+    dyn = fresh.dynamics
+    for pushed, picked in ((fired, not_fired), (not_fired, fired)):
+        fresh.zero_grad()
+        cell_loss(fresh, write_scene(dyn, scene, xy, xy, agents[..., 2], h2, pushed, picked), cells).backward()
+        for net, on in ((dyn.send_push, pushed), (dyn.write_push, pushed), (dyn.write_pick, picked)):
+            grad = 0.0 if net[-1].weight.grad is None else float(net[-1].weight.grad.abs().sum())
+            assert (grad > 0) == bool(on.any()), (net, grad)
 
 
 # ----- rewards and endings --------------------------------------------------------------------

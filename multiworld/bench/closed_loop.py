@@ -13,7 +13,11 @@ oracle's rule on the model's own decoded world before the step:
   its policy then waits there), and the model's pickups of an item it had already picked up (each
   one paid again: what a learner exploits);
 - **pushes**: every push the rule makes there (``rule_pushes``), the model's (``fired``) and those
-  fired where the rule pushes too (``possible``), as in :mod:`multiworld.bench.pushes`.
+  fired where the rule pushes too (``possible``), as in :mod:`multiworld.bench.pushes`; of the
+  rule's pushes the model refused, those of a **ghost** box (``ghost_refusals``: the readout shows a
+  box on a cell that no longer decodes as one, where a push write left it half-moved; the others
+  are the push judgement's own refusals), and ``ghost_boxes``, the readout's ghost boxes summed
+  over steps.
 """
 
 from __future__ import annotations
@@ -39,6 +43,8 @@ KEYS = (
     "rule_pushes",
     "fired",
     "possible",
+    "ghost_refusals",
+    "ghost_boxes",
 )
 
 
@@ -82,10 +88,16 @@ def run_pair(task: ClosedLoopTask, oracle, model) -> dict:
         o_rewards, _, _ = oracle.advance(actors["oracle"].act(oracle.world_state()))
         c["oracle_paid"] += np.sum(o_rewards, 1)
         actions = actors["model"].act(model.world_state())
-        _, rule = world_step(seen_state(model), actions, arena)  # the oracle's step on the model's world
+        seen = seen_state(model)
+        _, rule = world_step(seen, actions, arena)  # the oracle's step on the model's world
+        ghost = model.ghost_boxes() if hasattr(model, "ghost_boxes") else np.zeros(seen.boxes.shape[:2], bool)
         m_rewards, _, m_events = model.advance(actions)
         c["paid"] += np.sum(m_rewards, 1)
         c["rule_pushes"] += (rule.pushed >= 0).sum(1)
+        c["ghost_boxes"] += ghost.sum(1)
+        pushers = {(w, names.index(e["agent"])) for w in range(b) for e in m_events[w] if e["type"] == "push"}
+        for w, i in zip(*np.nonzero(rule.pushed >= 0), strict=True):
+            c["ghost_refusals"][w] += (w, i) not in pushers and ghost[w, rule.pushed[w, i]]
         for w, i in zip(*np.nonzero(rule.picked >= 0), strict=True):
             rule_items[w].add(int(rule.picked[w, i]))
         for w in range(b):
@@ -147,6 +159,8 @@ def table_rows(summary: dict) -> list[dict]:
                         "fired",
                         "possible",
                         "rule_pushes",
+                        "ghost_refusals",
+                        "ghost_boxes",
                     )
                 },
             }
@@ -160,5 +174,7 @@ LEGEND = (
     "the oracle's; difference per world: model - oracle [95% paired bootstrap over worlds]. Judged on the model's "
     "own decoded world before each step: rule_items, the items the oracle's rule picks up there at some step; "
     "missed_items, those the model never picks up; repeat_pickups, the model's pickups of an item it had "
-    "already picked up; fired / possible / rule_pushes as in the pushes section."
+    "already picked up; fired / possible / rule_pushes as in the pushes section; ghost_refusals, the rule's pushes the "
+    "model refused whose box is a ghost (the readout's box on a cell no longer decoded as a box); ghost_boxes, "
+    "ghost boxes summed over steps."
 )

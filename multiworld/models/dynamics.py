@@ -52,7 +52,7 @@ from multiworld.models.geometry import agent_pairs, fourier, gather_cells, windo
 from multiworld.models.heads import CELL_CHANNELS
 from multiworld.models.motion import AgentBlock, FitMotion, PositionJudge, heading_action, mlp
 from multiworld.models.quantize import snap
-from multiworld.models.scene_write import write_scene
+from multiworld.models.scene_write import add_writers, write_scene
 from multiworld.world.state import NUM_ACTIONS
 
 WINDOW = 2  # cells on each side of an agent's cell that it reads and writes
@@ -111,6 +111,7 @@ class StateUpdateConfig:
     push: str = "head"
     push_agents: bool = False  # with "judge": no push where another agent blocks it (motion.AgentBlock)
     push_message: bool = False  # a fired push also messages and writes the cells around it (models.scene_write)
+    pick_write: bool = False  # a fired pickup writes the cells around it too (the item taken leaves the scene)
     # "head": the own payout is a class of the agent's event head. "events": a head reading which of the
     # agent's events fired, the scenario and its features (also when the teacher's came a step off).
     own: str = "head"
@@ -214,12 +215,7 @@ class StateUpdateModel(nn.Module):
         )
         self.offset = nn.Embedding(win, 16)
         self.send = mlp(h + 16 + 4, h // 2, m)
-        # models.scene_write: a fired push's message and its direct write of the window's tokens
-        self.send_push = mlp(2 + 16 + 4, h // 2, m) if cfg.push_message else None
-        self.write_push = mlp(d + 2 + 16 + 4, h // 2, d) if cfg.push_message else None
-        for net in (self.send_push, self.write_push) if cfg.push_message else ():
-            nn.init.zeros_(net[-1].weight)  # zero until trained: the scene update starts as it was
-            nn.init.zeros_(net[-1].bias)
+        add_writers(self, cfg, d, h, m)  # models.scene_write: a fired push's and pickup's writes
         self.cell = nn.Sequential(
             nn.Conv2d(d + m, 2 * d, 3, padding=1),
             nn.GELU(),
@@ -377,7 +373,7 @@ class StateUpdateModel(nn.Module):
         done = torch.where(anyone, world[:, 0], torch.full_like(world[:, 0], -1e4))
 
         # 3. scene: messages to the cells around each agent, residual update of those cells only
-        new_scene = write_scene(self, scene, xy, new_xy, new_heading, h2, ev[..., 0] > 0)
+        new_scene = write_scene(self, scene, xy, new_xy, new_heading, h2, ev[..., 0] > 0, ev[..., 1] > 0)
 
         new_agents = torch.cat([new_xy, new_heading[..., None], new_latent], -1)
         out = {

@@ -378,7 +378,7 @@ def onestep_loss(model, batch: OneStepBatch) -> tuple[torch.Tensor, dict[str, to
         losses["payout"] = losses["payout"] + F.cross_entropy(
             judged.flatten(0, 1), torch.as_tensor(o["worth_at"]).flatten()
         )
-    if cfg.dynamics.push_message:  # a pushed box moves in the scene: the decoder reads it where the oracle has it
+    if cfg.dynamics.push_message or cfg.dynamics.pick_write:  # boxes and items where the oracle has them
         losses["scene"] = cell_loss(model, new_scene, o["cells"])
     scales = model.scales()
     loss = sum(scales[k] * v for k, v in losses.items())

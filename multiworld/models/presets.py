@@ -51,6 +51,7 @@ def _model(dim: int, hidden: int, render_hidden: int, motion: str = "fit", **kw)
             push="judge",
             push_agents=True,
             push_message=True,
+            pick_write=True,
         ),
         renderer=RendererConfig(dim=dim, hidden=render_hidden, floor_hidden=hidden),
         heads=HeadsConfig(dim=dim, hidden=hidden),

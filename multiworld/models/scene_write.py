@@ -12,6 +12,11 @@ to floor, the floor beyond to box). Both are zero until trained, so the box the 
 move in the scene: without them the messages came from the agent's features alone, which do not
 carry the push judgement's answer, and a pushed box stayed where it was (an agent could push it,
 and be paid, again and again).
+
+``pick_write``: an agent whose pickup the model judged fired writes each cell of its window the same
+way (a token change read from the cell's token and place), zero until trained: the pickup judgement
+reads the scene, not the agent's features, so without it the item's cell could still read as an
+item the step after its pickup (and be picked, and paid, again).
 """
 
 from __future__ import annotations
@@ -20,14 +25,27 @@ import torch
 
 from multiworld.models.geometry import gather_cells
 from multiworld.models.heads import CELL_KEYS
+from multiworld.models.motion import mlp
 from multiworld.models.quantize import snap
 
 
-def write_scene(dyn, scene, xy, new_xy, new_heading, h2, pushed) -> torch.Tensor:
+def add_writers(dyn, cfg, d: int, h: int, m: int) -> None:
+    """The state-update model ``dyn``'s push message and write (``cfg.push_message``) and pickup
+    write (``cfg.pick_write``): ``d`` the token width, ``h`` the agent features', ``m`` the messages'."""
+    dyn.send_push = mlp(2 + 16 + 4, h // 2, m) if cfg.push_message else None
+    dyn.write_push = mlp(d + 2 + 16 + 4, h // 2, d) if cfg.push_message else None
+    dyn.write_pick = mlp(d + 16 + 4, h // 2, d) if cfg.pick_write else None
+    for net in (dyn.send_push, dyn.write_push, dyn.write_pick):
+        if net is not None:  # zero until trained: the scene update starts as it was
+            torch.nn.init.zeros_(net[-1].weight)
+            torch.nn.init.zeros_(net[-1].bias)
+
+
+def write_scene(dyn, scene, xy, new_xy, new_heading, h2, pushed, picked=None) -> torch.Tensor:
     """The next scene ``(B, S, S, D)``: ``dyn`` is the state-update model (its ``send``, ``offset``,
-    ``cell`` and, with ``push_message``, ``send_push`` and ``write_push``), ``xy``/``new_xy`` ``(B, N, 2)`` the agents'
-    positions before and after the move, ``h2 (B, N, H)`` their features, ``pushed (B, N)`` whether
-    the model's push fired."""
+    ``cell`` and the writers of :func:`add_writers`), ``xy``/``new_xy`` ``(B, N, 2)`` the agents'
+    positions before and after the move, ``h2 (B, N, H)`` their features, ``pushed``/``picked (B, N)``
+    whether the model's push and pickup fired."""
     bsz, s_ = scene.shape[0], scene.shape[1]
     cells = dyn._cells(new_xy)  # (B, N, 25, 2)
     n, win = cells.shape[1], cells.shape[2]
@@ -44,10 +62,17 @@ def write_scene(dyn, scene, xy, new_xy, new_heading, h2, pushed) -> torch.Tensor
     msg = msg * inside[..., None]
     flat = (cells[..., 0].clamp(0, s_ - 1) * s_ + cells[..., 1].clamp(0, s_ - 1)).reshape(bsz, -1)
     d = scene.shape[-1]
-    if dyn.write_push is not None:
+    write, write_pick = None, dyn.write_pick
+    if dyn.write_push is not None or write_pick is not None:
         tokens = gather_cells(scene, cells[..., 0].reshape(bsz, -1), cells[..., 1].reshape(bsz, -1))
-        inp = torch.cat([tokens.reshape(bsz, n, win, d), heading, where], -1)
-        change = dyn.write_push(inp) * (pushed.to(msg.dtype)[..., None, None] * inside[..., None])
+        tokens = tokens.reshape(bsz, n, win, d)
+        change = torch.zeros_like(tokens)
+        if dyn.write_push is not None:
+            pushed_ = pushed.to(msg.dtype)[..., None, None]
+            change = change + dyn.write_push(torch.cat([tokens, heading, where], -1)) * pushed_
+        if write_pick is not None and picked is not None:
+            change = change + write_pick(torch.cat([tokens, where], -1)) * picked.to(msg.dtype)[..., None, None]
+        change = change * inside[..., None]
         write = torch.zeros(bsz, s_ * s_, d, device=scene.device, dtype=change.dtype)
         write = write.scatter_add(1, flat[..., None].expand(-1, -1, d), change.reshape(bsz, n * win, d))
         write = write.reshape(scene.shape).to(scene.dtype)
@@ -59,7 +84,7 @@ def write_scene(dyn, scene, xy, new_xy, new_heading, h2, pushed) -> torch.Tensor
     x = torch.cat([scene, grid.reshape(bsz, s_, s_, -1)], -1).permute(0, 3, 1, 2)
     delta = dyn.cell(x).permute(0, 2, 3, 1)
     # Updated cells snap back to the lattice, so an update smaller than half a lattice step changes nothing.
-    new = scene + delta if dyn.write_push is None else scene + delta + write
+    new = scene + delta if write is None else scene + delta + write
     return torch.where(touched.reshape(bsz, s_, s_, 1) > 0, snap(new), scene)
 
 
@@ -68,11 +93,11 @@ def cell_loss(model, new_scene: torch.Tensor, cells, moved_weight: float = 10.0)
     oracle's cells after each step: ``cells (C, 1 + K, 5, S, S)`` the ``heads.CELL_KEYS`` maps
     (wall, floor, goal, box, item), before the step then after each of the K actions. Every class
     counts, so a write that moves a box must leave the walls, floors and items it passes as they
-    are; the cells a box left or entered weigh ``moved_weight``."""
+    are; the cells a box left or entered, and those an item left, weigh ``moved_weight``."""
     cells = torch.as_tensor(cells, device=new_scene.device).long()
     before, after = cells[:, :1].expand_as(cells[:, 1:]).flatten(0, 1), cells[:, 1:].flatten(0, 1)
     maps = dict(zip(CELL_KEYS, after.unbind(1)))  # (C * K, S, S) each
-    moved = maps["box"] != before[:, CELL_KEYS.index("box")]
+    moved = (maps["box"] != before[:, CELL_KEYS.index("box")]) | (maps["item"] != before[:, CELL_KEYS.index("item")])
     w = 1.0 + moved_weight * moved.float()
     per_cell = model.heads.cell_losses(model.heads.logits(new_scene), maps)
     return (per_cell * w).sum() / w.sum()

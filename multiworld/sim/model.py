@@ -295,6 +295,16 @@ class ModelSimulator(InProcessSimulator):
             raise RuntimeError("call reset() first")
         return self.readout
 
+    @torch.no_grad()
+    def ghost_boxes(self) -> np.ndarray:
+        """``(B, M)``: the readout's boxes on a cell that does not decode as a box (the readout keeps
+        a box where it last decoded one when no free cell decodes as a box: a half-written push)."""
+        if self.readout is None:
+            raise RuntimeError("call reset() first")
+        box = self.model.heads.decode(self.latent.scene)["box"].cpu().numpy().astype(bool)
+        r = self.readout
+        return ~box[np.arange(r.num_worlds)[:, None], r.boxes[..., 0], r.boxes[..., 1]]
+
     def tokens(self) -> np.ndarray | None:
         """The whole latent state, packed: ``(B, S*S + N, D)`` (scene tokens, then agent tokens)."""
         return None if self.latent is None else self.latent.pack()
