@@ -124,7 +124,8 @@ def test_closed_loop_payouts_of_the_oracle_against_itself_agree_exactly(scenario
     raw = closed_loop.run_closed_loop_task(_closed_loop_task(scenario, 150))
     s = closed_loop.summarize([raw])[scenario]
     assert raw["paid"] == raw["oracle_paid"] and s["paid"] > 0, s  # scripted agents earn in 150 steps
-    assert s["missed_items"] == s["repeat_pickups"] == 0 and s["model_items"] == s["rule_items"], s
+    assert s["missed_items"] == s["repeat_pickups"] == s["stayed_pickups"] == 0, s
+    assert s["model_items"] == s["rule_items"], s
     assert s["possible"] == s["fired"] == s["rule_pushes"], s
     assert s["ghost_refusals"] == s["ghost_boxes"] == 0, s
     if scenario == "forage-v0":
@@ -136,8 +137,10 @@ def test_closed_loop_payouts_of_the_oracle_against_itself_agree_exactly(scenario
 
 def test_closed_loop_payouts_catch_a_world_that_never_picks_up_or_picks_up_twice():
     """A backend whose items are never picked up (the rule's pickups on its own world all missed),
-    and one that picks every item up again at the next step and pays again: the section counts
-    every missed item and every repeat, and the payouts fall short or overshoot."""
+    one that picks every item up again at the next step and pays again, and one whose items stay
+    in the world after every pickup (so each is picked again and again): the section counts every
+    missed item, every repeat and every pickup the item stayed after, and the payouts fall short or
+    overshoot."""
     from multiworld.bench import closed_loop
     from multiworld.sim.oracle import OracleSimulator
 
@@ -159,16 +162,29 @@ def test_closed_loop_payouts_catch_a_world_that_never_picks_up_or_picks_up_twice
             self.last = fresh
             return rewards, terminated, events
 
+    class Stays(OracleSimulator):
+        def _advance(self, actions):
+            alive = self.state.items_alive.copy()
+            out = super()._advance(actions)
+            self.state.items_alive[:] = alive
+            return out
+
     task = _closed_loop_task("forage-v0", 80)
     scenario = get_scenario("forage-v0")
-    oracle, broken, twice = (cls(scenario, 3, len(task.seeds)) for cls in (OracleSimulator, NoPickups, Twice))
+    sims = (cls(scenario, 3, len(task.seeds)) for cls in (OracleSimulator, NoPickups, Twice, Stays))
+    oracle, broken, twice, stays = sims
     s = closed_loop.summarize([closed_loop.run_pair(task, oracle, broken)])["forage-v0"]
     assert s["rule_items"] > 0 and s["missed_items"] == s["rule_items"] and s["missed_share"] == 1.0, s
     assert s["model_items"] == 0 and s["paid"] == 0 < s["oracle_paid"], s
     assert s["paid_difference_ci"][1] < 0, s
     s = closed_loop.summarize([closed_loop.run_pair(task, oracle, twice)])["forage-v0"]
     assert s["missed_items"] == 0 and s["repeat_pickups"] == s["model_items"] > 0, s
-    assert s["paid"] == s["oracle_paid"] + s["repeat_pickups"], s
+    assert s["paid"] == s["oracle_paid"] + s["repeat_pickups"] and s["stayed_pickups"] == 0, s
+    raw = closed_loop.run_pair(task, oracle, stays)
+    s = closed_loop.summarize([raw])["forage-v0"]
+    picks = s["model_items"] + s["repeat_pickups"]  # every pickup event, first or again
+    assert s["model_items"] > 0 and s["repeat_pickups"] > 0 and s["stayed_pickups"] == picks, s
+    assert s["paid"] > s["oracle_paid"], s
 
 
 def test_closed_loop_payouts_count_the_pushes_refused_at_a_ghost_box():

@@ -10,8 +10,10 @@ oracle's rule on the model's own decoded world before the step:
 
 - **items**: the items the rule picks up on that world at some step, those of them the model
   never picks up (a pickup missed where the agent stands on the item the model's world still shows;
-  its policy then waits there), and the model's pickups of an item it had already picked up (each
-  one paid again: what a learner exploits);
+  its policy then waits there), the model's pickups of an item it had already picked up (each
+  one paid again: what a learner exploits), and its pickups after which the item is still in its
+  world (``stayed_pickups``: the item's cell still decodes as an item, or the pickup fired with no
+  item leaving and was put on the nearest one; either way a later pickup of it is a repeat);
 - **pushes**: every push the rule makes there (``rule_pushes``), the model's (``fired``) and those
   fired where the rule pushes too (``possible``), as in :mod:`multiworld.bench.pushes`; of the
   rule's pushes the model refused, those of a **ghost** box (``ghost_refusals``: the readout shows a
@@ -40,6 +42,7 @@ KEYS = (
     "model_items",
     "missed_items",
     "repeat_pickups",
+    "stayed_pickups",
     "rule_pushes",
     "fired",
     "possible",
@@ -100,10 +103,12 @@ def run_pair(task: ClosedLoopTask, oracle, model) -> dict:
             c["ghost_refusals"][w] += (w, i) not in pushers and ghost[w, rule.pushed[w, i]]
         for w, i in zip(*np.nonzero(rule.picked >= 0), strict=True):
             rule_items[w].add(int(rule.picked[w, i]))
+        alive = model.world_state().items_alive
         for w in range(b):
             for e in m_events[w]:
                 if e["type"] == "pickup":
                     c["repeat_pickups"][w] += int(e["item"]) in model_items[w]
+                    c["stayed_pickups"][w] += int(e["item"]) >= 0 and bool(alive[w, int(e["item"])])
                     model_items[w].add(int(e["item"]))
                 elif e["type"] == "push":
                     c["fired"][w] += 1
@@ -156,6 +161,7 @@ def table_rows(summary: dict) -> list[dict]:
                         "missed_items",
                         "missed_share",
                         "repeat_pickups",
+                        "stayed_pickups",
                         "fired",
                         "possible",
                         "rule_pushes",
@@ -174,7 +180,8 @@ LEGEND = (
     "the oracle's; difference per world: model - oracle [95% paired bootstrap over worlds]. Judged on the model's "
     "own decoded world before each step: rule_items, the items the oracle's rule picks up there at some step; "
     "missed_items, those the model never picks up; repeat_pickups, the model's pickups of an item it had "
-    "already picked up; fired / possible / rule_pushes as in the pushes section; ghost_refusals, the rule's pushes the "
+    "already picked up; stayed_pickups, its pickups after which the item is still in its world; "
+    "fired / possible / rule_pushes as in the pushes section; ghost_refusals, the rule's pushes the "
     "model refused whose box is a ghost (the readout's box on a cell no longer decoded as a box); ghost_boxes, "
     "ghost boxes summed over steps."
 )
