@@ -40,6 +40,11 @@ def _row(data: dict, **where) -> dict:
 
 # The headline figures: (a text that picks the README line, the results file, the value in it,
 # how the README rounds it). Each value so formatted must appear in that line.
+def _refused(s: dict) -> str:
+    """The rule's pushes on the model's world that the model refused, and of them those at a ghost box."""
+    return f"{s['rule_pushes'] - s['possible']} / {s['ghost_refusals']}"
+
+
 FIGURES = [
     ("`python benchmarks/store_bench.py`", "store.json", lambda d: d["writes"][0]["p50_ms"], "{:.2f} ms p50"),
     ("`python benchmarks/store_bench.py`", "store.json", lambda d: d["writes"][0]["mean_ms"], "{:.2f} ms mean"),
@@ -119,6 +124,18 @@ FIGURES = [
             "{}",
         )
         for k in ("forage-v0", "push-v0")
+    ),
+    (
+        "| closed-loop forage-v0: the model's repeat pickups",
+        "dynamics/dynamics.json",
+        lambda d: "{repeat_pickups} / {stayed_pickups}".format(**d["shared"]["closed_loop"]["forage-v0"]),
+        "| {} |",
+    ),
+    (
+        "| closed-loop push-v0: pushes the rule makes",
+        "dynamics/dynamics.json",
+        lambda d: _refused(d["shared"]["closed_loop"]["push-v0"]),
+        "| {} |",
     ),
 ]
 # The load each quoted speed was measured under, as the README gives it: (anchor, file).
