@@ -182,6 +182,16 @@ def _judgements_cells(judges: tuple[str, ...]) -> Preset:
     return base
 
 
+def _judgements_reach_cells() -> Preset:
+    """The pickup judgement on the decoder's cell classes and the pickup write (``pick_write``), those
+    two alone: with the item taken cleared from the scene, a cell-reading pickup no longer takes it
+    again. Every other judgement, and the push write, stay those of the start (push-v0 has no items:
+    its pushes change only where the pickup judgement misfires there)."""
+    base = _judgements_cells(("reach",))
+    base.trains = ("dynamics.reach.", "dynamics.write_pick.")
+    return base
+
+
 def _tiny_dynamics() -> Preset:
     base = _tiny()
     base.transitions = TransitionConfig(every=0)
@@ -206,6 +216,7 @@ PRESETS = {
     # The pickup judgement on cell classes paid twice (an item's cell decodes as an item a step
     # after its pickup): reach keeps reading the tokens.
     "judgements-push-cells": lambda: _judgements_cells(("push_judge", "worth_judge")),
+    "judgements-reach-cells": _judgements_reach_cells,
     "tiny-dynamics": _tiny_dynamics,
     "tiny-judgements": _tiny_judgements,
 }
