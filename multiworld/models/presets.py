@@ -213,8 +213,8 @@ PRESETS = {
     "judgements": _judgements,
     "judgements-long": _judgements_long,
     "judgements-cells": lambda: _judgements_cells(("reach", "push_judge", "worth_judge")),
-    # The pickup judgement on cell classes paid twice (an item's cell decodes as an item a step
-    # after its pickup): reach keeps reading the tokens.
+    # Without the pickup write, the pickup judgement on cell classes paid twice (an item's cell
+    # decoded as an item a step after its pickup): reach keeps reading the tokens here.
     "judgements-push-cells": lambda: _judgements_cells(("push_judge", "worth_judge")),
     "judgements-reach-cells": _judgements_reach_cells,
     "tiny-dynamics": _tiny_dynamics,
