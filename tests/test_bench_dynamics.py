@@ -127,7 +127,7 @@ def test_closed_loop_payouts_of_the_oracle_against_itself_agree_exactly(scenario
     assert s["missed_items"] == s["repeat_pickups"] == s["stayed_pickups"] == 0, s
     assert s["model_items"] == s["rule_items"], s
     assert s["possible"] == s["fired"] == s["rule_pushes"], s
-    assert s["ghost_refusals"] == s["ghost_boxes"] == 0, s
+    assert s["ghost_refusals"] == s["ghost_boxes"] == s["ghost_onsets"] == 0, s
     if scenario == "forage-v0":
         assert s["rule_items"] > 0, s
     else:
@@ -189,7 +189,8 @@ def test_closed_loop_payouts_catch_a_world_that_never_picks_up_or_picks_up_twice
 
 def test_closed_loop_payouts_count_the_pushes_refused_at_a_ghost_box():
     """A backend that never pushes and whose readout calls every box a ghost: every push the rule
-    makes on its world is refused at a ghost, and every box counts as a ghost at every step."""
+    makes on its world is refused at a ghost, and every box counts as a ghost at every step. One
+    whose boxes turn into ghosts when pushed (and never otherwise): every onset is at a push."""
     from multiworld.bench import closed_loop
     from multiworld.sim.oracle import OracleSimulator
 
@@ -203,9 +204,26 @@ def test_closed_loop_payouts_count_the_pushes_refused_at_a_ghost_box():
             self.state.boxes[:] = boxes
             return np.zeros_like(rewards), terminated, [[e for e in ev if e["type"] != "push"] for ev in events]
 
+    class PushedGhosts(OracleSimulator):
+        def ghost_boxes(self):
+            return getattr(self, "pushed", np.zeros(self.state.boxes.shape[:2], bool)).copy()
+
+        def _advance(self, actions):
+            rewards, terminated, events = super()._advance(actions)
+            self.pushed = getattr(self, "pushed", np.zeros(self.state.boxes.shape[:2], bool))
+            for w, ev in enumerate(events):
+                for e in ev:
+                    if e["type"] == "push":
+                        self.pushed[w, e["box"]] = True
+            return rewards, terminated, events
+
     task = _closed_loop_task("push-v0", 80)
     scenario = get_scenario("push-v0")
     oracle, ghosts = OracleSimulator(scenario, 3, len(task.seeds)), Ghosts(scenario, 3, len(task.seeds))
     s = closed_loop.summarize([closed_loop.run_pair(task, oracle, ghosts)])["push-v0"]
     assert s["fired"] == 0 and s["rule_pushes"] > 0 and s["ghost_refusals"] == s["rule_pushes"], s
     assert s["ghost_boxes"] == task.steps * len(task.seeds) * oracle.world_state().boxes.shape[1], s
+    assert s["ghost_onsets"] == 0, s  # ghosts from the start: none turned
+    s = closed_loop.summarize([closed_loop.run_pair(task, oracle, PushedGhosts(scenario, 3, len(task.seeds)))])
+    s = s["push-v0"]
+    assert s["ghost_onsets"] > 0 and s["ghost_onsets_at_push"] == s["ghost_onsets"], s

@@ -18,8 +18,11 @@ oracle's rule on the model's own decoded world before the step:
   fired where the rule pushes too (``possible``), as in :mod:`multiworld.bench.pushes`; of the
   rule's pushes the model refused, those of a **ghost** box (``ghost_refusals``: the readout shows a
   box on a cell that no longer decodes as one, where a push write left it half-moved; the others
-  are the push judgement's own refusals), and ``ghost_boxes``, the readout's ghost boxes summed
-  over steps.
+  are the push judgement's own refusals), ``ghost_boxes``, the readout's ghost boxes summed
+  over steps, and ``ghost_onsets``, the boxes that turned into ghosts, of them
+  ``ghost_onsets_at_push`` inside the window a push the model fired wrote that step (the push
+  write left the box half-moved) and the others without one (the cell update's messages or a
+  pickup write changed its cell).
 """
 
 from __future__ import annotations
@@ -48,6 +51,8 @@ KEYS = (
     "possible",
     "ghost_refusals",
     "ghost_boxes",
+    "ghost_onsets",
+    "ghost_onsets_at_push",
 )
 
 
@@ -87,20 +92,25 @@ def run_pair(task: ClosedLoopTask, oracle, model) -> dict:
     model.reset_state(seeds)
     names = list(model.agent_names)
     actors = {"oracle": make_policy("scripted", seed=seeds[0]), "model": make_policy("scripted", seed=seeds[0])}
+    no_ghosts = np.zeros(model.world_state().boxes.shape[:2], bool)  # a simulator without a readout
+    ghosts = model.ghost_boxes if hasattr(model, "ghost_boxes") else no_ghosts.copy
+    ghost = ghosts()
     for _ in range(task.steps):
         o_rewards, _, _ = oracle.advance(actors["oracle"].act(oracle.world_state()))
         c["oracle_paid"] += np.sum(o_rewards, 1)
         actions = actors["model"].act(model.world_state())
         seen = seen_state(model)
         _, rule = world_step(seen, actions, arena)  # the oracle's step on the model's world
-        ghost = model.ghost_boxes() if hasattr(model, "ghost_boxes") else np.zeros(seen.boxes.shape[:2], bool)
         m_rewards, _, m_events = model.advance(actions)
         c["paid"] += np.sum(m_rewards, 1)
         c["rule_pushes"] += (rule.pushed >= 0).sum(1)
         c["ghost_boxes"] += ghost.sum(1)
+        after = ghosts()
+        _count_onsets(c, ghost, after, seen.boxes, model.world_state().poses, m_events, names)
         pushers = {(w, names.index(e["agent"])) for w in range(b) for e in m_events[w] if e["type"] == "push"}
         for w, i in zip(*np.nonzero(rule.pushed >= 0), strict=True):
             c["ghost_refusals"][w] += (w, i) not in pushers and ghost[w, rule.pushed[w, i]]
+        ghost = after
         for w, i in zip(*np.nonzero(rule.picked >= 0), strict=True):
             rule_items[w].add(int(rule.picked[w, i]))
         alive = model.world_state().items_alive
@@ -117,6 +127,16 @@ def run_pair(task: ClosedLoopTask, oracle, model) -> dict:
     c["model_items"] = np.array([len(s) for s in model_items], float)
     c["missed_items"] = np.array([len(r - m) for r, m in zip(rule_items, model_items, strict=True)], float)
     return {"scenario": task.scenario, **{k: v.tolist() for k, v in c.items()}}
+
+
+def _count_onsets(c: dict, before: np.ndarray, after: np.ndarray, boxes, poses, events, names) -> None:
+    """Boxes that turned into ghosts this step (``ghost_onsets``), and of them those inside the 5 x 5
+    window a fired push wrote (``ghost_onsets_at_push``: the pusher's cell after the step within two
+    cells of the box's cell before it); the others came without a push write near them."""
+    for w, m in zip(*np.nonzero(after & ~before), strict=True):
+        c["ghost_onsets"][w] += 1
+        cells = [np.floor(poses[w, names.index(e["agent"])][[1, 0]]) for e in events[w] if e["type"] == "push"]
+        c["ghost_onsets_at_push"][w] += any(np.abs(cell - boxes[w, m]).max() <= 2 for cell in cells)
 
 
 def summarize(raw: list[dict]) -> dict:
@@ -167,6 +187,8 @@ def table_rows(summary: dict) -> list[dict]:
                         "rule_pushes",
                         "ghost_refusals",
                         "ghost_boxes",
+                        "ghost_onsets",
+                        "ghost_onsets_at_push",
                     )
                 },
             }
@@ -183,5 +205,6 @@ LEGEND = (
     "already picked up; stayed_pickups, its pickups after which the item is still in its world; "
     "fired / possible / rule_pushes as in the pushes section; ghost_refusals, the rule's pushes the "
     "model refused whose box is a ghost (the readout's box on a cell no longer decoded as a box); ghost_boxes, "
-    "ghost boxes summed over steps."
+    "ghost boxes summed over steps; ghost_onsets, boxes that turned into ghosts, of them ghost_onsets_at_push "
+    "inside the window of a push the model fired that step."
 )
