@@ -137,6 +137,12 @@ FIGURES = [
         lambda d: _refused(d["shared"]["closed_loop"]["push-v0"]),
         "| {} |",
     ),
+    (
+        "| closed-loop push-v0: boxes that turned into ghosts",
+        "dynamics/dynamics.json",
+        lambda d: "{ghost_onsets} / {ghost_onsets_at_push}".format(**d["shared"]["closed_loop"]["push-v0"]),
+        "| {} |",
+    ),
 ]
 # The load each quoted speed was measured under, as the README gives it: (anchor, file).
 LOADS = [
