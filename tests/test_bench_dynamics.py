@@ -135,6 +135,23 @@ def test_closed_loop_payouts_of_the_oracle_against_itself_agree_exactly(scenario
     assert s["ratio"] == 1.0 and s["paid_difference_ci"] == [0.0, 0.0], s
 
 
+def _undoing(field: str, kind: str | None):
+    """An oracle simulator whose steps leave ``state.<field>`` as it was; ``kind``: the events it then
+    drops, with every reward (None: its events and rewards stay the oracle's)."""
+    from multiworld.sim.oracle import OracleSimulator
+
+    class Undoing(OracleSimulator):
+        def _advance(self, actions):
+            kept = getattr(self.state, field).copy()
+            rewards, terminated, events = super()._advance(actions)
+            getattr(self.state, field)[:] = kept
+            if kind is None:
+                return rewards, terminated, events
+            return np.zeros_like(rewards), terminated, [[e for e in ev if e["type"] != kind] for ev in events]
+
+    return Undoing
+
+
 def test_closed_loop_payouts_catch_a_world_that_never_picks_up_or_picks_up_twice():
     """A backend whose items are never picked up (the rule's pickups on its own world all missed),
     one that picks every item up again at the next step and pays again, and one whose items stay
@@ -144,12 +161,7 @@ def test_closed_loop_payouts_catch_a_world_that_never_picks_up_or_picks_up_twice
     from multiworld.bench import closed_loop
     from multiworld.sim.oracle import OracleSimulator
 
-    class NoPickups(OracleSimulator):
-        def _advance(self, actions):
-            alive = self.state.items_alive.copy()
-            rewards, terminated, events = super()._advance(actions)
-            self.state.items_alive[:] = alive
-            return np.zeros_like(rewards), terminated, [[e for e in ev if e["type"] != "pickup"] for ev in events]
+    NoPickups = _undoing("items_alive", "pickup")
 
     class Twice(OracleSimulator):
         def _advance(self, actions):
@@ -162,12 +174,7 @@ def test_closed_loop_payouts_catch_a_world_that_never_picks_up_or_picks_up_twice
             self.last = fresh
             return rewards, terminated, events
 
-    class Stays(OracleSimulator):
-        def _advance(self, actions):
-            alive = self.state.items_alive.copy()
-            out = super()._advance(actions)
-            self.state.items_alive[:] = alive
-            return out
+    Stays = _undoing("items_alive", None)
 
     task = _closed_loop_task("forage-v0", 80)
     scenario = get_scenario("forage-v0")
@@ -194,15 +201,9 @@ def test_closed_loop_payouts_count_the_pushes_refused_at_a_ghost_box():
     from multiworld.bench import closed_loop
     from multiworld.sim.oracle import OracleSimulator
 
-    class Ghosts(OracleSimulator):
+    class Ghosts(_undoing("boxes", "push")):
         def ghost_boxes(self):
             return np.ones(self.state.boxes.shape[:2], bool)
-
-        def _advance(self, actions):
-            boxes = self.state.boxes.copy()
-            rewards, terminated, events = super()._advance(actions)
-            self.state.boxes[:] = boxes
-            return np.zeros_like(rewards), terminated, [[e for e in ev if e["type"] != "push"] for ev in events]
 
     class PushedGhosts(OracleSimulator):
         def ghost_boxes(self):

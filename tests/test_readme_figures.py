@@ -38,13 +38,13 @@ def _row(data: dict, **where) -> dict:
     return rows[0]
 
 
-# The headline figures: (a text that picks the README line, the results file, the value in it,
-# how the README rounds it). Each value so formatted must appear in that line.
 def _refused(s: dict) -> str:
     """The rule's pushes on the model's world that the model refused, and of them those at a ghost box."""
     return f"{s['rule_pushes'] - s['possible']} / {s['ghost_refusals']}"
 
 
+# The headline figures: (a text that picks the README line, the results file, the value in it,
+# how the README rounds it). Each value so formatted must appear in that line.
 FIGURES = [
     ("`python benchmarks/store_bench.py`", "store.json", lambda d: d["writes"][0]["p50_ms"], "{:.2f} ms p50"),
     ("`python benchmarks/store_bench.py`", "store.json", lambda d: d["writes"][0]["mean_ms"], "{:.2f} ms mean"),

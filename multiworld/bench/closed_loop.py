@@ -105,15 +105,15 @@ def run_pair(task: ClosedLoopTask, oracle, model) -> dict:
         c["paid"] += np.sum(m_rewards, 1)
         c["rule_pushes"] += (rule.pushed >= 0).sum(1)
         c["ghost_boxes"] += ghost.sum(1)
-        after = ghosts()
-        _count_onsets(c, ghost, after, seen.boxes, model.world_state().poses, m_events, names)
+        after, now = ghosts(), model.world_state()
+        _count_onsets(c, ghost, after, seen.boxes, now.poses, m_events, names)
         pushers = {(w, names.index(e["agent"])) for w in range(b) for e in m_events[w] if e["type"] == "push"}
         for w, i in zip(*np.nonzero(rule.pushed >= 0), strict=True):
             c["ghost_refusals"][w] += (w, i) not in pushers and ghost[w, rule.pushed[w, i]]
         ghost = after
         for w, i in zip(*np.nonzero(rule.picked >= 0), strict=True):
             rule_items[w].add(int(rule.picked[w, i]))
-        alive = model.world_state().items_alive
+        alive = now.items_alive
         for w in range(b):
             for e in m_events[w]:
                 if e["type"] == "pickup":
