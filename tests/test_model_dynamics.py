@@ -251,6 +251,40 @@ def test_the_push_and_pickup_writes_start_as_the_scene_update_was_and_learn_from
             assert (grad > 0) == bool(on.any()), (net, grad)
 
 
+def test_the_quarter_push_write_reads_the_cell_ahead_as_one_input_whichever_way_the_pusher_faces():
+    """``push_write="quarter"``: turned with the pusher, the arena's cells ahead and beyond (by the
+    heading's quarter, ``world.dynamics.cells_ahead``) are the same inputs of the write in every
+    quarter, and a world turned by a quarter with its pusher gets its write turned with it."""
+    from multiworld.models.dynamics import StateUpdateConfig, StateUpdateModel
+    from multiworld.models.geometry import window_offsets
+    from multiworld.models.scene_write import _push_inputs, quarter_frames
+    from multiworld.world.dynamics import cells_ahead
+
+    near = window_offsets(2)
+    frames = quarter_frames(2)
+    for q in range(4):  # the frame's (d_row, d_col) of a world cell is where it lies seen facing east
+        assert sorted(frames[q, :, 0].tolist()) == list(range(25))
+        front, beyond = cells_ahead(np.array([[[2.5, 2.5, q * np.pi / 2 + 0.3]]]))
+        for cell, frame_offset in ((front, [0, 1]), (beyond, [0, 2])):
+            k = int(((near == torch.as_tensor(cell[0, 0] - 2)).all(-1)).float().argmax())
+            assert frames[q, k, 1:].tolist() == frame_offset
+    cfg = StateUpdateConfig(dim=8, hidden=16, message=8, push="judge", push_message=True, push_write="quarter")
+    dyn = StateUpdateModel(cfg)
+    torch.manual_seed(0)
+    tokens = torch.randn(1, 1, 25, 8)
+    frac = torch.tensor([[[0.3, 0.6, 0.3, 0.6]]])  # before and after: the same place in the cell
+    east = _push_inputs(dyn, tokens, torch.tensor([[0.2]]), None, frac)
+    turned = torch.stack([near[:, 1], -near[:, 0]], -1)  # the window turned a quarter (row, col) -> (col, -row)
+    order = ((turned[:, None] == near[None]).all(-1)).float().argmax(-1)  # world cell k goes to order[k]
+    place = torch.tensor([[[0.4, 0.3, 0.4, 0.3]]])  # the place turned with the world: (x, y) - 0.5 -> (-y, x)
+    moved = torch.empty_like(tokens)
+    moved[:, :, order] = tokens
+    south = _push_inputs(dyn, moved, torch.tensor([[0.2 + np.pi / 2]]), None, place)
+    torch.testing.assert_close(south[:, :, order], east, rtol=0, atol=1e-6)
+    with pytest.raises(ValueError, match="push_write"):
+        StateUpdateConfig(push_write="egocentric")
+
+
 # ----- rewards and endings --------------------------------------------------------------------
 def test_payout_targets_split_shared_and_own_rewards():
     from multiworld.models.data import payout_targets

@@ -112,6 +112,7 @@ class StateUpdateConfig:
     push_agents: bool = False  # with "judge": no push where another agent blocks it (motion.AgentBlock)
     push_message: bool = False  # a fired push also messages and writes the cells around it (models.scene_write)
     pick_write: bool = False  # a fired pickup writes the cells around it too (the item taken leaves the scene)
+    push_write: str = "world"  # "quarter": the push write reads its window in its heading quarter's frame
     # "head": the own payout is a class of the agent's event head. "events": a head reading which of the
     # agent's events fired, the scenario and its features (also when the teacher's came a step off).
     own: str = "head"
@@ -123,6 +124,8 @@ class StateUpdateConfig:
         self.cell_judges = tuple(self.cell_judges)  # a list when read from config.json
         if not set(self.cell_judges) <= set(CELL_JUDGES):
             raise ValueError(f"unknown cell_judges {self.cell_judges}: use some of {CELL_JUDGES}")
+        if self.push_write not in ("world", "quarter"):
+            raise ValueError(f"unknown push_write {self.push_write!r}: use 'world' or 'quarter'")
 
 
 class StateUpdateModel(nn.Module):

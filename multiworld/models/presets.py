@@ -192,6 +192,20 @@ def _judgements_reach_cells() -> Preset:
     return base
 
 
+def _judgements_quarter_write() -> Preset:
+    """The push message and a fresh push write reading its window in the frame of the pusher's
+    heading quarter (``push_write="quarter"``), those two alone: a push the model fired left its box
+    a ghost (no cell decoding it) in about half the closed-loop ghost onsets, with the world-frame
+    write finding the quarter's edge in the heading's sine and cosine itself. The pickup judgement
+    reads cell classes as in ``judgements-reach-cells`` (the shipped weights' model)."""
+    base = _judgements_cells(("reach",))
+    dyn = dataclasses.replace(base.model.dynamics, push_write="quarter")
+    base.model = dataclasses.replace(base.model, dynamics=dyn)
+    base.trains = ("dynamics.write_push.", "dynamics.send_push.")
+    base.train.lr = 2e-3
+    return base
+
+
 def _tiny_dynamics() -> Preset:
     base = _tiny()
     base.transitions = TransitionConfig(every=0)
@@ -212,6 +226,7 @@ PRESETS = {
     "dynamics": _dynamics,
     "judgements": _judgements,
     "judgements-long": _judgements_long,
+    "judgements-quarter-write": _judgements_quarter_write,
     "judgements-cells": lambda: _judgements_cells(("reach", "push_judge", "worth_judge")),
     # Without the pickup write, the pickup judgement on cell classes paid twice (an item's cell
     # decoded as an item a step after its pickup): reach keeps reading the tokens here.

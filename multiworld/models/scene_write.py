@@ -17,28 +17,75 @@ and be paid, again and again).
 way (a token change read from the cell's token and place), zero until trained: the pickup judgement
 reads the scene, not the agent's features, so without it the item's cell could still read as an
 item the step after its pickup (and be picked, and paid, again).
+
+``push_write="quarter"``: the push write reads its window in the frame of the pusher's heading quarter
+(hand-fixed, as the worth judgement reads it): each cell's place as seen facing along the quarter,
+the heading's turn from the quarter, the agent's place in its cell turned likewise. The arena pushes
+the box ahead by the heading's quarter into the cell beyond, so "ahead" and "beyond" are the same
+two inputs whichever way the agent faces; in the world frame the write must find the quarter's
+edge (45 degrees off) in the heading's sine and cosine itself.
 """
 
 from __future__ import annotations
 
 import torch
 
-from multiworld.models.geometry import gather_cells
+from multiworld.models.geometry import gather_cells, window_offsets
 from multiworld.models.heads import CELL_KEYS
-from multiworld.models.motion import mlp
+from multiworld.models.motion import heading_quarter, mlp
 from multiworld.models.quantize import snap
 
 
 def add_writers(dyn, cfg, d: int, h: int, m: int) -> None:
     """The state-update model ``dyn``'s push message and write (``cfg.push_message``) and pickup
     write (``cfg.pick_write``): ``d`` the token width, ``h`` the agent features', ``m`` the messages'."""
+    quarter = cfg.push_write == "quarter"
     dyn.send_push = mlp(2 + 16 + 4, h // 2, m) if cfg.push_message else None
-    dyn.write_push = mlp(d + 2 + 16 + 4, h // 2, d) if cfg.push_message else None
+    dyn.write_push = mlp(d + 2 + 16 + 4 + 2 * quarter, h // 2, d) if cfg.push_message else None
+    if quarter:  # each window cell's index and offset in the frame of each heading quarter
+        radius = (round(dyn.offset.num_embeddings**0.5) - 1) // 2  # the window's
+        dyn.register_buffer("quarter_cells", quarter_frames(radius), persistent=False)
     dyn.write_pick = mlp(d + 16 + 4, h // 2, d) if cfg.pick_write else None
     for net in (dyn.send_push, dyn.write_push, dyn.write_pick):
         if net is not None:  # zero until trained: the scene update starts as it was
             torch.nn.init.zeros_(net[-1].weight)
             torch.nn.init.zeros_(net[-1].bias)
+
+
+def quarter_frames(radius: int) -> torch.Tensor:
+    """``(4, K, 3)`` long: for heading quarter q (east, south, west, north) and the window's cell k
+    (``window_offsets(radius)``, world frame), the index of the same cell in the quarter's frame and
+    its (d_row, d_col) there; the cell ahead by the quarter is (0, 1) in every frame."""
+    near = window_offsets(radius)
+    frames, off = [], near
+    for _ in range(4):  # world (row, col) -> the frame of one more quarter: (row, col) -> (-col, row)
+        index = ((off[:, None] == near[None]).all(-1)).float().argmax(-1)
+        frames.append(torch.cat([index[:, None], off], -1))
+        off = torch.stack([-off[:, 1], off[:, 0]], -1)
+    return torch.stack(frames)
+
+
+def _turn_xy(v: torch.Tensor, quarter: torch.Tensor) -> torch.Tensor:
+    """Offsets ``(..., 2)`` (x, y) turned from the world into the frame of ``quarter (...)``."""
+    for q in range(1, 4):
+        v = torch.where((quarter >= q)[..., None], torch.stack([v[..., 1], -v[..., 0]], -1), v)
+    return v
+
+
+def _push_inputs(dyn, tokens, new_heading, where, frac) -> torch.Tensor:
+    """What the push write reads per window cell ``(B, N, K, ...)``: in the world frame (the cell's
+    token, the heading, ``where``) or (``quarter_cells``) in the frame of the heading's quarter."""
+    win = tokens.shape[2]
+    if not hasattr(dyn, "quarter_cells"):
+        heading = torch.stack([new_heading.sin(), new_heading.cos()], -1)
+        return torch.cat([tokens, heading[:, :, None].expand(-1, -1, win, -1), where], -1)
+    q = heading_quarter(new_heading).long()  # (B, N)
+    turn = new_heading - q.to(new_heading.dtype) * (torch.pi / 2)
+    frame = dyn.quarter_cells[q]  # (B, N, K, 3)
+    place = torch.cat([_turn_xy(frac[..., :2] - 0.5, q), _turn_xy(frac[..., 2:] - 0.5, q)], -1)
+    feats = [tokens, torch.stack([turn.sin(), turn.cos()], -1)[:, :, None].expand(-1, -1, win, -1)]
+    feats += [dyn.offset.weight[frame[..., 0]], place[:, :, None].expand(-1, -1, win, -1)]
+    return torch.cat([*feats, frame[..., 1:].to(tokens.dtype)], -1)
 
 
 def write_scene(dyn, scene, xy, new_xy, new_heading, h2, pushed, picked=None) -> torch.Tensor:
@@ -69,7 +116,7 @@ def write_scene(dyn, scene, xy, new_xy, new_heading, h2, pushed, picked=None) ->
         change = torch.zeros_like(tokens)
         if dyn.write_push is not None:
             pushed_ = pushed.to(msg.dtype)[..., None, None]
-            change = change + dyn.write_push(torch.cat([tokens, heading, where], -1)) * pushed_
+            change = change + dyn.write_push(_push_inputs(dyn, tokens, new_heading, where, frac)) * pushed_
         if write_pick is not None and picked is not None:
             change = change + write_pick(torch.cat([tokens, where], -1)) * picked.to(msg.dtype)[..., None, None]
         change = change * inside[..., None]
