@@ -193,8 +193,9 @@ def _judgements_reach_cells() -> Preset:
 
 
 def _judgements_quarter_write() -> Preset:
-    """The push message and a fresh push write reading its window in the frame of the pusher's
-    heading quarter (``push_write="quarter"``), those two alone: a push the model fired left its box
+    """The push message and the push write reading its window in the frame of the pusher's heading
+    quarter (``push_write="quarter"``; from a world-frame checkpoint its first layer starts fresh,
+    the later ones are copied), those two alone: a push the model fired left its box
     a ghost (no cell decoding it) in about half the closed-loop ghost onsets, with the world-frame
     write finding the quarter's edge in the heading's sine and cosine itself. The pickup judgement
     reads cell classes as in ``judgements-reach-cells`` (the shipped weights' model)."""
