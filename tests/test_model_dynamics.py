@@ -273,13 +273,13 @@ def test_the_quarter_push_write_reads_the_cell_ahead_as_one_input_whichever_way_
     torch.manual_seed(0)
     tokens = torch.randn(1, 1, 25, 8)
     frac = torch.tensor([[[0.3, 0.6, 0.3, 0.6]]])  # before and after: the same place in the cell
-    east = _push_inputs(dyn, tokens, torch.tensor([[0.2]]), None, frac)
+    east = _push_inputs(dyn, tokens, None, torch.tensor([[0.2]]), None, frac)
     turned = torch.stack([near[:, 1], -near[:, 0]], -1)  # the window turned a quarter (row, col) -> (col, -row)
     order = ((turned[:, None] == near[None]).all(-1)).float().argmax(-1)  # world cell k goes to order[k]
     place = torch.tensor([[[0.4, 0.3, 0.4, 0.3]]])  # the place turned with the world: (x, y) - 0.5 -> (-y, x)
     moved = torch.empty_like(tokens)
     moved[:, :, order] = tokens
-    south = _push_inputs(dyn, moved, torch.tensor([[0.2 + np.pi / 2]]), None, place)
+    south = _push_inputs(dyn, moved, None, torch.tensor([[0.2 + np.pi / 2]]), None, place)
     torch.testing.assert_close(south[:, :, order], east, rtol=0, atol=1e-6)
     with pytest.raises(ValueError, match="push_write"):
         StateUpdateConfig(push_write="egocentric")

@@ -72,13 +72,13 @@ def _turn_xy(v: torch.Tensor, quarter: torch.Tensor) -> torch.Tensor:
     return v
 
 
-def _push_inputs(dyn, tokens, new_heading, where, frac) -> torch.Tensor:
+def _push_inputs(dyn, tokens, heading, new_heading, where, frac) -> torch.Tensor:
     """What the push write reads per window cell ``(B, N, K, ...)``: in the world frame (the cell's
-    token, the heading, ``where``) or (``quarter_cells``) in the frame of the heading's quarter."""
+    token, ``heading``, the expanded sine and cosine, and ``where``) or (``push_write="quarter"``)
+    in the frame of the heading's quarter."""
     win = tokens.shape[2]
-    if not hasattr(dyn, "quarter_cells"):
-        heading = torch.stack([new_heading.sin(), new_heading.cos()], -1)
-        return torch.cat([tokens, heading[:, :, None].expand(-1, -1, win, -1), where], -1)
+    if dyn.cfg.push_write != "quarter":
+        return torch.cat([tokens, heading, where], -1)
     q = heading_quarter(new_heading).long()  # (B, N)
     turn = new_heading - q.to(new_heading.dtype) * (torch.pi / 2)
     frame = dyn.quarter_cells[q]  # (B, N, K, 3)
@@ -116,7 +116,7 @@ def write_scene(dyn, scene, xy, new_xy, new_heading, h2, pushed, picked=None) ->
         change = torch.zeros_like(tokens)
         if dyn.write_push is not None:
             pushed_ = pushed.to(msg.dtype)[..., None, None]
-            change = change + dyn.write_push(_push_inputs(dyn, tokens, new_heading, where, frac)) * pushed_
+            change = change + dyn.write_push(_push_inputs(dyn, tokens, heading, new_heading, where, frac)) * pushed_
         if write_pick is not None and picked is not None:
             change = change + write_pick(torch.cat([tokens, where], -1)) * picked.to(msg.dtype)[..., None, None]
         change = change * inside[..., None]
