@@ -218,7 +218,7 @@ class StateUpdateModel(nn.Module):
         )
         self.offset = nn.Embedding(win, 16)
         self.send = mlp(h + 16 + 4, h // 2, m)
-        add_writers(self, cfg, d, h, m)  # models.scene_write: a fired push's and pickup's writes
+        add_writers(self, cfg, d, h, m, WINDOW)  # models.scene_write: a fired push's and pickup's writes
         self.cell = nn.Sequential(
             nn.Conv2d(d + m, 2 * d, 3, padding=1),
             nn.GELU(),

@@ -36,14 +36,14 @@ from multiworld.models.motion import heading_quarter, mlp
 from multiworld.models.quantize import snap
 
 
-def add_writers(dyn, cfg, d: int, h: int, m: int) -> None:
+def add_writers(dyn, cfg, d: int, h: int, m: int, radius: int) -> None:
     """The state-update model ``dyn``'s push message and write (``cfg.push_message``) and pickup
-    write (``cfg.pick_write``): ``d`` the token width, ``h`` the agent features', ``m`` the messages'."""
+    write (``cfg.pick_write``): ``d`` the token width, ``h`` the agent features', ``m`` the messages',
+    ``radius`` the window's (cells on each side of the agent's)."""
     quarter = cfg.push_write == "quarter"
     dyn.send_push = mlp(2 + 16 + 4, h // 2, m) if cfg.push_message else None
     dyn.write_push = mlp(d + 2 + 16 + 4 + 2 * quarter, h // 2, d) if cfg.push_message else None
     if quarter:  # each window cell's index and offset in the frame of each heading quarter
-        radius = (round(dyn.offset.num_embeddings**0.5) - 1) // 2  # the window's
         dyn.register_buffer("quarter_cells", quarter_frames(radius), persistent=False)
     dyn.write_pick = mlp(d + 16 + 4, h // 2, d) if cfg.pick_write else None
     for net in (dyn.send_push, dyn.write_push, dyn.write_pick):
