@@ -3,6 +3,8 @@ scenario's values paid only with the model's own events."""
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -283,6 +285,19 @@ def test_the_quarter_push_write_reads_the_cell_ahead_as_one_input_whichever_way_
     torch.testing.assert_close(south[:, :, order], east, rtol=0, atol=1e-6)
     with pytest.raises(ValueError, match="push_write"):
         StateUpdateConfig(push_write="egocentric")
+
+
+@pytest.mark.parametrize("name", ["judgements-quarter-write", "judgements-quarter-long"])
+def test_the_quarter_write_presets_continue_the_shipped_model_layer_for_layer(name):
+    """The presets that continue the shipped weights build its model: ``--init-from`` the default
+    copies every layer (none fresh), and the preset trains only its named parts."""
+    from multiworld.models.checkpoint import DEFAULT_CHECKPOINT, read_config
+    from multiworld.models.presets import get_preset
+
+    preset = get_preset(name)
+    shipped = read_config(DEFAULT_CHECKPOINT)["model"]
+    assert json.loads(json.dumps(preset.model.to_dict())) == shipped  # as config.json writes it
+    assert all(t.startswith("dynamics.") for t in preset.trains)
 
 
 # ----- rewards and endings --------------------------------------------------------------------

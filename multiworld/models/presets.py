@@ -207,6 +207,20 @@ def _judgements_quarter_write() -> Preset:
     return base
 
 
+def _judgements_quarter_long() -> Preset:
+    """``judgements-long`` for the shipped model (the quarter write, the pickup judgement on cell
+    classes): the push judgement alone on scenes the model's own updates carried up to 240 steps on.
+    Closed-loop, the shipped weights refused 293 pushes the rule makes on their own world with the
+    box decoded ahead: tokens a free-running episode drifted, which the 24 evolved steps of
+    ``judgements`` do not reach."""
+    base = _judgements_quarter_write()
+    base.onestep.evolve = 240
+    base.onestep.refresh = 12
+    base.trains = ("dynamics.push_judge.",)
+    base.train.lr = 1e-3
+    return base
+
+
 def _tiny_dynamics() -> Preset:
     base = _tiny()
     base.transitions = TransitionConfig(every=0)
@@ -228,6 +242,7 @@ PRESETS = {
     "judgements": _judgements,
     "judgements-long": _judgements_long,
     "judgements-quarter-write": _judgements_quarter_write,
+    "judgements-quarter-long": _judgements_quarter_long,
     "judgements-cells": lambda: _judgements_cells(("reach", "push_judge", "worth_judge")),
     # Without the pickup write, the pickup judgement on cell classes paid twice (an item's cell
     # decoded as an item a step after its pickup): reach keeps reading the tokens here.
