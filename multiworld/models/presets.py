@@ -162,14 +162,19 @@ def _judgements() -> Preset:
     return base
 
 
-def _judgements_long() -> Preset:
-    """``judgements`` on scenes the model's own updates carried up to 240 steps on (poses
-    teacher-forced, pushes written as they fire): a free-running episode's drifted tokens, where
-    the push judgement fired on open floor after the 24 steps ``judgements`` evolves."""
-    base = _judgements()
+def _carried_long(base: Preset) -> Preset:
+    """``base`` on scenes the model's own updates carried up to 240 steps on (poses teacher-forced,
+    pushes written as they fire)."""
     base.onestep.evolve = 240
     base.onestep.refresh = 12  # a chunk costs up to 240 state updates: fewer, longer-lived chunks
     return base
+
+
+def _judgements_long() -> Preset:
+    """``judgements`` on long-carried scenes (:func:`_carried_long`): a free-running episode's
+    drifted tokens, where the push judgement fired on open floor after the 24 steps ``judgements``
+    evolves."""
+    return _carried_long(_judgements())
 
 
 def _judgements_cells(judges: tuple[str, ...]) -> Preset:
@@ -213,9 +218,7 @@ def _judgements_quarter_long() -> Preset:
     Closed-loop, the shipped weights refused 293 pushes the rule makes on their own world with the
     box decoded ahead: tokens a free-running episode drifted, which the 24 evolved steps of
     ``judgements`` do not reach."""
-    base = _judgements_quarter_write()
-    base.onestep.evolve = 240
-    base.onestep.refresh = 12
+    base = _carried_long(_judgements_quarter_write())
     base.trains = ("dynamics.push_judge.",)
     base.train.lr = 1e-3
     return base
